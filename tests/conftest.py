@@ -1,0 +1,50 @@
+"""Shared, session-scoped fixtures: build tiny models once, not in every test.
+
+Area-specific fixtures live in their own test modules; only fixtures several areas use belong here.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # CI has 2 cores; 1 thread per process avoids collapse under contention
+
+
+def _corpus() -> list[str]:
+    from ttscale.data.steps import INSTRUCTION
+
+    lines = [INSTRUCTION.format(problem="What is 3 + 4?")]
+    for a in range(0, 30):
+        b = (a * 7) % 13
+        lines.append(f"Tom has {a} apples and buys {b} more. Then he has {a} + {b} = {a + b} apples.\n\n"
+                     f"The answer is \\boxed{{{a + b}}}.")
+        lines.append(f"Step {a}: {a} * {b} = {a * b}, so x = \\frac{{{a}}}{{{b + 1}}} and y = {a - b}.")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from ttscale.train.tiny import train_tokenizer
+
+    return train_tokenizer(_corpus(), vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_tokenizer):
+    from ttscale.train.tiny import tiny_causal_lm
+
+    return tiny_causal_lm(tiny_tokenizer, seed=0).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory, tiny_tokenizer, tiny_lm):
+    """The tiny LM saved with save_pretrained (what any backend loads from a path)."""
+    path = tmp_path_factory.mktemp("tiny_lm")
+    tiny_lm.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,5 @@
+import sys
+
+from ttscale.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""`ttscale <stage> [options]`: one subcommand per pipeline stage.
+
+Each stage lives in its own module exposing `Config` (a dataclass, see ttscale.config) and
+`run(cfg) -> int | None`. Stages are imported lazily so `ttscale --help` stays fast and a stage's
+heavy dependencies load only when it runs.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+# stage name -> (module, one-line summary). Order = data flow.
+STAGES: dict[str, tuple[str, str]] = {
+    "convert": ("ttscale.data.convert_cmd", "convert step-labelled data between formats (math-shepherd, trl-stepwise, prm800k, processbench, rlhflow)"),
+    "toy-world": ("ttscale.data.toy_cmd", "write a synthetic multi-step arithmetic problem set (the embedded default)"),
+    "convert-gguf": ("ttscale.inference.gguf_cmd", "turn a GGUF file into a save_pretrained checkpoint folder"),
+    "train-policy": ("ttscale.train.policy", "train the tiny toy-world policy (TRL SFTTrainer) used by the demo"),
+    "generate": ("ttscale.inference.generate_cmd", "sample step-by-step solutions for a problem set with any generation backend"),
+    "demo": ("ttscale.demo", "run the whole pipeline on the toy world (what `make demo` runs)"),
+}
+
+
+def _usage() -> str:
+    width = max(len(s) for s in STAGES)
+    lines = ["usage: ttscale <stage> [options]   (ttscale <stage> --help explains every option)", "", "stages:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in STAGES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ttscale.config import parse_config
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    stage, rest = args[0], args[1:]
+    if stage not in STAGES:
+        print(f"ttscale: unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, summary = STAGES[stage]
+    module = importlib.import_module(module_name)
+    cfg = parse_config(module.Config, rest, prog=f"ttscale {stage}", description=summary)
+    rc = module.run(cfg)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

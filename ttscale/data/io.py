@@ -1,0 +1,98 @@
+"""Read and write tables by path: `.jsonl`/`.json`, `.parquet`, or a directory saved with `save_to_disk`.
+
+Stages talk through these files, so any stage can be run alone or replaced by a user's own tool.
+Writes are atomic (temp path + rename): a killed job never leaves a half-written output that looks done.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import datasets
+
+SUPPORTED = ".jsonl, .json, .parquet, or a datasets directory (save_to_disk)"
+
+
+def table_kind(path: str | os.PathLike) -> str:
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix == "" or p.is_dir():
+        return "dir"
+    raise ValueError(f"{path}: unsupported table format {suffix!r}; use {SUPPORTED}")
+
+
+def read_table(path: str | os.PathLike) -> datasets.Dataset:
+    """Load a local table as a `datasets.Dataset` (row order preserved)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    kind = table_kind(p)
+    if kind == "dir":
+        obj = datasets.load_from_disk(str(p))
+        if isinstance(obj, datasets.DatasetDict):
+            if len(obj) != 1:
+                raise ValueError(f"{path}: a DatasetDict with splits {list(obj)}; pass the split folder itself")
+            obj = next(iter(obj.values()))
+        return obj
+    if kind == "parquet":
+        return datasets.Dataset.from_parquet(str(p))
+    return datasets.Dataset.from_list(read_jsonl(p))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file (or a .json list); errors name the line."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        rows = json.loads(text)
+        if not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path}: expected a list of objects")
+        return rows
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _tmp_path(p: Path) -> Path:
+    return p.with_name(f".{p.name}.tmp-{os.getpid()}")
+
+
+def write_table(data: datasets.Dataset | Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write rows to `path` (format from the extension) atomically; returns the path."""
+    p = Path(path)
+    kind = table_kind(p) if p.suffix else "dir"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(p)
+    if kind == "jsonl":
+        rows = data if not isinstance(data, datasets.Dataset) else data.to_list()
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    else:
+        ds = data if isinstance(data, datasets.Dataset) else datasets.Dataset.from_list(list(data))
+        if kind == "parquet":
+            ds.to_parquet(str(tmp))
+        else:
+            ds.save_to_disk(str(tmp))
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    os.replace(tmp, p)
+    return p

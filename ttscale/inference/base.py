@@ -1,0 +1,74 @@
+"""The two interfaces every model-running stage uses: Generator and Scorer.
+
+Labeling (rollouts), search and eval only ever talk to these, so backends and PRM styles can be swapped
+without touching them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence, runtime_checkable
+
+FinishReason = Literal["stop", "eos", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1                      # completions per prompt
+    temperature: float = 0.7        # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()      # stop strings (e.g. ("\n\n",) to generate one step); kept in the text
+    seed: int = 0
+
+    def cache_key(self) -> tuple:
+        """What the output depends on besides the prompt (for rollout caches)."""
+        return (self.n, self.temperature, self.top_p, self.max_new_tokens, tuple(self.stop), self.seed)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str                       # generated text only (not the prompt); includes the stop string if hit
+    num_tokens: int                 # generated tokens (what compute accounting counts)
+    finish_reason: FinishReason     # stop string hit / end-of-sequence / max_new_tokens reached
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """prompts -> params.n completions each, in prompt order.
+
+    Contract: completion j of a prompt depends only on (prompt, params, j) — not on which other prompts
+    share the batch — so results are reproducible and cacheable.
+    """
+
+    num_params: int                 # for FLOPs accounting (≈ 2 · params · tokens)
+    tokenizer: object | None        # for prompt building (chat template); None if unknown
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]: ...
+
+
+@dataclass
+class Usage:
+    """What a model has spent; strategies read deltas of it."""
+    calls: int = 0
+    tokens: int = 0                 # tokens processed (for a scorer: tokens actually run through the model)
+
+    def snapshot(self) -> "Usage":
+        return Usage(self.calls, self.tokens)
+
+    def __sub__(self, other: "Usage") -> "Usage":
+        return Usage(self.calls - other.calls, self.tokens - other.tokens)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """(problem, candidate steps) pairs -> one score in [0, 1] per step of each candidate.
+
+    Every candidate's steps are scored in one forward pass; candidates are batched across problems.
+    A step whose position was lost to tokenization (merged tag, truncation) is an error, never a
+    silently shifted score.
+    """
+
+    num_params: int
+    usage: Usage
+
+    def score(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]: ...
