@@ -1,0 +1,248 @@
+"""The toy world: multi-step arithmetic word problems with exactly checkable steps.
+
+It is the embedded default the whole pipeline runs on without a hub. A problem is a start quantity and a
+chain of operations (add, subtract, multiply by a small k, divide exactly); difficulty (level 1-5) grows
+the number of steps and the operand size. Every reference step states one equation on the current
+quantity, so the true correctness of each step of ANY solution text can be computed (`check_steps`),
+which is what MC labels and PRMs are measured against. `inject_mistake` makes plausible wrong solutions
+(slip, wrong operand, wrong operation, dropped step) that continue consistently to a wrong answer.
+
+Rows are plain JSON-able values: {id, problem, answer, level, solution, program}, where program =
+{start, ops, operands, name, item, pronoun, clauses} is the operation chain the checker follows.
+"""
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Sequence
+
+from ttscale.data.steps import join_steps, split_steps
+
+LEVELS = (1, 2, 3, 4, 5)
+NAMES = [("Mia", "she"), ("Tom", "he"), ("Ava", "she"), ("Leo", "he"), ("Zoe", "she"), ("Sam", "he"),
+         ("Ivy", "she"), ("Max", "he")]
+ITEMS = ["apples", "marbles", "stickers", "coins", "cards", "shells", "pens", "books"]
+# Clause templates per operation; {p} = pronoun, {k} = operand. Used both in the problem and in the step.
+CLAUSES = {
+    "+": ["{p} buys {k} more", "{p} finds {k} more", "{p} is given {k} more"],
+    "-": ["{p} gives away {k}", "{p} loses {k}", "{p} sells {k}"],
+    "*": ["{p} ends up with {k} times as many"],
+    "/": ["{p} splits them into {k} equal piles and keeps one pile"],
+}
+# Per level: number of operations, start range, max add/sub operand, multipliers, allowed operations.
+LEVEL_SPEC = {
+    1: dict(n_ops=2, start=(2, 12), max_k=9, mul=(2,), ops="+-"),
+    2: dict(n_ops=3, start=(5, 20), max_k=12, mul=(2,), ops="+-*"),
+    3: dict(n_ops=4, start=(5, 30), max_k=20, mul=(2, 3), ops="+-*/"),
+    4: dict(n_ops=5, start=(10, 50), max_k=30, mul=(2, 3), ops="+-*/"),
+    5: dict(n_ops=6, start=(10, 60), max_k=40, mul=(2, 3, 4), ops="+-*/"),
+}
+MAX_VALUE = 999
+
+SYMBOLS = {"+": "+", "-": "-", "*": "*", "x": "*", "×": "*", "/": "/", "÷": "/"}
+EQUATION_RE = re.compile(r"(-?\d+)\s*([+\-*x×/÷])\s*(-?\d+)\s*=\s*(-?\d+)")
+BOXED_RE = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
+ANSWER_SUFFIX = "The answer is \\boxed{{{}}}."
+
+
+def apply_op(value: int, op: str, k: int) -> int:
+    """The exact result; division that does not divide rounds down (only wrong solutions do that)."""
+    if op == "+":
+        return value + k
+    if op == "-":
+        return value - k
+    if op == "*":
+        return value * k
+    if op == "/":
+        return value // k
+    raise ValueError(f"unknown operation {op!r} (expected one of + - * /)")
+
+
+def _values(program: dict[str, Any]) -> list[int]:
+    """Quantities before the first and after every operation (len = n_ops + 1)."""
+    vals = [int(program["start"])]
+    for op, k in zip(program["ops"], program["operands"]):
+        vals.append(apply_op(vals[-1], op, int(k)))
+    return vals
+
+
+def _clause(program: dict[str, Any], i: int, k: int | None = None) -> str:
+    return program["clauses"][i].format(p=program["pronoun"], k=program["operands"][i] if k is None else k)
+
+
+def problem_text(program: dict[str, Any]) -> str:
+    sentences = [f"{program['name']} has {program['start']} {program['item']}."]
+    sentences += [f"Then {_clause(program, i)}." for i in range(len(program["ops"]))]
+    sentences.append(f"How many {program['item']} does {program['name']} have at the end?")
+    return " ".join(sentences)
+
+
+def format_step(program: dict[str, Any], i: int, a: int, op: str, k: int, c: int, last: bool,
+                clause_k: int | None = None) -> str:
+    """One step: the clause of operation i, then the equation `a op k = c` (and the answer if last)."""
+    clause = _clause(program, i, clause_k)
+    step = f"{clause[0].upper()}{clause[1:]}, so {program['pronoun']} has {a} {op} {k} = {c} {program['item']}."
+    return step + (" " + ANSWER_SUFFIX.format(c) if last else "")
+
+
+def reference_solution(program: dict[str, Any]) -> str:
+    vals = _values(program)
+    n = len(program["ops"])
+    return join_steps([format_step(program, i, vals[i], program["ops"][i], int(program["operands"][i]),
+                                   vals[i + 1], last=i == n - 1) for i in range(n)])
+
+
+def generate_problems(n: int, seed: int = 0, levels: Sequence[int] = LEVELS) -> list[dict[str, Any]]:
+    """`n` problems, levels in round-robin order; same seed, same rows."""
+    levels = list(levels)
+    bad = [lv for lv in levels if lv not in LEVEL_SPEC]
+    if not levels or bad:
+        raise ValueError(f"toy world levels must be among {list(LEVELS)}; got {list(levels)}")
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        level = levels[i % len(levels)]
+        while True:
+            start = rng.randint(*LEVEL_SPEC[level]["start"])
+            program = _sample_chain(level, start, rng)
+            vals = _values(program)
+            # A prefix that stops early must never hit the gold answer by accident (keeps labels exact).
+            if vals[-1] not in vals[:-1]:
+                break
+        rows.append({"id": f"toy-{seed}-{i:05d}", "problem": problem_text(program), "answer": str(vals[-1]),
+                     "level": level, "solution": reference_solution(program), "program": program})
+    return rows
+
+
+def _sample_chain(level: int, start: int, rng: random.Random) -> dict[str, Any]:
+    spec = LEVEL_SPEC[level]
+    value, ops, operands = start, [], []
+    for _ in range(spec["n_ops"]):
+        choices = []
+        if "+" in spec["ops"] and value < MAX_VALUE:
+            choices.append(("+", rng.randint(1, min(spec["max_k"], MAX_VALUE - value))))
+        if "-" in spec["ops"] and value > 1:
+            choices.append(("-", rng.randint(1, min(spec["max_k"], value - 1))))
+        if "*" in spec["ops"]:
+            ks = [k for k in spec["mul"] if value * k <= MAX_VALUE]
+            if ks:
+                choices.append(("*", rng.choice(ks)))
+        if "/" in spec["ops"]:
+            ks = [k for k in (2, 3, 4, 5) if value % k == 0 and value // k > 1]
+            if ks:
+                choices.append(("/", rng.choice(ks)))
+        op, k = rng.choice(choices)
+        ops.append(op)
+        operands.append(k)
+        value = apply_op(value, op, k)
+    name, pronoun = rng.choice(NAMES)
+    return {"start": start, "ops": ops, "operands": operands, "name": name, "pronoun": pronoun,
+            "item": rng.choice(ITEMS), "clauses": [rng.choice(CLAUSES[op]) for op in ops]}
+
+
+def _program(row: dict[str, Any]) -> dict[str, Any]:
+    program = row.get("program")
+    if not isinstance(program, dict) or not {"start", "ops", "operands"} <= set(program):
+        raise ValueError(f"row {row.get('id', '?')!r}: needs a toy-world `program` column "
+                         "({start, ops, operands, ...}); make rows with ttscale.data.toy_world.generate_problems")
+    return program
+
+
+def final_answer(solution_text: str) -> str | None:
+    """The last \\boxed{integer} in a solution, or None."""
+    found = BOXED_RE.findall(solution_text)
+    return str(int(found[-1])) if found else None
+
+
+def check_steps(problem_row: dict[str, Any], solution_text: str) -> list[bool]:
+    """True correctness of each step of any solution (steps from split_steps).
+
+    Step j is correct iff it states exactly one equation, and that equation is operation j of the program
+    applied to the TRUE current quantity with the right result (so steps continuing from a wrong value
+    are wrong). Only the last step of the solution may give a \\boxed answer, and it is correct only if
+    it is the last operation and the answer equals the gold answer. Unparseable steps are wrong.
+    """
+    program = _program(problem_row)
+    vals = _values(program)
+    n = len(program["ops"])
+    gold = str(problem_row["answer"]).strip()
+    steps = split_steps(solution_text)
+    labels = []
+    for j, step in enumerate(steps):
+        eqs = EQUATION_RE.findall(step)
+        boxed = BOXED_RE.findall(step)
+        ok = j < n and len(eqs) == 1
+        if ok:
+            a, sym, k, c = eqs[0]
+            ok = (int(a), SYMBOLS[sym], int(k), int(c)) == (vals[j], program["ops"][j],
+                                                            int(program["operands"][j]), vals[j + 1])
+        if j == len(steps) - 1:
+            ok = ok and j == n - 1 and len(boxed) == 1 and str(int(boxed[0])) == gold
+        else:
+            ok = ok and not boxed
+        labels.append(ok)
+    return labels
+
+
+_WRONG_OP = {"+": "-", "-": "+", "*": "+", "/": "*"}
+MISTAKE_KINDS = ("slip", "operand", "operation", "drop")
+
+
+def _wrong_step(program: dict[str, Any], i: int, a: int, kind: str, rng: random.Random):
+    """(op, k, c, clause_k) for a wrong version of step i on the true value a, or None if `kind` can't apply."""
+    op, k = program["ops"][i], int(program["operands"][i])
+    if kind == "slip":  # off by a little, or a dropped carry
+        return op, k, apply_op(a, op, k) + rng.choice([-3, -2, -1, 1, 2, 3, -10, 10]), k
+    if kind == "operand":  # misread operand; the clause still states the true one
+        if op in "+-":
+            alts = [k + d for d in (-2, -1, 1, 2) if k + d > 0]
+        elif op == "*":
+            alts = [m for m in (2, 3, 4, 5) if m != k]
+        else:
+            alts = [m for m in (2, 3, 4, 5) if m != k and a % m == 0]
+        if not alts:
+            return None
+        k2 = rng.choice(alts)
+        return op, k2, apply_op(a, op, k2), k
+    if kind == "operation":
+        op2 = _WRONG_OP[op]
+        return op2, k, apply_op(a, op2, k), k
+    raise ValueError(f"unknown mistake kind {kind!r}")
+
+
+def inject_mistake(problem_row: dict[str, Any], rng: random.Random) -> tuple[str, int]:
+    """A plausible wrong solution: steps before index i are right, step i is wrong (slip, wrong operand,
+    wrong operation, or a dropped step), and later steps continue consistently from the wrong value to
+    a wrong boxed answer. Returns (solution_text, i)."""
+    program = _program(problem_row)
+    vals = _values(program)
+    n = len(program["ops"])
+    for _ in range(50):
+        i = rng.randrange(n)
+        kind = rng.choice(MISTAKE_KINDS)
+        steps = [format_step(program, j, vals[j], program["ops"][j], int(program["operands"][j]),
+                             vals[j + 1], last=j == n - 1) for j in range(i)]
+        if kind == "drop":
+            same_next = i + 1 < n and (program["ops"][i], program["operands"][i]) == \
+                (program["ops"][i + 1], program["operands"][i + 1])
+            if i == n - 1 or same_next:  # dropping the last step or a repeated one is not detectable at i
+                continue
+            value, rest = vals[i], range(i + 1, n)
+        else:
+            wrong = _wrong_step(program, i, vals[i], kind, rng)
+            if wrong is None:
+                continue
+            op, k, value, clause_k = wrong
+            steps.append(format_step(program, i, vals[i], op, k, value, last=i == n - 1, clause_k=clause_k))
+            rest = range(i + 1, n)
+        for j in rest:
+            op, k = program["ops"][j], int(program["operands"][j])
+            new = apply_op(value, op, k)
+            steps.append(format_step(program, j, value, op, k, new, last=j == n - 1))
+            value = new
+        text = join_steps(steps)
+        labels = check_steps(problem_row, text)
+        # Rounded-down division can re-converge on the true path; such a "mistake" would not be one.
+        if value >= 0 and all(labels[:i]) and not any(labels[i:]) and final_answer(text) != problem_row["answer"]:
+            return text, i
+    raise RuntimeError(f"row {problem_row.get('id', '?')!r}: could not inject a mistake in 50 tries")
