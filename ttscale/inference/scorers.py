@@ -1,0 +1,241 @@
+"""PRM scorers: one class per checkpoint style behind one base that encodes, batches and runs the model.
+
+Every style implements the Scorer protocol of ttscale.inference.base: `score([(problem, steps), ...])`
+returns one probability in [0, 1] per step. Inputs come from ttscale.inference.prm_inputs (the one place
+that decides where steps are read); this module only runs the model and turns logits into probabilities.
+
+Batching: candidates from all problems are sorted longest first and cut into batches of `batch_size`, so
+each forward pass pads little; each candidate's steps are all read from that single pass. Padding is on
+the right whatever the tokenizer says: real tokens then keep their position ids and the step positions
+need no shifting, and with the attention mask the result equals an unpadded pass.
+
+Extension point for step-wise search: a later `score_incremental` (prefix KV cache reuse for causal PRMs)
+can be added to PRMScorer without changing `score` or its callers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ttscale.inference.base import Usage
+from ttscale.inference.prm_inputs import SPEC_FILE, PRMSpec, StepAlignmentError, encode_steps, single_token_id
+
+_PROGRESS_MIN_BATCHES = 4  # search calls score() once per step; a bar only when a call is long
+
+
+class PRMScorer:
+    """Base: encoding, length-sorted batching, usage counting. Subclasses turn model outputs into P(correct)."""
+
+    style = "ttscale"
+    formulation = "token-classification"
+
+    def __init__(self, model: Any, tokenizer: Any, spec: PRMSpec | None = None, *, batch_size: int = 8,
+                 max_length: int | None = None, name: str = "PRM") -> None:
+        spec = spec or PRMSpec.for_style(self.style, formulation=self.formulation)
+        if max_length:
+            spec = dataclasses.replace(spec, max_length=max_length)
+        if spec.formulation != self.formulation:
+            raise ValueError(f"{name}: {type(self).__name__} reads a {self.formulation} PRM but the spec says "
+                             f"formulation {spec.formulation!r}; fix formulation in {SPEC_FILE} or the PRM style")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.tokenizer, self.spec, self.name = model.eval(), tokenizer, spec, name
+        self.batch_size = batch_size
+        self.num_params = sum(p.numel() for p in model.parameters())
+        self.usage = Usage()
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad if pad is not None else 0)  # masked out, so any id in range works
+        self._check_model()
+
+    # ------------------------------------------------------------------ protocol
+
+    def score(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        encoded = [self.encode(problem, steps, label=f"{self.name}: candidate {i}")
+                   for i, (problem, steps) in enumerate(items)]
+        order = sorted((i for i, (_, pos) in enumerate(encoded) if pos), key=lambda i: -len(encoded[i][0]))
+        results: list[list[float]] = [[] for _ in items]
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc=f"{self.name} scoring", unit="batch", leave=False,
+                          disable=len(starts) < _PROGRESS_MIN_BATCHES):
+            idx = order[start:start + self.batch_size]
+            for i, scores in zip(idx, self._run([encoded[i] for i in idx])):
+                results[i] = scores
+        return results
+
+    def encode(self, problem: str, steps: Sequence[str], label: str = "candidate") -> tuple[list[int], list[int]]:
+        return encode_steps(self.tokenizer, problem, steps, self.spec, label=label)
+
+    # ------------------------------------------------------------------ model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def _run(self, batch: list[tuple[list[int], list[int]]]) -> list[list[float]]:
+        lengths = [len(ids) for ids, _ in batch]
+        input_ids = torch.full((len(batch), max(lengths)), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for b, (ids, _) in enumerate(batch):
+            input_ids[b, :len(ids)] = torch.tensor(ids)
+            mask[b, :len(ids)] = 1
+        # Only the sequence indices some candidate reads are turned into probabilities.
+        keep = sorted({p for _, positions in batch for p in positions})
+        probs = self._probs(input_ids.to(self.device), mask.to(self.device),
+                            torch.tensor(keep, device=self.device)).float().cpu()
+        self.usage.calls += 1
+        self.usage.tokens += sum(lengths)  # real tokens; padding is masked and not counted as work
+        column = {p: k for k, p in enumerate(keep)}
+        return [[float(probs[b, column[p]]) for p in positions] for b, (_, positions) in enumerate(batch)]
+
+    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """[B, K] probabilities that the step read at sequence index keep[k] is correct."""
+        raise NotImplementedError
+
+    def _check_model(self) -> None:
+        pass
+
+    def _check_native_tag(self) -> None:
+        """A ttscale PRM needs its step tag as one token the model has an embedding for."""
+        if self.spec.style != "ttscale":
+            return
+        try:
+            tag_id = single_token_id(self.tokenizer, self.spec.step_tag, "step tag")
+        except StepAlignmentError as e:
+            raise ValueError(f"{self.name}: {e}; prm_inputs.add_step_tag(tokenizer, model) adds it") from None
+        vocab = self.model.get_input_embeddings().num_embeddings
+        if tag_id >= vocab:
+            self._fail(f"step tag {self.spec.step_tag!r} has id {tag_id} but the model's embeddings hold {vocab} "
+                       f"tokens; resize them (prm_inputs.add_step_tag(tokenizer, model) does)")
+
+    def _fail(self, what: str) -> None:
+        raise ValueError(f"{self.name}: {what}")
+
+
+def _logits(out: Any, index: int = 0) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    return logits if logits is not None else out[index]
+
+
+def _is_causal_lm(model: Any) -> bool:
+    return type(model).__name__.endswith("ForCausalLM")
+
+
+# ---------------------------------------------------------------------------------------- token heads
+
+class TokenClassificationPRM(PRMScorer):
+    """ttscale token-classification PRM: 2 labels -> softmax[..., 1], 1 label -> sigmoid, at each step tag."""
+
+    style = "ttscale"
+    formulation = "token-classification"
+    output_index = 0     # where the per-token logits sit in a tuple output
+
+    def _check_model(self) -> None:
+        if _is_causal_lm(self.model):
+            self._fail(f"{type(self.model).__name__} is a causal LM, not a per-token classifier; use PRM style "
+                       f"'causal-lm' (or math-shepherd / rlhflow), or formulation: causal-lm in {SPEC_FILE}")
+        labels = getattr(getattr(self.model, "config", None), "num_labels", None)
+        if type(self.model).__name__.endswith("ForTokenClassification") and labels != self.spec.num_labels:
+            self._fail(f"the model has {labels} label(s) per token but the spec says num_labels="
+                       f"{self.spec.num_labels}; set num_labels: {labels} in {SPEC_FILE}")
+        self._check_native_tag()
+
+    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        logits = _logits(self.model(input_ids=input_ids, attention_mask=mask), self.output_index)[:, keep].float()
+        width = 1 if logits.dim() == 2 else logits.shape[-1]
+        if width != self.spec.num_labels:
+            self._fail(f"the model outputs {width} value(s) per token but the spec says num_labels="
+                       f"{self.spec.num_labels}; fix num_labels in {SPEC_FILE} or the PRM style")
+        if width == 2:
+            return torch.softmax(logits, dim=-1)[..., 1]
+        return torch.sigmoid(logits.reshape(logits.shape[0], logits.shape[1]))
+
+
+class QwenPRM(TokenClassificationPRM):
+    """Qwen2.5-Math-PRM: chat-formatted, steps joined by <extra_0>, softmax[..., 1] of 2 classes at each tag."""
+
+    style = "qwen-prm"
+
+
+class SkyworkPRM(TokenClassificationPRM):
+    """Skywork-o1-Open-PRM: value head, one scalar per token ([B,T] or [B,T,1]); sigmoid at each step's end."""
+
+    style = "skywork"
+    output_index = -1    # Skywork's own PRM_MODEL returns (lm_logits, loss, value)
+
+
+# ---------------------------------------------------------------------------------------- "+/-" heads
+
+class CausalLMPRM(PRMScorer):
+    """Causal-LM PRM (ttscale causal-lm, Math-Shepherd): P("+") = softmax over the "+"/"-" logits at each tag."""
+
+    style = "ttscale"
+    formulation = "causal-lm"
+
+    def _check_model(self) -> None:
+        if self.model.get_output_embeddings() is None or type(self.model).__name__.endswith("ForTokenClassification"):
+            self._fail(f"{type(self.model).__name__} has no language-model head to read '+'/'-' from; use PRM "
+                       f"style 'token-classification' (or qwen-prm / skywork), or formulation: token-classification "
+                       f"in {SPEC_FILE}")
+        tok = self.tokenizer
+        self.candidate_ids = torch.tensor([single_token_id(tok, self.spec.positive_token, "positive token"),
+                                           single_token_id(tok, self.spec.negative_token, "negative token")])
+        self._check_native_tag()
+        # Asking for logits only where steps are read saves a [B, T, vocab] tensor when the model allows it.
+        self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        if self._keep_arg:
+            logits = _logits(self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep))
+        else:
+            logits = _logits(self.model(input_ids=input_ids, attention_mask=mask))[:, keep]
+        pair = logits[..., self.candidate_ids.to(logits.device)].float()
+        return torch.softmax(pair, dim=-1)[..., 0]
+
+
+class MathShepherdPRM(CausalLMPRM):
+    """peiyi9979/math-shepherd-mistral-7b-prm: "question Step 1: ... ки\\nStep 2: ... ки"."""
+
+    style = "math-shepherd"
+
+
+class RLHFlowPRM(CausalLMPRM):
+    """RLHFlow Llama3.1-8B-PRM: one user turn per step answered "+"; P("+") where that "+" is predicted."""
+
+    style = "rlhflow"
+
+    def _check_model(self) -> None:
+        if not getattr(self.tokenizer, "chat_template", None):
+            self._fail("the rlhflow style needs the checkpoint's chat template, and this tokenizer has none")
+        super()._check_model()
+
+
+SCORER_CLASSES: dict[str, type[PRMScorer]] = {
+    "math-shepherd": MathShepherdPRM, "qwen-prm": QwenPRM, "rlhflow": RLHFlowPRM, "skywork": SkyworkPRM,
+}
+
+
+def scorer_class(spec: PRMSpec) -> type[PRMScorer]:
+    if spec.style == "ttscale":
+        return TokenClassificationPRM if spec.formulation == "token-classification" else CausalLMPRM
+    return SCORER_CLASSES[spec.style]
+
+
+def make_scorer(model: Any, tokenizer: Any, spec: PRMSpec, **kwargs: Any) -> PRMScorer:
+    """The scorer for an already loaded model and tokenizer (what load_scorer ends with)."""
+    return scorer_class(spec)(model, tokenizer, spec, **kwargs)
+
+
+__all__ = ["PRMScorer", "TokenClassificationPRM", "QwenPRM", "SkyworkPRM", "CausalLMPRM", "MathShepherdPRM",
+           "RLHFlowPRM", "StepAlignmentError", "make_scorer", "scorer_class"]
+
+# Loading lives in scorers_load (it imports this module's classes, so it is imported last).
+from ttscale.inference.scorers_load import ScorerArgs, load_scorer, resolve_spec  # noqa: E402
+
+__all__ += ["ScorerArgs", "load_scorer", "resolve_spec"]

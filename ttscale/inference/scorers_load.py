@@ -1,0 +1,132 @@
+"""Load a PRM checkpoint as a Scorer: pick the style, check it fits the checkpoint, load model + tokenizer.
+
+`ScorerArgs` is the block of `--prm-*` options that stage configs (search, evaluate, ...) inherit; its
+`.build()` returns the Scorer. Settings come from the checkpoint's `ttscale_prm.json` when present.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttscale.config import field
+from ttscale.inference.prm_inputs import SPEC_FILE, STYLES, PRMSpec
+from ttscale.inference.scorers import PRMScorer, make_scorer
+
+FORMULATION_STYLES = ("token-classification", "causal-lm")   # = ttscale style with that formulation
+STYLE_CHOICES = ("auto",) + STYLES + FORMULATION_STYLES
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_spec(path: str | Path, style: str = "auto", architectures: list[str] | None = None) -> PRMSpec:
+    """The input spec for a checkpoint: its ttscale_prm.json, the named style's defaults, or an error."""
+    if style not in STYLE_CHOICES:
+        raise ValueError(f"PRM style {style!r} is unknown; choose one of {', '.join(STYLE_CHOICES)}")
+    has_file = (Path(path) / SPEC_FILE).is_file()
+    spec = PRMSpec.load(path) if has_file else None
+    if style in FORMULATION_STYLES:
+        base = spec if spec is not None and spec.style == "ttscale" else PRMSpec()
+        return dataclasses.replace(base, formulation=style)
+    if style == "auto":
+        if spec is not None:
+            return spec
+        if any("ProcessRewardModel" in a for a in architectures or []):
+            return PRMSpec.for_style("qwen-prm")
+        raise ValueError(f"{path}: no {SPEC_FILE} to say how to read this PRM; pass its style explicitly "
+                         f"(one of {', '.join(STYLE_CHOICES[1:])})")
+    return spec if spec is not None and spec.style == style else PRMSpec.for_style(style)
+
+
+def _architectures(path: str | Path, trust_remote_code: bool) -> list[str]:
+    from transformers import AutoConfig
+
+    return list(getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "architectures", None)
+                or [])
+
+
+def _check_fits(path: str | Path, spec: PRMSpec, archs: list[str]) -> None:
+    """A causal LM read as a classifier (or the reverse) gives meaningless scores: refuse with the fix."""
+    causal = any(a.endswith("ForCausalLM") for a in archs)
+    classifier = any(a.endswith("ForTokenClassification") for a in archs)
+    if spec.formulation == "token-classification" and causal:
+        raise ValueError(f"{path} holds a causal LM ({', '.join(archs)}) but PRM style {spec.style!r} reads a "
+                         f"per-token classifier; use --prm-style causal-lm (or math-shepherd / rlhflow), or set "
+                         f"formulation: causal-lm in {SPEC_FILE}")
+    if spec.formulation == "causal-lm" and classifier:
+        raise ValueError(f"{path} holds a token classifier ({', '.join(archs)}) but PRM style {spec.style!r} reads "
+                         f"'+'/'-' from a language-model head; use --prm-style token-classification, or set "
+                         f"formulation: token-classification in {SPEC_FILE}")
+
+
+def _load_model(path: str | Path, spec: PRMSpec, archs: list[str], dtype: Any, trust_remote_code: bool) -> Any:
+    import transformers as tf
+
+    kw = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if spec.formulation == "causal-lm":
+        return tf.AutoModelForCausalLM.from_pretrained(path, **kw)
+    if spec.style == "ttscale" or any(a.endswith("ForTokenClassification") for a in archs):
+        return tf.AutoModelForTokenClassification.from_pretrained(path, **kw)
+    if spec.style == "qwen-prm":
+        if not trust_remote_code:
+            raise ValueError(f"{path}: Qwen2.5-Math-PRM checkpoints ship their own model code; pass "
+                             f"--prm-trust-remote-code true if you trust it")
+        return tf.AutoModel.from_pretrained(path, **kw)
+    raise ValueError(f"{path}: a Skywork-o1-Open-PRM value-head checkpoint ({', '.join(archs)}) needs the model "
+                     f"class from SkyworkAI/skywork-o1-prm-inference; load it yourself and call "
+                     f"make_scorer(model, tokenizer, PRMSpec.for_style('skywork'))")
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    if name not in DTYPES:
+        raise ValueError(f"PRM dtype {name!r} is unknown; choose one of {', '.join(DTYPES)}")
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: int = 8, max_length: int | None = None,
+                dtype: str = "float32", device: str = "auto", threads: int = 0,
+                trust_remote_code: bool = False) -> PRMScorer:
+    """A Scorer for a PRM folder (or hub name). style="auto" reads the folder's ttscale_prm.json."""
+    import torch
+    from transformers import AutoTokenizer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    archs = _architectures(path_or_name, trust_remote_code)
+    spec = resolve_spec(path_or_name, style, archs)
+    _check_fits(path_or_name, spec, archs)
+    tokenizer = AutoTokenizer.from_pretrained(path_or_name, trust_remote_code=trust_remote_code)
+    model = _load_model(path_or_name, spec, archs, _dtype(dtype), trust_remote_code).to(_device(device))
+    return make_scorer(model, tokenizer, spec, batch_size=batch_size, max_length=max_length,
+                       name=f"PRM {Path(str(path_or_name)).name}")
+
+
+@dataclass(kw_only=True)
+class ScorerArgs:
+    """The `--prm-*` options; a stage config inherits them (keyword-only, so field order never clashes)."""
+    prm: str | None = field(None, help="PRM checkpoint folder (or hub name) that scores each step")
+    prm_style: str = field("auto", choices=list(STYLE_CHOICES),
+                           help=f"how the PRM reads its input; auto = the folder's {SPEC_FILE}")
+    prm_batch_size: int = field(8, help="candidates per PRM forward pass (batched across problems)")
+    prm_max_length: int | None = field(None, help=f"max tokens per candidate (default: the checkpoint's {SPEC_FILE})")
+    prm_dtype: str = field("float32", choices=list(DTYPES), help="weights dtype of the PRM (scores are fp32 anyway)")
+    prm_device: str = field("auto", help="device for the PRM: auto (cuda if available), cpu, cuda, cuda:1, ...")
+    prm_threads: int = field(0, help="CPU threads for torch (0 = leave torch's default)")
+    prm_trust_remote_code: bool = field(False, help="allow checkpoints that ship their own model code (Qwen PRM)")
+
+    def build(self) -> PRMScorer:
+        if not self.prm:
+            raise ValueError("no PRM given: set --prm PATH (a PRM checkpoint folder)")
+        return load_scorer(self.prm, self.prm_style, batch_size=self.prm_batch_size, max_length=self.prm_max_length,
+                           dtype=self.prm_dtype, device=self.prm_device, threads=self.prm_threads,
+                           trust_remote_code=self.prm_trust_remote_code)
