@@ -1,0 +1,183 @@
+"""The budget contract of every strategy, pinned with a scripted generator and scorer (outcomes known)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from search_fakes import ScriptedGenerator, ScriptedScorer, problems
+from ttscale.search.meter import _split
+from ttscale.search.registry import get_strategy
+from ttscale.search.types import SearchContext, SearchSettings
+from ttscale.search.voting import aggregate
+
+
+def ctx(depth=3, reviser=False, scorer=True, **kw):
+    gen = ScriptedGenerator(depth)
+    return SearchContext(generator=gen, scorer=ScriptedScorer() if scorer else None,
+                         reviser=ScriptedGenerator(depth) if reviser else None, settings=SearchSettings(**kw))
+
+
+def total_spent(results, field):
+    return sum(getattr(r.spent, field) for r in results)
+
+
+@pytest.mark.parametrize("name", ["majority", "best-of-n", "weighted-best-of-n"])
+def test_sampling_makes_exactly_n_samples_in_one_call(name):
+    c = ctx()
+    res = get_strategy(name).run(problems(3), c, 8)
+    assert len(c.generator.calls) == 1 and c.generator.calls[0]["params"].n == 8
+    assert len(c.generator.calls[0]["prompts"]) == 3
+    for r in res:
+        assert len(r.candidates) == 8
+        assert r.spent.generated_tokens == sum(x.tokens for x in r.candidates)
+        assert r.spent.policy_calls == 1 and r.spent.prm_calls == 1
+        # finished ones scored once (one score per step), unfinished ones never
+        for x in r.candidates:
+            assert (len(x.step_scores) == len(x.steps)) == x.finished
+        assert r.chosen == -1 or r.candidates[r.chosen].finished
+    assert total_spent(res, "generated_tokens") == c.generator.calls[0]["tokens"]
+    assert c.scorer.usage.calls == 1
+    assert total_spent(res, "prm_tokens") == c.scorer.usage.tokens
+    assert res[0].spent.policy_flops == 2 * 1000 * res[0].spent.generated_tokens
+
+
+def test_sampling_selections_differ_only_in_default_voting():
+    a = get_strategy("majority").run(problems(2), ctx(), 8)
+    b = get_strategy("weighted-best-of-n").run(problems(2), ctx(), 8)
+    assert [[x.steps for x in r.candidates] for r in a] == [[x.steps for x in r.candidates] for r in b]
+    for r in a:  # majority = most frequent finished answer
+        counts = Counter(x.answer_key for x in r.candidates if x.finished)
+        assert counts[r.candidates[r.chosen].answer_key] == max(counts.values())
+
+
+def test_beam_keeps_n_over_m_expands_m_and_returns_at_most_n():
+    n, m = 8, 2
+    c = ctx(depth=4, beam_width=m, aggregation="last", filter_duplicates=False)
+    res = get_strategy("beam").run(problems(2), c, n)
+    calls = c.generator.calls
+    assert calls[0]["params"].n == n and len(calls[0]["prompts"]) == 2
+    for call in calls[1:]:
+        assert call["params"].n == m and len(call["prompts"]) <= 2 * n // m
+    for r in res:
+        finished = [x for x in r.candidates if x.finished]
+        assert 1 <= len(finished) <= n and len(r.candidates) <= n
+        nodes = r.tree
+        for d in range(1, max(nd.depth for nd in nodes) + 1):
+            prev = [i for i, nd in enumerate(nodes) if nd.depth == d - 1]
+            parents = {nd.parent for nd in nodes if nd.depth == d}
+            assert len(parents) <= n // m
+            # the kept parents are the best-scoring unfinished children of the previous step
+            open_prev = [i for i in prev if "boxed" not in nodes[i].text]
+            best = sorted(open_prev, key=lambda i: (-nodes[i].score, i))[:len(parents)]
+            assert parents == set(best)
+            assert all(Counter(nd.parent for nd in nodes if nd.depth == d)[p] == m for p in parents)
+        for x in r.candidates:
+            assert len(x.step_scores) == len(x.steps) and r.tree[x.node].parent == x.parent
+    assert total_spent(res, "generated_tokens") == sum(call["tokens"] for call in calls)
+
+
+def test_dvts_subtrees_are_independent_and_vote_only_finished():
+    n, m = 8, 2
+    c = ctx(depth=4, beam_width=m)
+    res = get_strategy("dvts").run(problems(2), c, n)
+    for r in res:
+        nodes = r.tree
+        groups = {x.group for x in r.candidates}
+        assert groups <= set(range(n // m))
+        group_of = {}
+        for x in r.candidates:  # walk each candidate's path: all its nodes belong to its own subtree
+            i = x.node
+            while i >= 0:
+                assert group_of.setdefault(i, x.group) == x.group
+                i = nodes[i].parent
+        for d in range(1, max(nd.depth for nd in nodes) + 1):
+            per_parent = Counter(nd.parent for nd in nodes if nd.depth == d)
+            assert set(per_parent.values()) == {m}     # each live subtree keeps 1 path and expands it m times
+            assert len(per_parent) <= n // m
+        assert sum(x.finished for x in r.candidates) <= n
+        if r.chosen >= 0:
+            assert r.candidates[r.chosen].finished
+
+
+def test_lookahead_spent_includes_rollouts():
+    k = 2
+    c = ctx(depth=5, beam_width=2, lookahead=k)
+    res = get_strategy("lookahead").run(problems(2), c, 4)
+    calls = c.generator.calls
+    greedy = [call for call in calls if call["params"].temperature == 0.0]
+    assert greedy and all(call["params"].n == 1 for call in greedy)
+    assert total_spent(res, "generated_tokens") == sum(call["tokens"] for call in calls)
+    step_tokens = sum(call["tokens"] for call in calls if call["params"].temperature > 0)
+    assert total_spent(res, "generated_tokens") > step_tokens   # rollouts are paid for
+    # one score call per step, on paths extended by up to k rollout steps
+    plain = get_strategy("beam").run(problems(2), ctx(depth=5, beam_width=2), 4)
+    assert total_spent(res, "prm_tokens") > total_spent(plain, "prm_tokens")
+
+
+def test_revision_chains_have_the_configured_length():
+    c = ctx(reviser=True, revision_length=3)
+    res = get_strategy("parallel-revisions").run(problems(2), c, 6)
+    assert len(c.reviser.calls) == 3 and not c.generator.calls
+    first = c.reviser.calls[0]
+    assert len(first["prompts"]) == 2 and first["params"].n == 2   # 2 chains share the first prompt
+    for r in res:
+        assert len(r.candidates) == 6
+        assert Counter(x.group for x in r.candidates) == {0: 3, 1: 3}
+        for chain in (0, 1):
+            attempts = [i for i, x in enumerate(r.candidates) if x.group == chain]
+            assert [r.candidates[i].parent for i in attempts] == [-1] + attempts[:-1]
+    # later prompts carry the chain's previous attempts
+    assert all("Previous attempt 2:" in p for p in c.reviser.calls[2]["prompts"])
+    seq = get_strategy("revisions").run(problems(1), ctx(reviser=True), 5)[0]
+    assert [x.parent for x in seq.candidates] == [-1, 0, 1, 2, 3]
+
+
+def test_ratio_gives_chain_length():
+    c = ctx(reviser=True, sequential_ratio=4.0)
+    res = get_strategy("parallel-revisions").run(problems(1), c, 16)   # L = sqrt(16 * 4) = 8, 2 chains
+    assert Counter(x.group for x in res[0].candidates) == {0: 8, 1: 8}
+
+
+@pytest.mark.parametrize("name", ["beam", "dvts", "best-of-n", "majority", "parallel-revisions"])
+def test_batching_three_problems_costs_the_same_calls_as_one(name):
+    counts = []
+    for n_problems in (1, 3):
+        c = ctx(depth=4, beam_width=2, reviser=True, revision_length=2)
+        get_strategy(name).run(problems(n_problems), c, 4)
+        counts.append((len(c.generator.calls), len(c.reviser.calls), c.scorer.usage.calls))
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("name,kw,budget,needle", [
+    ("beam", {"beam_width": 3}, 8, "not a multiple of --beam-width 3"),
+    ("dvts", {"beam_width": 3}, 8, "not a multiple"),
+    ("best-of-n", {"scorer": False}, 4, "--prm"),
+    ("majority", {"scorer": False, "voting": "prm-vote"}, 4, "--voting majority"),
+    ("revisions", {}, 4, "--revision-model"),
+    ("parallel-revisions", {"reviser": True}, 8, "--revision-length"),
+    ("parallel-revisions", {"reviser": True, "revision_length": 3}, 8, "does not divide"),
+    ("parallel-revisions", {"reviser": True, "sequential_ratio": 3.0}, 8, "not a whole number"),
+    ("lookahead", {}, 4, "--lookahead K"),
+])
+def test_invalid_parameters_fail_before_generation(name, kw, budget, needle):
+    c = ctx(**kw)
+    with pytest.raises(ValueError, match=needle.replace("-", r"\-")):
+        get_strategy(name).validate(budget, c)
+    with pytest.raises(ValueError):
+        get_strategy(name).run(problems(1), c, budget)
+    assert not c.generator.calls
+
+
+def test_same_seed_same_output_and_seed_matters():
+    a = get_strategy("beam").run(problems(2), ctx(beam_width=2, seed=1), 4)
+    b = get_strategy("beam").run(problems(2), ctx(beam_width=2, seed=1), 4)
+    d = get_strategy("beam").run(problems(2), ctx(beam_width=2, seed=2), 4)
+    key = lambda rs: [[(x.steps, x.step_scores) for x in r.candidates] for r in rs]  # noqa: E731
+    assert key(a) == key(b) and key(a) != key(d)
+
+
+def test_meter_split_is_exact_and_proportional():
+    assert _split(10, [1, 1, 2]) == [3, 2, 5]
+    assert sum(_split(7, [3, 3, 3])) == 7 and _split(0, [1, 2]) == [0, 0]
+    assert aggregate([0.5, 0.2, 0.9], "prod") == pytest.approx(0.09)

@@ -1,0 +1,122 @@
+"""Revision strategies: chains of attempts by the revision model, each conditioned on the chain's last attempts.
+
+`revisions` is one sequential chain of N attempts; `parallel-revisions` runs C chains of length L with
+C × L = N (L from --revision-length, or from --sequential-ratio r = L / C, Snell et al.'s sequential:parallel
+ratio). Attempt t of every chain of every problem is ONE generate call; prompts come from
+ttscale.data.revision_format.revision_prompt with the chain's last `revision_max_attempts` attempts (the
+format the revision model was trained on). Chains whose prompts are identical (all chains at their first
+attempt) share one prompt with n = number of such chains, so they still get different samples.
+
+Selection: hierarchical (default: best attempt per chain by PRM, then PRM-weighted vote across chains),
+or majority / prm-max / prm-vote over all attempts. Only finished attempts are voted on.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Sequence
+
+from ttscale.data.revision_format import revision_prompt
+from ttscale.data.steps import join_steps, split_steps
+from ttscale.inference.base import Completion, SamplingParams
+from ttscale.search.candidates import make_candidate
+from ttscale.search.meter import Meter
+from ttscale.search.results import build_results, score_finished
+from ttscale.search.types import Candidate, ProblemResult, SearchContext, Strategy
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def generate_distinct(meter: Meter, ctx: SearchContext, prompts: Sequence[str], owners: Sequence[int],
+                      params: SamplingParams) -> list[Completion]:
+    """One completion per prompt; repeated prompts get different completions (the j-th copy takes completion j).
+
+    n = the largest number of copies of any prompt; completions no copy takes are still counted as spent.
+    """
+    keys = list(zip(owners, prompts))   # per problem, so each problem is charged for its own prompts
+    unique: dict[tuple[int, str], int] = {}
+    copies: Counter = Counter()
+    slot = []
+    for key in keys:
+        slot.append(copies[key])
+        copies[key] += 1
+        unique.setdefault(key, len(unique))
+    outs = meter.generate(ctx.reviser, [p for _, p in unique], [o for o, _ in unique], SamplingParams(
+        n=max(slot) + 1, temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens,
+        stop=params.stop, seed=params.seed))
+    return [outs[unique[k]][j] for k, j in zip(keys, slot)]
+
+
+class RevisionChains(Strategy):
+    name = "revisions"
+    default_voting = "hierarchical"
+    needs_policy = False
+
+    def shape(self, budget: int, ctx: SearchContext) -> tuple[int, int]:
+        """(chains, length)."""
+        return 1, budget
+
+    def validate(self, budget: int, ctx: SearchContext) -> None:
+        super().validate(budget, ctx)
+        if ctx.reviser is None:
+            raise ValueError(f"{self.name} needs a revision model: set --revision-model PATH (a model trained with "
+                             f"`ttscale train-revision`)")
+        self.shape(budget, ctx)
+
+    def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
+        self.validate(budget, ctx)
+        st = ctx.settings
+        chains, length = self.shape(budget, ctx)
+        meter = Meter(len(problems))
+        candidates: list[list[Candidate]] = [[] for _ in problems]
+        last = [[-1] * chains for _ in problems]         # index of each chain's latest attempt
+        for t in range(length):
+            owners = [p for p in range(len(problems)) for _ in range(chains)]
+            prompts = [revision_prompt(problems[p]["problem"], self._history(candidates[p], last[p][c], st.delimiter),
+                                       ctx.reviser.tokenizer, max_attempts=st.revision_max_attempts, system=st.system)
+                       for p in range(len(problems)) for c in range(chains)]
+            params = SamplingParams(n=1, temperature=st.temperature, top_p=st.top_p,
+                                    max_new_tokens=st.max_new_tokens, seed=st.seed + t)
+            comps = generate_distinct(meter, ctx, prompts, owners, params)
+            for k, comp in enumerate(comps):
+                p, c = divmod(k, chains)
+                cand = make_candidate(split_steps(comp.text, st.delimiter), comp.finish_reason, comp.num_tokens,
+                                      parent=last[p][c], group=c)
+                candidates[p].append(cand)
+                last[p][c] = len(candidates[p]) - 1
+        score_finished(meter, ctx.scorer, problems, candidates)
+        return build_results(self, ctx, problems, candidates, meter)
+
+    @staticmethod
+    def _history(cands: list[Candidate], idx: int, delimiter: str) -> list[str]:
+        """The chain's attempts, oldest first (revision_prompt keeps the last few)."""
+        out = []
+        while idx >= 0:
+            out.append(join_steps(cands[idx].steps, delimiter))
+            idx = cands[idx].parent
+        return out[::-1]
+
+
+class ParallelRevisions(RevisionChains):
+    name = "parallel-revisions"
+
+    def shape(self, budget: int, ctx: SearchContext) -> tuple[int, int]:
+        st = ctx.settings
+        valid = ", ".join(map(str, _divisors(budget)))
+        if st.revision_length:
+            length = st.revision_length
+        elif st.sequential_ratio:
+            length = math.sqrt(budget * st.sequential_ratio)   # L / C = r and L · C = N
+            if abs(length - round(length)) > 1e-9:
+                raise ValueError(f"{self.name}: --sequential-ratio {st.sequential_ratio} gives chain length "
+                                 f"{length:.3g} for budget {budget}, not a whole number; pick a ratio L²/N with L in "
+                                 f"{{{valid}}}, or set --revision-length")
+            length = round(length)
+        else:
+            raise ValueError(f"{self.name}: set --revision-length L (one of {valid}) or --sequential-ratio r")
+        if budget % length:
+            raise ValueError(f"{self.name}: --revision-length {length} does not divide budget {budget}; "
+                             f"use one of {valid}")
+        return budget // length, length

@@ -1,0 +1,49 @@
+"""Parallel sampling strategies: N full samples per problem, finished ones scored once, then a selection.
+
+majority, best-of-n and weighted-best-of-n run the same search and differ only in their default selection
+(majority / prm-max / prm-vote); any of them can be re-voted offline from the stored candidates.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ttscale.data.steps import split_steps
+from ttscale.inference.base import SamplingParams
+from ttscale.search.candidates import make_candidate, policy_prompt
+from ttscale.search.meter import Meter
+from ttscale.search.results import build_results, score_finished
+from ttscale.search.types import ProblemResult, SearchContext, Strategy
+
+
+class SampleAndSelect(Strategy):
+    """N samples per problem from ONE generate call (n=N) covering all problems."""
+
+    def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
+        self.validate(budget, ctx)
+        st, gen = ctx.settings, ctx.generator
+        meter = Meter(len(problems))
+        prompts = [policy_prompt(p["problem"], [], gen.tokenizer, st) for p in problems]
+        params = SamplingParams(n=budget, temperature=st.temperature, top_p=st.top_p,
+                                max_new_tokens=st.max_new_tokens, seed=st.seed)
+        outs = meter.generate(gen, prompts, list(range(len(problems))), params)
+        candidates = [[make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens, group=j)
+                       for j, c in enumerate(comps)] for comps in outs]
+        score_finished(meter, ctx.scorer, problems, candidates)
+        return build_results(self, ctx, problems, candidates, meter)
+
+
+class Majority(SampleAndSelect):
+    name = "majority"
+    default_voting = "majority"
+
+
+class BestOfN(SampleAndSelect):
+    name = "best-of-n"
+    default_voting = "prm-max"
+    needs_scorer = True
+
+
+class WeightedBestOfN(SampleAndSelect):
+    name = "weighted-best-of-n"
+    default_voting = "prm-vote"
+    needs_scorer = True
