@@ -17,6 +17,12 @@ STAGES: dict[str, tuple[str, str]] = {
     "convert-gguf": ("ttscale.inference.gguf_cmd", "turn a GGUF file into a save_pretrained checkpoint folder"),
     "train-policy": ("ttscale.train.policy", "train the tiny toy-world policy (TRL SFTTrainer) used by the demo"),
     "generate": ("ttscale.inference.generate_cmd", "sample step-by-step solutions for a problem set with any generation backend"),
+    "label": ("ttscale.data.mc.label_cmd", "Monte Carlo step labels from a policy (per-step, first-error, binary-search), resumable and shardable"),
+    "merge": ("ttscale.data.mc.merge_cmd", "join sharded `label` runs into one dataset and summary"),
+    "build-revisions": ("ttscale.data.build_revisions_cmd", "revision training data: wrong attempts (closest by edit distance last) then a correct answer"),
+    "train-revision": ("ttscale.train.revision", "fine-tune a revision model (TRL SFTTrainer, loss on the corrected answer only)"),
+    "train-prm": ("ttscale.train.train_prm_cmd", "train a process reward model (token classification or causal-LM +/-) on step labels; accelerate-launchable"),
+    "eval-prm": ("ttscale.eval.prm_eval", "ProcessBench-style evaluation of a PRM: first-error accuracy on erroneous/correct rows and F1 per split"),
     "demo": ("ttscale.demo", "run the whole pipeline on the toy world (what `make demo` runs)"),
 }
 

@@ -1,0 +1,114 @@
+"""Label one chunk of problems: sample solutions, pre-filter, then run a method on every solution.
+
+All solutions of the chunk advance together: each round collects the prefixes every method asked for and
+sends them to the generator in one batched call (see methods.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ttscale.data.answers import is_correct
+from ttscale.data.labels import derive_labels
+from ttscale.data.mc.methods import Evidence, label_solution
+from ttscale.data.mc.rollouts import RolloutEngine
+from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt, continuation_prompt, split_steps
+from ttscale.inference.base import SamplingParams
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    method: str = "per-step"
+    num_solutions: int = 4          # S: sampled solutions per problem
+    rollouts: int = 8               # k: rollouts per probed prefix
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+    threshold: float = 0.0          # τ: a step is correct if its rollout success rate > τ
+    label_mode: str = "hard"        # which labels the `labels` column holds (evidence is always kept)
+    min_pass: float = 0.0           # keep problems whose solution pass rate is in (min_pass, max_pass)
+    max_pass: float = 1.0
+    prefilter: bool = True
+    delimiter: str = DEFAULT_DELIMITER
+
+    def params(self, n: int) -> SamplingParams:
+        return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p,
+                              max_new_tokens=self.max_new_tokens, seed=self.seed)
+
+
+def _solutions(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any, st: LabelSettings,
+               solutions_field: str | None, on_batch) -> list[tuple[list[str], str]]:
+    """(solution texts, source) per problem: the user's own column, or S samples from the policy."""
+    if solutions_field:
+        out = []
+        for p in problems:
+            sols = p.get(solutions_field)
+            if sols is None or sols == [] or sols == "":
+                raise ValueError(f"problem {p['id']!r}: field {solutions_field!r} is empty; "
+                                 f"give solutions there or drop --solutions-field to sample them")
+            out.append(([sols] if isinstance(sols, str) else list(sols), "given"))
+        return out
+    prompts = [build_prompt(p["problem"], tokenizer) for p in problems]
+    comps = engine.complete(prompts, st.params(st.num_solutions), on_batch=on_batch)
+    return [([c.text for c in cs], "policy") for cs in comps]
+
+
+def label_chunk(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any, st: LabelSettings,
+                solutions_field: str | None = None,
+                on_batch: Callable[[int], None] | None = None) -> tuple[list[dict], int]:
+    """Returns (labelled rows, number of problems dropped by the pre-filter)."""
+    sols = _solutions(problems, engine, tokenizer, st, solutions_field, on_batch)
+    jobs: list[dict] = []
+    dropped = 0
+    for p, (texts, source) in zip(problems, sols):
+        verdicts = [is_correct(t, p["answer"]) for t in texts]
+        rate = sum(verdicts) / len(verdicts)
+        if st.prefilter and not (st.min_pass < rate < st.max_pass):
+            dropped += 1
+            continue
+        prompt = build_prompt(p["problem"], tokenizer)
+        for j, (text, ok) in enumerate(zip(texts, verdicts)):
+            steps = split_steps(text, st.delimiter)
+            if not steps:
+                continue
+            coro = label_solution(st.method, len(steps), st.rollouts, ok, st.threshold)
+            jobs.append({"problem": p, "j": j, "steps": steps, "ok": ok, "source": source, "prompt": prompt,
+                         "coro": coro, "pending": None, "evidence": None, "pass_rate": rate})
+
+    def advance(job: dict, counts: list[int] | None) -> None:
+        try:
+            job["pending"] = job["coro"].send(counts)
+        except StopIteration as stop:
+            job["pending"], job["evidence"] = None, stop.value
+
+    for job in jobs:
+        advance(job, None)
+    params = st.params(st.rollouts)
+    while True:
+        active = [j for j in jobs if j["pending"]]
+        if not active:
+            break
+        reqs = [(job, length) for job in active for length in job["pending"]]
+        prompts = [continuation_prompt(job["prompt"], job["steps"][:length], st.delimiter) for job, length in reqs]
+        golds = [job["problem"]["answer"] for job, _ in reqs]
+        counts = engine.count_correct(prompts, golds, params, on_batch=on_batch)
+        by_job: dict[int, list[int]] = {}
+        for (job, _), c in zip(reqs, counts):
+            by_job.setdefault(id(job), []).append(c)
+        for job in active:
+            advance(job, by_job[id(job)])
+    return [_row(job, st) for job in jobs], dropped
+
+
+def _row(job: dict, st: LabelSettings) -> dict:
+    ev: Evidence = job["evidence"]
+    p = job["problem"]
+    return {
+        "id": f"{p['id']}-s{job['j']}", "problem_id": str(p["id"]), "problem": p["problem"],
+        "answer": p["answer"], "steps": job["steps"],
+        "labels": derive_labels(ev.mc_correct, ev.mc_total, st.label_mode, st.threshold),
+        "mc_correct": ev.mc_correct, "mc_total": ev.mc_total, "first_error": ev.first_error,
+        "method": st.method, "rollouts": ev.rollouts, "solution_correct": bool(job["ok"]),
+        "source": job["source"], "pass_rate": job["pass_rate"],
+    }

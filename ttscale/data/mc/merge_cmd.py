@@ -1,0 +1,29 @@
+"""`ttscale merge`: join the parts of sharded `ttscale label` runs into one dataset + summary."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ttscale.config import field
+from ttscale.data.mc.output import finalize
+
+
+@dataclass
+class Config:
+    """Join sharded labelling runs (their parts/ folders) into OUTPUT/dataset and OUTPUT/summary.json."""
+    output_dir: str = field(help="folder to write dataset/ and summary.json into", positional=True)
+    inputs: list[str] = field(help="the shard output folders (each from `ttscale label --shard-index i`)",
+                              positional=True)
+    export: str = field("", help="also export in this format (trl-stepwise, math-shepherd, processbench, ...)")
+
+
+def run(cfg: Config) -> int:
+    runs = [Path(p) for p in cfg.inputs]
+    metas = [json.loads((p / "run.json").read_text()) for p in runs]
+    keys = [{k: v for k, v in m.items()} for m in metas]
+    if any(k != keys[0] for k in keys[1:]):
+        raise SystemExit("the shards were labelled with different settings; merge only shards of one run")
+    summary = finalize(runs, Path(cfg.output_dir), export=cfg.export or None)
+    print(json.dumps(summary, indent=1))
+    return 0
