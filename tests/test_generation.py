@@ -1,0 +1,123 @@
+"""TransformersGenerator on the tiny model: counts, finish reasons, stops, seeds, batch invariance, PEFT."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ttscale.inference.base import Completion, Generator, SamplingParams
+from ttscale.inference.loading import GeneratorArgs, derive_seed, find_stop
+from ttscale.inference.transformers_backend import TransformersGenerator
+
+PROMPTS = ["What is 3 + 4?", "Tom has 5 apples and buys 7 more.", "Step 2: 4 * 6 ="]
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_lm, tiny_tokenizer):
+    return TransformersGenerator(tiny_lm, tiny_tokenizer, batch_size=16, progress=False)
+
+
+def test_protocol_and_shapes(gen):
+    assert isinstance(gen, Generator)
+    assert gen.num_params == sum(p.numel() for p in gen.model.parameters()) > 0
+    out = gen.generate(PROMPTS, SamplingParams(n=3, temperature=1.0, max_new_tokens=7, seed=0))
+    assert [len(o) for o in out] == [3, 3, 3]
+    for c in (c for o in out for c in o):
+        assert isinstance(c, Completion) and c.finish_reason == "length" and c.num_tokens == 7 and c.text
+
+
+def test_seeded_reproducible_and_n_differ(gen):
+    sp = SamplingParams(n=4, temperature=1.0, max_new_tokens=12, seed=3)
+    a, b = gen.generate(PROMPTS, sp), gen.generate(PROMPTS, sp)
+    assert a == b
+    assert len({c.text for c in a[0]}) == 4  # n samples of one prompt differ
+    other = gen.generate(PROMPTS, SamplingParams(n=4, temperature=1.0, max_new_tokens=12, seed=4))
+    assert other != a
+
+
+def test_batch_invariance(tiny_lm, tiny_tokenizer, gen):
+    sp = SamplingParams(n=2, temperature=0.9, top_p=0.9, max_new_tokens=10, seed=5, stop=("e",))
+    together = gen.generate(PROMPTS, sp)
+    alone = [gen.generate([p], sp)[0] for p in PROMPTS]
+    assert alone == together
+    one_by_one = TransformersGenerator(tiny_lm, tiny_tokenizer, batch_size=1, progress=False)
+    assert one_by_one.generate(PROMPTS[::-1], sp) == together[::-1]
+
+
+def test_greedy_matches_hf_generate(gen, tiny_lm, tiny_tokenizer):
+    out = gen.generate(PROMPTS[:1], SamplingParams(n=2, temperature=0, max_new_tokens=8))[0]
+    assert out[0] == out[1]
+    ids = tiny_tokenizer(PROMPTS[0], return_tensors="pt")
+    ref = tiny_lm.generate(**ids, do_sample=False, max_new_tokens=8, min_new_tokens=8)[0, ids["input_ids"].shape[1]:]
+    assert out[0].text == tiny_tokenizer.decode(ref, skip_special_tokens=True)
+
+
+def test_stop_strings_and_token_counts(gen):
+    stops = ("e", "?")
+    out = gen.generate(PROMPTS, SamplingParams(n=4, temperature=1.0, max_new_tokens=40, stop=stops, seed=1))
+    finished = [c for o in out for c in o if c.finish_reason == "stop"]
+    assert len(finished) >= 8
+    for c in finished:
+        assert c.text.endswith(stops)
+        assert find_stop(c.text, stops) == len(c.text)  # the first stop ends the text, nothing after it
+        assert 1 <= c.num_tokens <= 40
+    # num_tokens counts up to the token that completed the stop: the same seed with that many tokens and
+    # no stop contains the stop; one token fewer does not.
+    for p in PROMPTS:
+        s = gen.generate([p], SamplingParams(temperature=1.0, max_new_tokens=40, seed=2, stop=("e",)))[0][0]
+        assert s.finish_reason == "stop"
+        upto = gen.generate([p], SamplingParams(temperature=1.0, max_new_tokens=s.num_tokens, seed=2))[0][0]
+        assert upto.text.startswith(s.text) and "e" in upto.text
+        if s.num_tokens > 1:
+            before = gen.generate([p], SamplingParams(temperature=1.0, max_new_tokens=s.num_tokens - 1, seed=2))[0][0]
+            assert "e" not in before.text
+
+
+def test_eos_and_length(tiny_lm, tiny_tokenizer, gen):
+    greedy = gen.generate(PROMPTS[:1], SamplingParams(temperature=0, max_new_tokens=5))[0][0]
+    first = tiny_tokenizer(greedy.text, add_special_tokens=False)["input_ids"][0]
+    lm = copy.deepcopy(tiny_lm)  # a model whose EOS list includes its favourite token, like Llama 3's
+    lm.generation_config.eos_token_id = [tiny_tokenizer.eos_token_id, first]
+    g = TransformersGenerator(lm, tiny_tokenizer, progress=False)
+    c = g.generate(PROMPTS[:1], SamplingParams(temperature=0, max_new_tokens=5))[0][0]
+    assert c == Completion(text="", num_tokens=1, finish_reason="eos")
+    c = gen.generate(PROMPTS[:1], SamplingParams(temperature=1.0, max_new_tokens=3))[0][0]
+    assert c.finish_reason == "length" and c.num_tokens == 3
+
+
+def test_seed_derivation_is_stable():
+    assert derive_seed(0, "abc", 1) == derive_seed(0, "abc", 1)
+    assert len({derive_seed(0, "abc", 0), derive_seed(0, "abc", 1), derive_seed(1, "abc", 0),
+                derive_seed(0, "abd", 0)}) == 4
+    assert 0 <= derive_seed(7, "x") < 2 ** 63
+    assert find_stop("a\n\nb\n\n", ["\n\n", "b"]) == 3
+
+
+def test_loads_dir_and_peft_adapter(tmp_path, tiny_lm_dir, tiny_tokenizer):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    torch.manual_seed(0)
+    peft_lm = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_lm.save_pretrained(tmp_path / "adapter")
+    sp = SamplingParams(n=2, temperature=0.8, max_new_tokens=6, seed=0)
+
+    plain = GeneratorArgs(policy=str(tiny_lm_dir), batch_size=4).build()
+    via_arg = TransformersGenerator(str(tiny_lm_dir), adapter=str(tmp_path / "adapter"), progress=False)
+    via_dir = TransformersGenerator(str(tmp_path / "adapter"), progress=False)  # base found in adapter_config
+    ids = tiny_tokenizer(PROMPTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = peft_lm(ids).logits
+        assert torch.allclose(via_arg.model(ids).logits, want, atol=1e-5)
+        assert not torch.allclose(plain.model(ids).logits, want, atol=1e-3)
+    assert via_arg.generate(PROMPTS, sp) == via_dir.generate(PROMPTS, sp)
+    assert plain.num_params == via_arg.num_params  # LoRA merged into the base weights
+
+
+def test_bad_inputs(gen):
+    with pytest.raises(TypeError, match="list of prompts"):
+        gen.generate("one string", SamplingParams())
+    with pytest.raises(ValueError, match="n >= 1"):
+        gen.generate(PROMPTS, SamplingParams(n=0))

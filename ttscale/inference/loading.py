@@ -1,0 +1,134 @@
+"""Pick and build a generation backend from options every model-running stage shares.
+
+Stage configs inherit `GeneratorArgs`, so `--policy/--backend/--dtype/...` mean the same everywhere.
+The small helpers at the bottom (seed derivation, stop-string cutting) are the rules all three backends
+follow, kept in one place so their outputs agree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from typing import Any, Literal, Sequence
+
+from ttscale.config import field
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["transformers", "vllm", "openai"]
+
+
+@dataclasses.dataclass(kw_only=True)
+class GeneratorArgs:
+    """Options that choose and configure the policy model (inherit these in a stage Config)."""
+
+    policy: str = field(help="policy model: a local save_pretrained dir, a hub id, a PEFT adapter dir, a .gguf "
+                             "file, or (backend openai) the model name the server serves")
+    backend: Backend = field("transformers", help="generation backend: transformers (in-process, any device), "
+                                                  "vllm (in-process vLLM, GPU; pip install 'ttscale[vllm]'), "
+                                                  "openai (any OpenAI-compatible server, e.g. `vllm serve`)")
+    dtype: str = field("auto", help="weights dtype: auto (checkpoint dtype on GPU, float32 on CPU), float32, "
+                                    "bfloat16, float16")
+    device: str = field("auto", help="transformers backend device: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+    threads: int | None = field(None, help="torch CPU threads for the transformers backend (default: torch's)")
+    batch_size: int = field(32, help="transformers backend: sequences decoded together (prompts x n)")
+    gguf_file: str | None = field(None, help="GGUF file name inside --policy (a dir or hub repo); or give the "
+                                             ".gguf path as --policy directly")
+    adapter: str | None = field(None, help="PEFT (LoRA) adapter dir applied on top of --policy")
+    base_url: str = field("http://127.0.0.1:8000/v1", help="openai backend: server URL (ending in /v1)")
+    api_key: str | None = field(None, help="openai backend: API key (default: $OPENAI_API_KEY, if set)")
+    max_concurrency: int = field(16, help="openai backend: requests in flight at once")
+    tokenizer: str | None = field(None, help="tokenizer to build prompts (chat template) and count tokens with, "
+                                             "for backend openai (default: none; plain-text prompts)")
+    gpu_memory_utilization: float = field(0.9, help="vllm backend: fraction of GPU memory vLLM may take")
+
+    def build(self):
+        """The Generator these options describe."""
+        if self.backend == "transformers":
+            return load_generator("transformers", self.policy, dtype=self.dtype, device=self.device,
+                                  threads=self.threads, batch_size=self.batch_size, adapter=self.adapter,
+                                  gguf_file=self.gguf_file)
+        if self.backend == "vllm":
+            if self.adapter or self.gguf_file:
+                raise ValueError("backend vllm: merge the adapter / convert the GGUF first "
+                                 "(`ttscale convert-gguf`), then pass the folder as --policy")
+            return load_generator("vllm", self.policy, dtype=self.dtype,
+                                  gpu_memory_utilization=self.gpu_memory_utilization)
+        if self.backend == "openai":
+            tok = None
+            if self.tokenizer:
+                from transformers import AutoTokenizer
+                tok = AutoTokenizer.from_pretrained(self.tokenizer)
+            return load_generator("openai", self.policy, base_url=self.base_url, api_key=self.api_key,
+                                  max_concurrency=self.max_concurrency, tokenizer=tok)
+        raise ValueError(f"unknown backend {self.backend!r}; choose transformers, vllm or openai")
+
+
+def load_generator(backend: str, model: Any, **kw: Any):
+    """Build a Generator: backend in {transformers, vllm, openai}; `kw` go to that backend's constructor."""
+    if backend == "transformers":
+        from ttscale.inference.transformers_backend import TransformersGenerator
+        return TransformersGenerator(model, **kw)
+    if backend == "vllm":
+        from ttscale.inference.vllm_backend import VLLMGenerator
+        return VLLMGenerator(model, **kw)
+    if backend == "openai":
+        from ttscale.inference.openai_backend import OpenAIGenerator
+        base_url = kw.pop("base_url", "http://127.0.0.1:8000/v1")
+        return OpenAIGenerator(base_url, model, **kw)
+    raise ValueError(f"unknown backend {backend!r}; choose transformers, vllm or openai")
+
+
+# --- rules shared by every backend -------------------------------------------------------------------
+
+def derive_seed(seed: int, prompt: str, j: int | None = None) -> int:
+    """A 63-bit seed from (run seed, prompt text, completion index): stable across processes (unlike
+    hash()), so completion j of a prompt never depends on its batch. j=None seeds a whole n-sample request."""
+    key = f"{int(seed)}\x00{'' if j is None else int(j)}\x00{prompt}".encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def find_stop(text: str, stops: Sequence[str], start: int = 0) -> int | None:
+    """End index (exclusive) of the earliest-ending stop string in text[start:], or None."""
+    best = None
+    for s in stops:
+        if not s:
+            continue
+        i = text.find(s, start)
+        if i >= 0 and (best is None or i + len(s) < best):
+            best = i + len(s)
+    return best
+
+
+def resolve_dtype(dtype: Any, device: str):
+    """"auto" -> float32 on CPU (bf16/fp16 matmuls are slow or missing there), checkpoint dtype elsewhere."""
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.float32 if device == "cpu" else "auto"
+    if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+    return getattr(torch, dtype)
+
+
+def count_params_from_config(model: str) -> int:
+    """Parameter count of a checkpoint from its config alone (meta device, no weights read); 0 if the
+    config cannot be found (e.g. a served model name with no local copy)."""
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(model)
+        with torch.device("meta"):
+            lm = AutoModelForCausalLM.from_config(config)
+        return sum(p.numel() for p in lm.parameters())
+    except (OSError, ValueError, KeyError) as e:
+        logger.warning("cannot count parameters of %r (%s); FLOPs accounting will read 0", model, e)
+        return 0
+
+
+def env_api_key(api_key: str | None) -> str | None:
+    return api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")

@@ -1,0 +1,252 @@
+"""In-process generation with transformers: any local/hub checkpoint, a PEFT adapter, or a GGUF file.
+
+The decode loop is our own (forward with a KV cache) rather than `model.generate`, because the Generator
+contract needs things generate does not give together:
+  - completion j of a prompt depends only on (prompt, params, j): every row samples with its own
+    torch.Generator seeded from those, so batching never changes a result;
+  - stop strings are matched on decoded text (a stop can end inside a token) per row, the text is cut
+    right after the stop, and the row leaves the batch at once (finished rows cost nothing);
+  - n samples of a prompt share one prefill: the prompt is run once and its KV cache copied n times.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ttscale.inference.base import Completion, SamplingParams
+from ttscale.inference.loading import derive_seed, find_stop, resolve_dtype
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _adapter_base(path: str) -> str | None:
+    """The base model named by a PEFT adapter dir, or None if `path` is not one."""
+    cfg = Path(path) / "adapter_config.json"
+    if not cfg.is_file():
+        return None
+    base = json.loads(cfg.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{cfg}: no base_model_name_or_path; pass the base model as `model` and this dir as adapter=")
+    return base
+
+
+def load_model_and_tokenizer(model: str | os.PathLike, tokenizer: Any = None, *, dtype: Any = "auto",
+                             device: str = "cpu", adapter: str | None = None, gguf_file: str | None = None):
+    """(model, tokenizer) from a checkpoint dir / hub id, a .gguf file, or a PEFT adapter dir (LoRA is
+    merged into the base weights, so generation runs at the base model's speed)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttscale.inference.gguf import load_gguf, split_gguf_path
+
+    torch_dtype = resolve_dtype(dtype, device)
+    directory, gguf_name = split_gguf_path(model, gguf_file)
+    if gguf_name is not None:
+        lm, tok = load_gguf(directory, gguf_name, dtype=None if torch_dtype == "auto" else torch_dtype)
+    else:
+        if adapter is None and (base := _adapter_base(directory)) is not None:
+            adapter, directory = directory, base
+        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype)
+        tok_src = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else directory
+        tok = AutoTokenizer.from_pretrained(tok_src)
+    if adapter is not None:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter)
+        if hasattr(lm, "merge_and_unload"):
+            lm = lm.merge_and_unload()
+    if tokenizer is not None:
+        tok = AutoTokenizer.from_pretrained(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+    return lm, tok
+
+
+class TransformersGenerator:
+    """Generator over a transformers causal LM (see module doc). `batch_size` counts sequences (prompts x n)."""
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, dtype: Any = "auto", device: str = "auto",
+                 threads: int | None = None, batch_size: int = 32, adapter: str | None = None,
+                 gguf_file: str | None = None, progress: bool = True):
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = resolve_device(device)
+        if isinstance(model, torch.nn.Module):
+            if tokenizer is None:
+                raise ValueError("TransformersGenerator(model_object) needs tokenizer= as well")
+            if adapter is not None:
+                from peft import PeftModel
+                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+            lm, tok = model, tokenizer
+        else:
+            lm, tok = load_model_and_tokenizer(model, tokenizer, dtype=dtype, device=self.device,
+                                               adapter=adapter, gguf_file=gguf_file)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = lm.to(self.device).eval()
+        self.tokenizer = tok
+        self.batch_size = int(batch_size)
+        self.progress = progress
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+        self.eos_ids = self._eos_ids()
+        self.pad_id = next(iter(x for x in (tok.pad_token_id, tok.eos_token_id, 0) if x is not None))
+        self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for src in (getattr(self.model, "generation_config", None), self.tokenizer):
+            eos = getattr(src, "eos_token_id", None)
+            ids.update([eos] if isinstance(eos, int) else (eos or []))
+        return ids
+
+    # --- text <-> ids -------------------------------------------------------------------------------
+
+    def encode(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        # Chat-templated prompts already start with BOS; adding another would shift the model.
+        add = not (tok.bos_token and prompt.startswith(tok.bos_token))
+        ids = tok(prompt, add_special_tokens=add)["input_ids"]
+        if not ids:
+            raise ValueError("empty prompt: nothing to condition on (this tokenizer adds no BOS token)")
+        return ids
+
+    def _decode(self, ids: Sequence[int], context: Sequence[int] = ()) -> str:
+        """Decode generated ids as they read after `context` (SentencePiece drops a leading space when a
+        continuation is decoded alone)."""
+        dec = self.tokenizer.decode
+        if context:
+            ctx = dec(list(context), skip_special_tokens=True)
+            full = dec(list(context) + list(ids), skip_special_tokens=True)
+            if full.startswith(ctx):
+                return full[len(ctx):]
+        return dec(list(ids), skip_special_tokens=True)
+
+    # --- sampling -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, gens: list[torch.Generator | None], params: SamplingParams) -> list[int]:
+        if params.temperature <= 0:
+            return logits.argmax(-1).tolist()
+        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+        order = None
+        if params.top_p < 1.0:
+            probs, order = probs.sort(dim=-1, descending=True)
+            # Drop tokens whose preceding mass already reaches top_p (the top token always stays).
+            probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
+        out = []
+        for i, g in enumerate(gens):
+            k = int(torch.multinomial(probs[i], 1, generator=g))
+            out.append(int(order[i, k]) if order is not None else k)
+        return out
+
+    # --- the decode loop ----------------------------------------------------------------------------
+
+    def _forward(self, **kw):
+        if self._keep_arg:
+            kw["logits_to_keep"] = 1
+        return self.model(use_cache=True, **kw)
+
+    @torch.inference_mode()
+    def _run_chunk(self, prompts: list[list[int]], rows: list[tuple[int, int]], texts: list[str],
+                   params: SamplingParams) -> list[Completion]:
+        """Decode `rows` = (index into prompts, completion index j); each unique prompt is prefilled once."""
+        from transformers import DynamicCache
+
+        dev = self.device
+        uniq = sorted({p for p, _ in rows})
+        slot = {p: k for k, p in enumerate(uniq)}
+        width = max(len(prompts[p]) for p in uniq)
+        ids = torch.full((len(uniq), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(uniq), width), dtype=torch.long)
+        for k, p in enumerate(uniq):  # left padding: every row's next token lands in the last column
+            ids[k, width - len(prompts[p]):] = torch.tensor(prompts[p])
+            mask[k, width - len(prompts[p]):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache).logits[:, -1]
+        src = torch.tensor([slot[p] for p, _ in rows], device=dev)
+        logits, mask, last_pos = logits[src], mask[src], pos[src, -1]
+        cache.batch_select_indices(src)  # share the prefill across the n samples of a prompt
+
+        gens = [None if params.temperature <= 0 else
+                torch.Generator(device=dev).manual_seed(derive_seed(params.seed, texts[p], j)) for p, j in rows]
+        stops = [s for s in params.stop if s]
+        window = 4 * max((len(s) for s in stops), default=0) + 8  # tokens that can hold any stop string
+        out_ids: list[list[int]] = [[] for _ in rows]
+        done: list[Completion | None] = [None] * len(rows)
+        active = list(range(len(rows)))
+        for _ in range(params.max_new_tokens):
+            tokens = self._sample(logits, [gens[r] for r in active], params)
+            keep = []
+            for k, (r, t) in enumerate(zip(active, tokens)):
+                done[r] = self._finish(prompts[rows[r][0]], out_ids[r], t, stops, window, params.max_new_tokens)
+                if done[r] is None:
+                    keep.append(k)
+            if not keep:
+                break
+            if len(keep) < len(active):  # finished rows leave the batch (and the KV cache)
+                sel = torch.tensor(keep, device=dev)
+                mask, last_pos = mask[sel], last_pos[sel]
+                cache.batch_select_indices(sel)
+                active, tokens = [active[k] for k in keep], [tokens[k] for k in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            last_pos = last_pos + 1
+            step_ids = torch.tensor(tokens, device=dev)[:, None]
+            logits = self._forward(input_ids=step_ids, attention_mask=mask, position_ids=last_pos[:, None],
+                                   past_key_values=cache).logits[:, -1]
+        return [c if c is not None else self._completion(prompts[rows[r][0]], out_ids[r], "length")
+                for r, c in enumerate(done)]
+
+    def _finish(self, prompt: list[int], gen: list[int], token: int, stops: list[str], window: int,
+                max_new: int) -> Completion | None:
+        """Append `token` to row `gen`; a Completion if that ended the row, else None."""
+        if token in self.eos_ids:
+            return self._completion(prompt, gen, "eos", extra=1)
+        gen.append(token)
+        if stops:
+            tail = self.tokenizer.decode(gen[-window:], skip_special_tokens=True)
+            if find_stop(tail, stops) is not None:  # cheap check on the tail, then confirm on the full text
+                text = self._decode(gen, prompt[-4:])
+                end = find_stop(text, stops)
+                if end is not None:
+                    return Completion(text=text[:end], num_tokens=len(gen), finish_reason="stop")
+        if len(gen) >= max_new:
+            return self._completion(prompt, gen, "length")
+        return None
+
+    def _completion(self, prompt: list[int], gen: list[int], reason: str, extra: int = 0) -> Completion:
+        return Completion(text=self._decode(gen, prompt[-4:]), num_tokens=len(gen) + extra, finish_reason=reason)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        if isinstance(prompts, str):
+            raise TypeError("generate() takes a list of prompts, got one string")
+        if params.n < 1 or params.max_new_tokens < 1:
+            raise ValueError(f"need n >= 1 and max_new_tokens >= 1, got n={params.n}, "
+                             f"max_new_tokens={params.max_new_tokens}")
+        texts = list(prompts)
+        encoded = [self.encode(p) for p in texts]
+        # Longest prompts first so a chunk's rows have similar lengths (less padding); results are
+        # batch-invariant, so the order changes only speed.
+        rows = [(p, j) for p in sorted(range(len(texts)), key=lambda p: -len(encoded[p])) for j in range(params.n)]
+        results: list[list[Completion | None]] = [[None] * params.n for _ in texts]
+        bar = tqdm(total=len(rows), desc="generate", unit="seq", disable=not self.progress or len(rows) <= self.batch_size,
+                   leave=False)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            for (p, j), c in zip(chunk, self._run_chunk(encoded, chunk, texts, params)):
+                results[p][j] = c
+            bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
