@@ -1,0 +1,197 @@
+"""PRM scorers on tiny random Llama-shaped models: alignment, batching invariance, loading, usage, errors."""
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+
+from ttscale.config import parse_config
+from ttscale.inference.base import Scorer
+from ttscale.inference.prm_inputs import PRMSpec, StepAlignmentError, add_step_tag
+from ttscale.inference.scorers import (CausalLMPRM, MathShepherdPRM, QwenPRM, RLHFlowPRM, ScorerArgs, SkyworkPRM,
+                                       TokenClassificationPRM, load_scorer)
+
+ITEMS = [
+    ("Tom has 3 apples and buys 4 more. How many apples?", ["He has 3 + 4 = 7 apples.", "The answer is \\boxed{7}."]),
+    ("What is 2 * 5?", ["2 * 5 = 10", "so x = 10", "y = 3", "The answer is \\boxed{10}."]),
+    ("What is 9 - 4?", ["9 - 4 = 5."]),
+    ("Tom has 3 apples and buys 4 more. How many apples?", ["3 + 4 = 8", "The answer is \\boxed{8}."]),
+    ("What is 1 + 1?", []),
+    ("What is 6 + 7?", ["Step 1: 6 + 7 = 13", "Then x = \\frac{13}{1} and y = 13 apples.", "The answer is 13."]),
+]
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_tokenizer, tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("scorer_tok")
+    tiny_tokenizer.save_pretrained(path)
+    t = AutoTokenizer.from_pretrained(path)   # a copy: the session fixture is never mutated
+    add_step_tag(t)
+    t.add_tokens(["<extra_0>", "ки"], special_tokens=True)
+    return t
+
+
+def _config(tok, **kw):
+    from transformers import LlamaConfig
+
+    # A wide init spreads the random scores over (0, 1), so a shifted position shows.
+    return LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                       pad_token_id=tok.pad_token_id, initializer_range=0.3, **kw)
+
+
+@pytest.fixture(scope="module")
+def models(tok):
+    from transformers import LlamaForCausalLM, LlamaForTokenClassification
+
+    torch.manual_seed(0)
+    return {"tc2": LlamaForTokenClassification(_config(tok, num_labels=2)).eval(),
+            "tc1": LlamaForTokenClassification(_config(tok, num_labels=1)).eval(),
+            "lm": LlamaForCausalLM(_config(tok)).eval()}
+
+
+def _expected_positions(tok, style, ids):
+    """Independently of prm_inputs: where each style's step scores are read."""
+    def where(token):
+        tid = tok.convert_tokens_to_ids(token) if token.startswith("<") or token == "ки" else \
+            tok.encode(token, add_special_tokens=False)[-1]
+        return [i for i, t in enumerate(ids) if t == tid]
+    if style == "rlhflow":
+        assistant, plus = tok.convert_tokens_to_ids("<|assistant|>"), tok.encode("+", add_special_tokens=False)[0]
+        return [i - 1 for i, t in enumerate(ids) if t == plus and ids[i - 2] == assistant]
+    if style == "skywork":
+        return where("\n")[1:]                   # the first newline ends the problem
+    return where({"ttscale": "<|step|>", "math-shepherd": "ки", "qwen-prm": "<extra_0>"}[style])
+
+
+CASES = {  # name: (class, model, style, formulation, how logits become P(correct))
+    "ttscale-tc2": (TokenClassificationPRM, "tc2", "ttscale", "token-classification", "softmax"),
+    "ttscale-tc1": (TokenClassificationPRM, "tc1", "ttscale", "token-classification", "sigmoid"),
+    "ttscale-causal": (CausalLMPRM, "lm", "ttscale", "causal-lm", "plus"),
+    "math-shepherd": (MathShepherdPRM, "lm", "math-shepherd", "causal-lm", "plus"),
+    "qwen-prm": (QwenPRM, "tc2", "qwen-prm", "token-classification", "softmax"),
+    "rlhflow": (RLHFlowPRM, "lm", "rlhflow", "causal-lm", "plus"),
+    "skywork": (SkyworkPRM, "tc1", "skywork", "token-classification", "sigmoid"),
+}
+
+
+def _make(case, tok, models, **kw):
+    cls, model, style, formulation, _ = CASES[case]
+    num_labels = 1 if model == "tc1" else 2
+    return cls(models[model], tok, PRMSpec.for_style(style, formulation=formulation, num_labels=num_labels), **kw)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_scores_match_a_manual_forward_at_the_expected_positions(case, tok, models):
+    scorer = _make(case, tok, models, batch_size=4)
+    scores = scorer.score(ITEMS)
+    _, model, style, _, head = CASES[case]
+    plus, minus = tok.encode("+", add_special_tokens=False)[0], tok.encode("-", add_special_tokens=False)[0]
+    for (problem, steps), got in zip(ITEMS, scores):
+        if not steps:
+            assert got == []
+            continue
+        ids, _ = scorer.encode(problem, steps)
+        pos = _expected_positions(tok, style, ids)
+        with torch.no_grad():
+            logits = models[model](torch.tensor([ids])).logits[0, pos].float()
+        want = {"softmax": lambda x: torch.softmax(x, -1)[:, 1], "sigmoid": lambda x: torch.sigmoid(x[:, 0]),
+                "plus": lambda x: torch.softmax(x[:, [plus, minus]], -1)[:, 0]}[head](logits)
+        assert len(got) == len(steps)
+        assert got == pytest.approx(want.tolist(), abs=1e-5)
+        assert all(0.0 <= s <= 1.0 for s in got)
+    assert len({round(s, 4) for row in scores for s in row}) > 5   # not a constant
+
+
+@pytest.mark.parametrize("case", ["ttscale-tc2", "ttscale-causal", "rlhflow"])
+def test_batching_invariance_and_usage(case, tok, models):
+    alone = _make(case, tok, models, batch_size=1)
+    batched = _make(case, tok, models, batch_size=3)
+    one_by_one = [alone.score([item])[0] for item in ITEMS]
+    together = batched.score(ITEMS)
+    reversed_ = batched.score(ITEMS[::-1])[::-1]
+    for a, b, c in zip(one_by_one, together, reversed_):
+        assert a == pytest.approx(b, abs=1e-5) and b == pytest.approx(c, abs=1e-5)
+    lengths = sum(len(batched.encode(p, s)[0]) for p, s in ITEMS if s)
+    non_empty = sum(1 for _, s in ITEMS if s)
+    assert alone.usage.calls == non_empty and alone.usage.tokens == lengths   # empty candidates cost nothing
+    assert batched.usage.calls == 2 * math.ceil(non_empty / 3) and batched.usage.tokens == 2 * lengths
+    before = batched.usage.snapshot()
+    batched.score(ITEMS[:2])
+    assert (batched.usage - before).calls == 1
+
+
+def test_protocol_and_params(tok, models):
+    scorer = _make("ttscale-tc2", tok, models)
+    assert isinstance(scorer, Scorer)
+    assert scorer.num_params == sum(p.numel() for p in models["tc2"].parameters())
+
+
+def test_truncation_is_an_error_naming_the_candidate(tok, models):
+    items = [ITEMS[2], ITEMS[0]]
+    short, long = (len(_make("qwen-prm", tok, models).encode(*item)[0]) for item in items)
+    assert short < long
+    scorer = _make("qwen-prm", tok, models, max_length=short)
+    with pytest.raises(StepAlignmentError, match=rf"candidate 1: truncated: {long} tokens > max_length {short}"):
+        scorer.score(items)
+    assert scorer.usage.calls == 0          # nothing runs before every candidate is encoded
+
+
+def test_mismatched_model_and_style(tok, tiny_tokenizer, models):
+    with pytest.raises(ValueError, match="is a causal LM.*causal-lm"):
+        TokenClassificationPRM(models["lm"], tok)
+    with pytest.raises(ValueError, match="no language-model head.*token-classification"):
+        CausalLMPRM(models["tc2"], tok)
+    with pytest.raises(ValueError, match="has 2 label.*num_labels: 2"):
+        TokenClassificationPRM(models["tc2"], tok, PRMSpec(num_labels=1))
+    with pytest.raises(ValueError, match=re.escape("step tag '<|step|>' is not a single token") + ".*add_step_tag"):
+        TokenClassificationPRM(models["tc2"], tiny_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def saved(tok, models, tmp_path_factory):
+    """A token-classification and a causal ttscale PRM saved as checkpoint folders with ttscale_prm.json."""
+    out = {}
+    for name, spec in [("tc2", PRMSpec(max_length=256)), ("lm", PRMSpec(formulation="causal-lm"))]:
+        path = tmp_path_factory.mktemp(f"prm_{name}")
+        models[name].save_pretrained(path)
+        tok.save_pretrained(path)
+        spec.save(path)
+        out[name] = path
+    return out
+
+
+def test_load_from_folder_matches_in_memory(saved, tok, models):
+    for name, case in [("tc2", "ttscale-tc2"), ("lm", "ttscale-causal")]:
+        loaded = load_scorer(saved[name], device="cpu")
+        assert type(loaded).__name__ == CASES[case][0].__name__
+        want = _make(case, tok, models).score(ITEMS)
+        for got, exp in zip(loaded.score(ITEMS), want):
+            assert got == pytest.approx(exp, abs=1e-5)
+    assert load_scorer(saved["tc2"], device="cpu").spec.max_length == 256
+
+
+def test_scorer_args_build_and_cli(saved):
+    args = parse_config(ScorerArgs, ["--prm", str(saved["lm"]), "--prm-batch-size", "2", "--prm-max-length", "300",
+                                     "--prm-device", "cpu", "--prm-threads", "1"])
+    scorer = args.build()
+    assert isinstance(scorer, CausalLMPRM) and scorer.batch_size == 2 and scorer.spec.max_length == 300
+    assert torch.get_num_threads() == 1
+    with pytest.raises(ValueError, match="no PRM given"):
+        ScorerArgs().build()
+
+
+def test_load_refuses_a_style_that_does_not_fit(saved, tmp_path, models, tok):
+    with pytest.raises(ValueError, match="holds a causal LM.*--prm-style causal-lm"):
+        load_scorer(saved["lm"], "token-classification", device="cpu")
+    with pytest.raises(ValueError, match="holds a token classifier.*--prm-style token-classification"):
+        load_scorer(saved["tc2"], "math-shepherd", device="cpu")
+    models["tc2"].save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="no ttscale_prm.json.*pass its style explicitly"):
+        load_scorer(tmp_path, device="cpu")
+    assert isinstance(load_scorer(tmp_path, "qwen-prm", device="cpu"), QwenPRM)
