@@ -1,0 +1,167 @@
+"""Generator over any OpenAI-compatible /v1/completions server (`vllm serve`, SGLang, llama.cpp, TGI...).
+
+One request per prompt carries all n samples (the server shares the prompt's prefill) with a seed derived
+from (params.seed, prompt), so completion j depends only on (prompt, params, j) — as in the other backends.
+Requests run concurrently under a semaphore; 429 / 5xx / dropped connections are retried with exponential
+backoff (honouring Retry-After); a refused connection fails at once with how to start a server.
+
+Token counts (`Completion.num_tokens`), in order of preference:
+  1. n > 1: we ask for `logprobs=0` and count the choice's returned tokens (exact; includes the token that
+     completed a stop string and the EOS token, as vLLM reports them);
+  2. n == 1: `usage.completion_tokens` (exact);
+  3. the server returned neither: the tokenizer, if given, re-encodes the text (+1 for EOS; approximate when
+     a stop string ended inside a token); otherwise usage split evenly over the n choices (an estimate).
+
+Finish reasons: "length" -> length; "stop" with vLLM's `stop_reason` a string -> "stop" (the string is
+appended if the server dropped it); "stop" with `stop_reason` null or a token id -> "eos", unless the text
+ends with one of the requested stop strings (servers that include it but send no stop_reason). A server
+that neither includes the stop string nor reports stop_reason cannot be told apart from EOS: such rows read
+"eos". vLLM includes it because we send `include_stop_str_in_output` (see `extra_body`).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from ttscale.inference.base import Completion, SamplingParams
+from ttscale.inference.loading import count_params_from_config, derive_seed, env_api_key, find_stop
+
+logger = logging.getLogger(__name__)
+
+VLLM_EXTRAS = {"include_stop_str_in_output": True}
+
+
+class ServerError(RuntimeError):
+    """The server answered with an error that retrying will not fix (or retries ran out)."""
+
+
+def run_sync(coro):
+    """Run a coroutine to completion from sync code, even inside a running event loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class OpenAIGenerator:
+    """See module doc. `extra_body` is merged into every request (default: vLLM's include_stop_str_in_output;
+    pass {} for servers that reject unknown fields)."""
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, max_concurrency: int = 16,
+                 timeout_s: float = 120, max_retries: int = 5, tokenizer: Any = None, num_params: int | None = None,
+                 backoff_s: float = 0.5, extra_body: dict | None = None, progress: bool = True):
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/completions"
+        self.model = model
+        self.api_key = env_api_key(api_key)
+        self.max_concurrency = int(max_concurrency)
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.backoff_s = float(backoff_s)
+        self.tokenizer = tokenizer
+        self.extra_body = dict(VLLM_EXTRAS if extra_body is None else extra_body)
+        self.progress = progress
+        self.num_params = count_params_from_config(model) if num_params is None else int(num_params)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        return run_sync(self.agenerate(prompts, params))
+
+    async def agenerate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        import aiohttp
+
+        if isinstance(prompts, str):
+            raise TypeError("generate() takes a list of prompts, got one string")
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        sem = asyncio.Semaphore(self.max_concurrency)
+        bar = tqdm(total=len(prompts), desc=f"generate ({self.model})", unit="prompt", leave=False,
+                   disable=not self.progress or len(prompts) <= 1)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+            async def one(prompt: str) -> list[Completion]:
+                async with sem:
+                    data = await self._post(session, self._body(prompt, params))
+                bar.update(1)
+                return self._completions(data, params)
+
+            try:
+                return list(await asyncio.gather(*(one(p) for p in prompts)))
+            finally:
+                bar.close()
+
+    def _body(self, prompt: str, params: SamplingParams) -> dict:
+        body = {"model": self.model, "prompt": prompt, "n": params.n, "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature, "top_p": params.top_p,
+                "seed": derive_seed(params.seed, prompt), **self.extra_body}
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.n > 1:
+            body["logprobs"] = 0  # per-choice token lists: usage only gives the total over the n choices
+        return body
+
+    async def _post(self, session, body: dict) -> dict:
+        import aiohttp
+
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            delay = self.backoff_s * 2 ** attempt
+            try:
+                async with session.post(self.url, json=body) as r:
+                    if r.status == 200:
+                        return await r.json()
+                    text = (await r.text())[:500]
+                    if r.status != 429 and r.status < 500:
+                        raise ServerError(f"{self.url}: HTTP {r.status}: {text}")
+                    last = f"HTTP {r.status}: {text}"
+                    retry_after = r.headers.get("Retry-After", "")
+                    if retry_after.replace(".", "", 1).isdigit():
+                        delay = max(delay, float(retry_after))
+            except aiohttp.ClientConnectorError as e:
+                raise ConnectionError(f"no server at {self.base_url} — start one with `vllm serve {self.model}` "
+                                      f"(or pass --base-url of a running OpenAI-compatible server): {e}") from None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError,
+                    asyncio.TimeoutError) as e:
+                last = f"{type(e).__name__}: {e}"
+            if attempt < self.max_retries:
+                logger.warning("%s: %s; retry %d/%d in %.1fs", self.url, last, attempt + 1, self.max_retries, delay)
+                await asyncio.sleep(delay)
+        raise ServerError(f"{self.url}: giving up after {self.max_retries} retries; last error: {last}")
+
+    def _completions(self, data: dict, params: SamplingParams) -> list[Completion]:
+        choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != params.n:
+            raise ServerError(f"{self.url}: asked for n={params.n} completions, got {len(choices)}: {str(data)[:300]}")
+        usage = (data.get("usage") or {}).get("completion_tokens")
+        return [self._completion(ch, params, usage) for ch in choices]
+
+    def _completion(self, ch: dict, params: SamplingParams, usage: int | None) -> Completion:
+        text, finish, stop_reason = ch.get("text") or "", ch.get("finish_reason"), ch.get("stop_reason")
+        if finish == "length":
+            reason = "length"
+        elif isinstance(stop_reason, str) and stop_reason:
+            reason = "stop"
+            if not text.endswith(stop_reason):
+                text += stop_reason  # vLLM drops it unless include_stop_str_in_output reached it
+        elif params.stop and find_stop(text, params.stop) == len(text):
+            reason = "stop"
+        else:
+            reason = "eos"
+        tokens = (ch.get("logprobs") or {}).get("tokens")
+        if tokens is not None:
+            n_tok = len(tokens)
+        elif usage is not None and params.n == 1:
+            n_tok = int(usage)
+        elif self.tokenizer is not None:
+            n_tok = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + (reason == "eos")
+        elif usage is not None:
+            n_tok = round(int(usage) / params.n)
+        else:
+            raise ServerError(f"{self.url}: no usage, logprobs or tokenizer to count tokens with; pass tokenizer=")
+        return Completion(text=text, num_tokens=n_tok, finish_reason=reason)
