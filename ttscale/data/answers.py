@@ -2,12 +2,11 @@
 
 Grading has two paths. The fast path (pure Python, microseconds) settles most pairs: answers whose
 canonical keys match are correct; two plain numbers are compared exactly as rationals; numbers, words
-and numeric sets/tuples that differ are wrong. Everything else goes to math-verify (sympy) in a small
-pool of worker processes. math-verify's own timeouts use SIGALRM, which only works on the main thread,
-so workers run it with timeouts off and the parent bounds the wait: a worker that overruns is killed
-and replaced, and the pair counts as wrong. This works from any thread, never `eval`s text, and never
-hangs. Answers with shapes known to blow up sympy (huge exponent towers, factorials of expressions,
-deep nesting, very long strings) skip sympy and are compared as strings only.
+and numeric sets/tuples that differ are wrong. Everything else goes to math-verify (sympy) in a pool of
+worker processes with a hard time limit per comparison (`verify_pool`); an overrun counts as wrong.
+This works from any thread, never `eval`s text, and never hangs. Answers with shapes known to blow
+up sympy (huge exponent towers, factorials of expressions, deep nesting, very long strings) skip
+sympy and are compared as strings only.
 
 Conventions (documented choices): "50\\%" == "50" (percent signs and degree marks are dropped, so
 "50\\%" != "0.5"); "1,000" == "1000" (comma thousands separators go, commas in tuples/sets stay);
@@ -16,26 +15,19 @@ trailing units "5\\text{ cm}" / "5 dollars" are dropped; "x = 5" == "5"; plain n
 """
 from __future__ import annotations
 
-import atexit
-import json
-import os
-import queue
 import re
-import select
-import subprocess
-import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterable
 
 from tqdm.auto import tqdm
 
+from ttscale.data import verify_pool
+
+shutdown_grader = verify_pool.shutdown  # stop the worker processes (they restart on demand)
+
 MAX_SYMPY_CHARS = 1000     # longer answers are compared as strings only
 MAX_BRACE_DEPTH = 20       # latex2sympy recursion on deeper nesting takes tens of seconds
-STARTUP_TIMEOUT_S = 120.0  # a worker boot (importing sympy) is not charged to the grading timeout
 
 # ---------------------------------------------------------------- extraction
 
@@ -269,123 +261,6 @@ def _risky(s: str) -> bool:
     return peak > MAX_BRACE_DEPTH
 
 
-class _Worker:
-    """One `python -c` child running math-verify; line-delimited JSON over its stdin/stdout."""
-
-    def __init__(self) -> None:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from ttscale.data.answers import _worker_main; _worker_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
-        self.ready = False
-        self.buf = b""
-
-    def _readline(self, timeout_s: float) -> bytes | None:
-        deadline = time.monotonic() + timeout_s
-        out = self.proc.stdout
-        assert out is not None
-        while b"\n" not in self.buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([out], [], [], remaining)[0]:
-                return None
-            chunk = os.read(out.fileno(), 4096)
-            if not chunk:
-                raise ChildProcessError(f"grader worker exited with code {self.proc.wait()}")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line
-
-    def verify(self, gold: str, pred: str, timeout_s: float) -> bool | None:
-        """The verdict, or None when the worker overran `timeout_s` (it must then be killed)."""
-        if not self.ready:
-            if self._readline(STARTUP_TIMEOUT_S) != b"ready":
-                raise ChildProcessError(f"grader worker did not start within {STARTUP_TIMEOUT_S:.0f}s")
-            self.ready = True
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps([gold, pred]) + "\n").encode())
-        line = self._readline(timeout_s)
-        return None if line is None else line == b"1"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                f.close()
-
-
-class _Pool:
-    """At most `size` workers; a caller borrows one, so concurrent threads never share a pipe."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self.pid = size, os.getpid()
-        self.slots = threading.BoundedSemaphore(size)
-        self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        self.all: set[_Worker] = set()
-        self.lock = threading.Lock()
-
-    def _new(self) -> _Worker:
-        w = _Worker()
-        with self.lock:
-            self.all.add(w)
-        return w
-
-    def _drop(self, w: _Worker) -> None:
-        w.kill()
-        with self.lock:
-            self.all.discard(w)
-
-    def verify(self, gold: str, pred: str, timeout_s: float) -> bool:
-        with self.slots:
-            try:
-                w = self.idle.get_nowait()
-            except queue.Empty:
-                w = self._new()
-            try:
-                verdict = w.verify(gold, pred, timeout_s)
-            except (ChildProcessError, OSError):  # died (e.g. out of memory): replace it, count as wrong
-                self._drop(w)
-                return False
-            if verdict is None:  # overran: kill it and boot a replacement in the background now
-                self._drop(w)
-                self.idle.put(self._new())
-                return False
-            self.idle.put(w)
-            return verdict
-
-    def close(self) -> None:
-        with self.lock:
-            workers, self.all = list(self.all), set()
-        for w in workers:
-            w.kill()
-
-
-_POOL: _Pool | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> _Pool:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL.pid != os.getpid():  # a forked child must not use its parent's pipes
-            default = max(1, min(4, (os.cpu_count() or 2) // 2))
-            _POOL = _Pool(int(os.environ.get("TTSCALE_GRADER_WORKERS", default)))
-        return _POOL
-
-
-@atexit.register
-def shutdown_grader() -> None:
-    """Stop the math-verify worker processes (also done at exit; they restart on demand)."""
-    global _POOL
-    with _POOL_LOCK:
-        pool, _POOL = _POOL, None
-    if pool is not None and pool.pid == os.getpid():
-        pool.close()
-
-
 def _verify_answers(pred: str | None, gold: str | None, timeout_s: float) -> bool:
     if pred is None or gold is None:
         return False
@@ -395,7 +270,7 @@ def _verify_answers(pred: str | None, gold: str | None, timeout_s: float) -> boo
     p, g = _normalise(pred), _normalise(gold)
     if _risky(p) or _risky(g):
         return False
-    return _pool().verify(g, p, timeout_s)
+    return verify_pool.verify(g, p, timeout_s)
 
 
 def is_correct(text_or_answer: str | None, gold: str | None, timeout_s: float = 5.0) -> bool:
@@ -411,50 +286,9 @@ def grade_many(pairs: Iterable[tuple[str | None, str | None]], timeout_s: float 
         out.append(False if p is None or g is None else _fast_verdict(p, g))
     slow = [i for i, v in enumerate(out) if v is None]
     if slow:
-        with ThreadPoolExecutor(max_workers=_pool().size) as ex, \
+        with ThreadPoolExecutor(max_workers=verify_pool.pool_size()) as ex, \
                 tqdm(total=len(slow), desc="grading (math-verify)", disable=len(slow) < 64) as bar:
             for i, verdict in zip(slow, ex.map(lambda j: _verify_answers(*answers[j], timeout_s), slow)):
                 out[i] = verdict
                 bar.update(1)
     return [bool(v) for v in out]
-
-
-def _worker_main() -> None:
-    """Child loop: [gold, pred] JSON lines in, "1"/"0" lines out. Memory is capped so a blow-up dies fast."""
-    import logging
-
-    try:
-        import resource
-
-        cap = int(os.environ.get("TTSCALE_GRADER_MEMORY_GB", "4")) << 30
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    except (ImportError, ValueError, OSError):
-        pass
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-    parent = os.getppid()
-
-    def watchdog() -> None:  # exit with the parent even when it dies without closing our stdin
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watchdog, daemon=True).start()
-    config = [LatexExtractionConfig(), ExprExtractionConfig()]
-
-    def check(gold: str, pred: str) -> bool:
-        g = parse("\\boxed{" + gold + "}", config, parsing_timeout=None)  # type: ignore[arg-type]
-        p = parse("\\boxed{" + pred + "}", config, parsing_timeout=None)  # type: ignore[arg-type]
-        return bool(g and p and verify(g, p, timeout_seconds=None))
-
-    check("\\frac{1}{2}", "0.5")  # warm the parsers before reporting ready
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    for line in sys.stdin:
-        try:
-            ok = check(*json.loads(line))
-        except BaseException:  # noqa: BLE001 - any failure (MemoryError, RecursionError...) is "not verified"
-            ok = False
-        sys.stdout.write("1\n" if ok else "0\n")
-        sys.stdout.flush()
