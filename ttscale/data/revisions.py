@@ -1,0 +1,122 @@
+"""Revision training data (Snell et al. 2024, §6.1): wrong attempts in context, then a correct answer.
+
+From many sampled answers per problem: for each CORRECT answer, pick how many INCORRECT answers of the same
+problem go in context before it (uniform in 0..min(max_incorrect, #incorrect)); the last one in context is
+the incorrect answer closest to the correct one by character edit distance (so the model learns to fix a
+near miss), the others are random incorrect ones, in random order. The correct answer is the target.
+
+Incorrect answers with identical text are counted once, so the context never repeats an attempt.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Character edit distance (insert, delete, substitute: cost 1 each).
+
+    Bit-parallel (Myers 1999 / Hyyrö 2003): one column of the DP table is a bit vector (a Python int of
+    len(b) bits), so the cost is O(len(a)) big-int operations instead of O(len(a)·len(b)) Python steps —
+    fast enough for thousands of solution pairs without a C extension.
+    """
+    if len(a) < len(b):
+        a, b = b, a
+    m = len(b)
+    if m == 0:
+        return len(a)
+    peq: dict[str, int] = {}
+    for i, ch in enumerate(b):
+        peq[ch] = peq.get(ch, 0) | (1 << i)
+    full = (1 << m) - 1
+    top = 1 << (m - 1)
+    pv, mv, score = full, 0, m
+    for ch in a:
+        eq = peq.get(ch, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = (mv | ~(xh | pv)) & full
+        mh = pv & xh
+        if ph & top:
+            score += 1
+        elif mh & top:
+            score -= 1
+        ph = ((ph << 1) | 1) & full   # row 0 grows by 1 per column: global (not substring) distance
+        mh = (mh << 1) & full
+        pv = (mh | ~(xv | ph)) & full
+        mv = ph & xv
+    return score
+
+
+def closest_index(target: str, candidates: Sequence[str]) -> int:
+    """Index of the candidate with the smallest edit distance to `target` (ties: the earliest)."""
+    if not candidates:
+        raise ValueError("closest_index needs at least one candidate")
+    distances = [levenshtein(target, c) for c in candidates]
+    return min(range(len(candidates)), key=lambda i: (distances[i], i))
+
+
+def revision_trajectory(correct: str, incorrect: Sequence[str], rng: random.Random,
+                        max_incorrect: int = 4) -> list[str]:
+    """The incorrect attempts put in context before `correct` (possibly none); see the module docstring."""
+    k = rng.randint(0, min(max_incorrect, len(incorrect)))
+    if k == 0:
+        return []
+    last = closest_index(correct, incorrect)
+    others = [a for i, a in enumerate(incorrect) if i != last]
+    return rng.sample(others, k - 1) + [incorrect[last]]
+
+
+def _unique(texts: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(texts))
+
+
+def grade_samples(problem_rows: Sequence[Mapping[str, Any]], samples: Mapping[str, Sequence[str]],
+                  grader: Callable[[str, str], bool] | None = None) -> dict[str, list[bool]]:
+    """Per problem id, whether each sampled answer is correct (default: ttscale.data.answers.grade_many)."""
+    pairs = [(str(p["id"]), text, str(p["answer"])) for p in problem_rows for text in samples.get(str(p["id"]), ())]
+    if grader is None:
+        from ttscale.data.answers import grade_many
+        flags = grade_many([(text, gold) for _, text, gold in pairs])
+    else:
+        flags = [bool(grader(text, gold)) for _, text, gold in pairs]
+    verdicts: dict[str, list[bool]] = {}
+    for (pid, _, _), ok in zip(pairs, flags):
+        verdicts.setdefault(pid, []).append(ok)
+    return verdicts
+
+
+def build_revision_examples(problem_rows: Iterable[Mapping[str, Any]], samples: Mapping[str, Sequence[str]], *,
+                            max_incorrect: int = 4, seed: int = 0,
+                            grader: Callable[[str, str], bool] | None = None,
+                            verdicts: Mapping[str, Sequence[bool]] | None = None) -> list[dict[str, Any]]:
+    """Revision rows {id, problem_id, problem, prompt_attempts, target, num_incorrect} from sampled answers.
+
+    `problem_rows` need `id`, `problem`, `answer`; `samples` maps a problem id to its sampled answers.
+    Answers are graded with `grader(text, gold)` (default: ttscale.data.answers, batched), unless
+    `verdicts` (from `grade_samples`) already say which are correct. Problems with
+    no sample, or no correct sample, give no rows. Same inputs and seed, same rows: each problem draws from
+    its own RNG seeded by (seed, problem id), so adding or dropping other problems changes nothing here.
+    """
+    if max_incorrect < 0:
+        raise ValueError(f"max_incorrect must be >= 0, got {max_incorrect}")
+    problem_rows = list(problem_rows)
+    if verdicts is None:
+        verdicts = grade_samples(problem_rows, samples, grader)
+    rows: list[dict[str, Any]] = []
+    for problem in problem_rows:
+        pid = str(problem["id"])
+        answers = list(samples.get(pid, ()))
+        flags = list(verdicts.get(pid, ()))
+        if len(flags) != len(answers):
+            raise ValueError(f"problem {pid!r}: {len(flags)} verdicts for {len(answers)} answers; grade the same "
+                             f"samples that are passed in (grade_samples)")
+        incorrect = _unique(t for t, ok in zip(answers, flags) if not ok)
+        rng = random.Random(f"{seed}:{pid}")
+        for j, (text, ok) in enumerate(zip(answers, flags)):
+            if not ok:
+                continue
+            attempts = revision_trajectory(text, incorrect, rng, max_incorrect)
+            rows.append({"id": f"{pid}-rev{j}", "problem_id": pid, "problem": problem["problem"],
+                         "prompt_attempts": attempts, "target": text, "num_incorrect": len(attempts)})
+    return rows
