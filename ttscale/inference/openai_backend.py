@@ -39,6 +39,18 @@ class ServerError(RuntimeError):
     """The server answered with an error that retrying will not fix (or retries ran out)."""
 
 
+def map_finish(text: str, finish_reason: str | None, stop_reason: Any, stops: Sequence[str]) -> tuple[str, str]:
+    """(text with its stop string, our finish reason) from vLLM/OpenAI finish_reason + stop_reason."""
+    if finish_reason == "length":
+        return text, "length"
+    if isinstance(stop_reason, str) and stop_reason:
+        # vLLM drops the matched string unless include_stop_str_in_output reached it
+        return (text if text.endswith(stop_reason) else text + stop_reason), "stop"
+    if stops and find_stop(text, stops) == len(text):
+        return text, "stop"
+    return text, "eos"
+
+
 def run_sync(coro):
     """Run a coroutine to completion from sync code, even inside a running event loop (Jupyter)."""
     try:
@@ -142,17 +154,7 @@ class OpenAIGenerator:
         return [self._completion(ch, params, usage) for ch in choices]
 
     def _completion(self, ch: dict, params: SamplingParams, usage: int | None) -> Completion:
-        text, finish, stop_reason = ch.get("text") or "", ch.get("finish_reason"), ch.get("stop_reason")
-        if finish == "length":
-            reason = "length"
-        elif isinstance(stop_reason, str) and stop_reason:
-            reason = "stop"
-            if not text.endswith(stop_reason):
-                text += stop_reason  # vLLM drops it unless include_stop_str_in_output reached it
-        elif params.stop and find_stop(text, params.stop) == len(text):
-            reason = "stop"
-        else:
-            reason = "eos"
+        text, reason = map_finish(ch.get("text") or "", ch.get("finish_reason"), ch.get("stop_reason"), params.stop)
         tokens = (ch.get("logprobs") or {}).get("tokens")
         if tokens is not None:
             n_tok = len(tokens)

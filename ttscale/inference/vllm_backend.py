@@ -1,0 +1,54 @@
+"""Generator over an in-process vLLM engine (GPU): prefix caching, n samples per request, per-prompt seeds.
+
+One request per prompt carries its n samples (vLLM shares the prompt's KV blocks between them, and prefix
+caching shares common prefixes across prompts, e.g. the steps search keeps extending). The request seed is
+derived from (params.seed, prompt) as in the other backends, so completion j depends only on (prompt,
+params, j). num_tokens = len(token_ids): vLLM keeps the stop-completing token and the EOS token there.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ttscale.inference.base import Completion, SamplingParams
+from ttscale.inference.loading import count_params_from_config, derive_seed
+from ttscale.inference.openai_backend import map_finish
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise ImportError(f"the vllm backend needs vLLM: pip install 'ttscale[vllm]' ({e})") from e
+    return vllm
+
+
+class VLLMGenerator:
+    def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0, gpu_memory_utilization: float = 0.9,
+                 enable_prefix_caching: bool = True, **llm_kwargs: Any):
+        vllm = _import_vllm()
+        self.model_name = str(model)
+        self.llm = vllm.LLM(model=self.model_name, dtype=dtype, seed=seed,
+                            gpu_memory_utilization=gpu_memory_utilization,
+                            enable_prefix_caching=enable_prefix_caching, **llm_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.num_params = count_params_from_config(self.model_name)
+        self._sampling_cls = vllm.SamplingParams
+
+    def _request_params(self, prompt: str, params: SamplingParams):
+        return self._sampling_cls(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                                  max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+                                  seed=derive_seed(params.seed, prompt), include_stop_str_in_output=True)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        if isinstance(prompts, str):
+            raise TypeError("generate() takes a list of prompts, got one string")
+        prompts = list(prompts)
+        outputs = self.llm.generate(prompts, [self._request_params(p, params) for p in prompts], use_tqdm=True)
+        results = []
+        for out in outputs:
+            row = []
+            for o in sorted(out.outputs, key=lambda o: o.index):
+                text, reason = map_finish(o.text, o.finish_reason, o.stop_reason, params.stop)
+                row.append(Completion(text=text, num_tokens=len(o.token_ids), finish_reason=reason))
+            results.append(row)
+        return results
