@@ -228,3 +228,24 @@ def test_build_revisions_stage_samples_from_policy(tiny_lm_dir, toy_samples, tmp
     assert Counter(r["id"] for r in drawn) == {p["id"]: 3 for p in problems[:3]}
     assert all(0 < r["num_tokens"] <= 8 for r in drawn)
     assert drawn == read_jsonl(tmp_path / "b.jsonl")  # seeded
+
+
+def test_train_revision_lora_merges_into_a_plain_checkpoint(tiny_lm_dir, revision_rows, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from ttscale.config import parse_config
+    from ttscale.data.io import write_table
+    from ttscale.train.revision import Config, run
+
+    data = write_table(revision_rows[:8], tmp_path / "revisions.jsonl")
+    cfg = parse_config(Config, [str(data), str(tmp_path / "lora"), "--model", str(tiny_lm_dir), "--lora",
+                                "--lora-targets", "q_proj,v_proj", "--lora-r", "4", "--max-steps", "2",
+                                "--learning-rate", "1e-2", "--threads", "1", "--max-attempts", "2"])
+    assert run(cfg) == 0
+    assert not (tmp_path / "lora" / "adapter_config.json").exists()
+    assert read_revision_info(tmp_path / "lora")["max_attempts"] == 2
+    merged = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "lora").named_parameters())
+    base = dict(AutoModelForCausalLM.from_pretrained(tiny_lm_dir).named_parameters())
+    assert merged.keys() == base.keys()  # no lora_A/lora_B left: a plain checkpoint
+    changed = {n.split(".")[-2] for n in base if not merged[n].equal(base[n])}
+    assert changed == {"q_proj", "v_proj"}  # only the adapted projections moved
