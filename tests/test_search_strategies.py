@@ -181,3 +181,38 @@ def test_meter_split_is_exact_and_proportional():
     assert _split(10, [1, 1, 2]) == [3, 2, 5]
     assert sum(_split(7, [3, 3, 3])) == 7 and _split(0, [1, 2]) == [0, 0]
     assert aggregate([0.5, 0.2, 0.9], "prod") == pytest.approx(0.09)
+
+
+def _c(answer, scores, finished=True, group=0):
+    from ttscale.search.types import Candidate
+
+    return Candidate(steps=["s"] * len(scores), step_scores=scores, answer=answer,
+                     answer_key=None if answer is None else answer, finished=finished, group=group)
+
+
+def test_voting_hand_computed():
+    from ttscale.search.voting import select
+
+    cands = [_c("1", [0.9, 0.55]), _c("2", [0.5, 0.6]), _c("2", [0.4, 0.3]), _c("3", [0.99, 0.99], finished=False),
+             _c("1", [0.1, 0.25], group=1), _c(None, [0.9], group=1)]
+    # majority: "1" x2 vs "2" x2 -> tie, "1" appears first; the unfinished "3" (best scores) never counts
+    assert select(cands, "majority") == ("1", 0)
+    assert select(cands, "prm-max", "last") == ("2", 1)           # last: 0.55, 0.6, 0.3, -, 0.25
+    assert select(cands, "prm-max", "min") == ("1", 0)            # min: 0.55, 0.5, 0.3, -, 0.1
+    assert select(cands, "prm-vote", "last") == ("2", 1)          # "1": 0.8, "2": 0.9
+    assert select(cands, "prm-vote", "min") == ("2", 1)           # "1": 0.65, "2": 0.8
+    assert select(cands, "prm-vote", "prod") == ("1", 0)          # "1": 0.495 + 0.025, "2": 0.30 + 0.12
+    # hierarchical, last: group 0 best = idx1 ("2", 0.6); group 1 best = idx4 ("1", 0.25) -> "2"
+    assert select(cands, "hierarchical", "last") == ("2", 1)
+    assert select([_c("4", [0.5], finished=False)], "majority") == (None, -1)
+
+
+def test_rows_without_gold_are_searchable():
+    from ttscale.search.output import FEATURES, result_rows
+    import datasets
+
+    res = get_strategy("best-of-n").run([{"id": "a", "problem": "Problem a"}], ctx(), 4)
+    rows = result_rows(res, "best-of-n", 4, SearchSettings())
+    assert rows[0]["answer"] is None and rows[0]["correct"] is None
+    assert all(c["correct"] is None for c in rows[0]["candidates"])
+    assert datasets.Dataset.from_list(rows, features=FEATURES)[0]["prediction"] == res[0].prediction

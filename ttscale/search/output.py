@@ -1,0 +1,129 @@
+"""A search run on disk: one row per problem, written as resumable parts, joined into a `datasets` folder.
+
+Row columns: id, problem, answer (gold; None when absent), level (as text; None when absent), strategy,
+budget, params (the SearchSettings struct), candidates (list of structs: steps, step_scores, answer,
+answer_key, finished, tokens, parent, group, node, correct), spent (struct), prediction (default selection),
+chosen (its candidate index, -1 = none), correct (prediction vs gold; None without gold), tree (beam/DVTS/
+lookahead node list: parent, depth, text, score; empty for other strategies).
+
+Everything needed to re-aggregate and re-vote offline is kept: all candidates with all step scores.
+Parts use the labelling stage's layout and helpers (parts/part-CCCCC.jsonl, written atomically).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+import datasets
+
+from ttscale.data.answers import grade_many
+from ttscale.data.mc.output import collect_parts, part_path
+from ttscale.data.io import write_table
+from ttscale.search.types import Candidate, Node, ProblemResult, SearchSettings, Spent
+
+_SCALARS = {int: datasets.Value("int64"), float: datasets.Value("float64"), bool: datasets.Value("bool"),
+            str: datasets.Value("string")}
+
+
+def _struct(cls: type, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """datasets features of a dataclass of scalars / lists of scalars (Optional[X] -> X, nullable anyway)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if overrides and f.name in overrides:
+            out[f.name] = overrides[f.name]
+            continue
+        tp = typing.get_type_hints(cls)[f.name]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) is list:
+            out[f.name] = datasets.Sequence(_SCALARS[args[0]])
+        else:
+            out[f.name] = _SCALARS[args[0] if args else tp]
+    return out
+
+
+FEATURES = datasets.Features({
+    "id": datasets.Value("string"), "problem": datasets.Value("string"), "answer": datasets.Value("string"),
+    "level": datasets.Value("string"), "strategy": datasets.Value("string"), "budget": datasets.Value("int64"),
+    "params": _struct(SearchSettings),
+    "candidates": [{**_struct(Candidate), "correct": datasets.Value("bool")}],
+    "spent": _struct(Spent),
+    "prediction": datasets.Value("string"), "chosen": datasets.Value("int64"), "correct": datasets.Value("bool"),
+    "tree": [_struct(Node)],
+})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def result_rows(results: Sequence[ProblemResult], strategy: str, budget: int,
+                settings: SearchSettings) -> list[dict[str, Any]]:
+    """Rows for finished problems; candidates and predictions are graded against gold when there is one."""
+    pairs, where = [], []
+    for r_i, r in enumerate(results):
+        gold = _text(r.problem.get("answer"))
+        if gold is None:
+            continue
+        for c_i, c in enumerate(r.candidates):
+            if c.answer is not None:
+                pairs.append((c.answer, gold))
+                where.append((r_i, c_i))
+    verdicts = dict(zip(where, grade_many(pairs))) if pairs else {}
+    rows = []
+    for r_i, r in enumerate(results):
+        has_gold = r.problem.get("answer") is not None
+        cands = [{**c.to_dict(), "correct": verdicts.get((r_i, c_i), False) if has_gold else None}
+                 for c_i, c in enumerate(r.candidates)]
+        rows.append({
+            "id": str(r.problem["id"]), "problem": r.problem["problem"], "answer": _text(r.problem.get("answer")),
+            "level": _text(r.problem.get("level")), "strategy": strategy, "budget": budget,
+            "params": dataclasses.asdict(settings), "candidates": cands, "spent": r.spent.to_dict(),
+            "prediction": r.prediction, "chosen": r.chosen,
+            "correct": (cands[r.chosen]["correct"] if r.chosen >= 0 else False) if has_gold else None,
+            "tree": [n.to_dict() for n in r.tree],
+        })
+    return rows
+
+
+def write_part(out: Path, index: int, rows: list[dict[str, Any]]) -> Path:
+    return write_table(rows, part_path(out, index))   # atomic: the rename marks the part done
+
+
+def summarize(ds: datasets.Dataset) -> dict[str, Any]:
+    spent = ds["spent"]
+    graded = [c for c in ds["correct"] if c is not None]
+    n = len(ds)
+    total = {k: sum(s[k] for s in spent) for k in (spent[0] if spent else {})}
+    return {
+        "problems": n,
+        "accuracy": sum(graded) / len(graded) if graded else None,
+        "answered": sum(p is not None for p in ds["prediction"]) / n if n else None,
+        "finished_candidates_per_problem": sum(sum(c["finished"] for c in cs) for cs in ds["candidates"]) / n
+        if n else None,
+        "spent_total": total,
+        "spent_per_problem": {k: v / n for k, v in total.items()} if n else {},
+    }
+
+
+def finalize(out: Path) -> dict[str, Any]:
+    """Join parts/ into out/dataset (save_to_disk, replaced atomically) and write out/summary.json."""
+    out = Path(out)
+    parts = collect_parts([out])
+    if not parts:
+        raise SystemExit(f"{out}: no finished parts to join")
+    ds = datasets.Dataset.from_list([json.loads(line) for p in parts for line in p.read_text().splitlines()
+                                     if line.strip()], features=FEATURES)
+    tmp = out / ".dataset.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    ds.save_to_disk(str(tmp))
+    if (out / "dataset").exists():
+        shutil.rmtree(out / "dataset")
+    tmp.rename(out / "dataset")
+    summary = summarize(ds)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
