@@ -101,7 +101,7 @@ def test_grade_many_matches_is_correct():
     ["\\{1,2\\}", "\\{2, 1\\}", "\\{1,2,2\\}"],
     ["\\text{Monday}", "Monday", "monday"],
     ["\\sqrt2", "\\sqrt{2}", "\\sqrt {2}"],
-    ["-3", "x = -3", "-3.0"],
+    ["-3", "x = -3", "-3.0", "\\boxed{-3}", "So we get \\boxed{-3}."],
 ])
 def test_answer_key_groups_equivalent_answers(group):
     keys = {answer_key(a) for a in group}

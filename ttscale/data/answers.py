@@ -226,9 +226,8 @@ def answer_key(answer: str | None) -> str:
     numbers and numeric sets (e.g. "\\sqrt{8}" vs "2\\sqrt{2}") keep separate keys; `is_correct`
     still grades them right. None and empty answers get the key "".
     """
-    if not answer:
-        return ""
-    return _key_of_normalised(_normalise(str(answer)))[0]
+    ans = _answer_of(answer)  # a whole solution text works too: its extracted answer is keyed
+    return _key_of_normalised(_normalise(ans))[0] if ans else ""
 
 # ---------------------------------------------------------------- grading
 
