@@ -121,3 +121,33 @@ def test_bad_inputs(gen):
         gen.generate("one string", SamplingParams())
     with pytest.raises(ValueError, match="n >= 1"):
         gen.generate(PROMPTS, SamplingParams(n=0))
+
+
+def test_generate_stage_writes_rows(tmp_path, tiny_lm_dir):
+    import json
+
+    from ttscale.cli import main
+    from ttscale.data.io import read_table
+
+    src = tmp_path / "problems.jsonl"
+    src.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"What is {i} + 4?", "answer": str(i + 4)}) + "\n"
+                           for i in range(3)))
+    out = tmp_path / "samples.jsonl"
+    argv = ["generate", str(out), "--problems", str(src), "--policy", str(tiny_lm_dir), "--n", "2",
+            "--temperature", "1.0", "--max-new-tokens", "12", "--until", "step", "--stop", "e", "--seed", "3",
+            "--batch-size", "4"]
+    assert main(argv) == 0
+    rows = read_table(out).to_list()
+    assert [(r["id"], r["sample"]) for r in rows] == [(f"p{i}", j) for i in range(3) for j in range(2)]
+    assert set(rows[0]) == {"id", "problem", "sample", "completion", "num_tokens", "finish_reason"}
+    for r in rows:
+        assert 1 <= r["num_tokens"] <= 12 and r["finish_reason"] in ("stop", "length")
+        assert (r["finish_reason"] == "stop") == r["completion"].endswith(("e", "\n\n"))
+    # same rows as the generator called directly on the chat-template prompts
+    from ttscale.data.steps import build_prompt
+
+    g = TransformersGenerator(str(tiny_lm_dir), progress=False)
+    direct = g.generate([build_prompt(r["problem"], g.tokenizer) for r in rows[::2]],
+                        SamplingParams(n=2, temperature=1.0, max_new_tokens=12, stop=("e", "\n\n"), seed=3))
+    assert [c.text for o in direct for c in o] == [r["completion"] for r in rows]
+    assert (tmp_path / "samples.config.yaml").read_text().count("policy:") == 1

@@ -75,6 +75,9 @@ def load_gguf(model: str | os.PathLike, gguf_file: str | None = None, dtype: Any
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
         kwargs = {"dtype": dtype} if dtype is not None else {}
         lm = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, **kwargs)
+    if getattr(lm, "hf_quantizer", None) is not None:
+        # The weights are already dequantised; the leftover quantizer only blocks save_pretrained / PEFT.
+        lm.hf_quantizer.remove_quantization_config(lm)
     return lm, tokenizer
 
 

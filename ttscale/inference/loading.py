@@ -45,6 +45,9 @@ class GeneratorArgs:
 
     def build(self):
         """The Generator these options describe."""
+        if not self.policy:
+            raise ValueError("no policy model given: pass --policy (a checkpoint dir, hub id, adapter dir, .gguf "
+                             "file, or the served model name for --backend openai)")
         if self.backend == "transformers":
             return load_generator("transformers", self.policy, dtype=self.dtype, device=self.device,
                                   threads=self.threads, batch_size=self.batch_size, adapter=self.adapter,
