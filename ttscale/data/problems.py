@@ -82,7 +82,7 @@ def _level(value: Any) -> int | str | None:
 def load_problems_with_skips(
     source: str | os.PathLike, *, problem_field: str = "problem", answer_field: str = "answer",
     id_field: str = "id", level_field: str = "level", solution_field: str = "solution",
-    split: str = "train", skip_invalid: bool = False,
+    split: str = "train", skip_invalid: bool = False, require_answer: bool = True,
 ) -> tuple[datasets.Dataset, list[str]]:
     """`load_problems`, also returning one message per skipped row ("f.jsonl:3: missing field 'answer'")."""
     source = str(source)
@@ -92,7 +92,7 @@ def load_problems_with_skips(
     if len(ds) == 0:
         raise ValueError(f"{source}: no rows")
     for role, name in (("problem", problem_field), ("answer", answer_field)):
-        if name not in columns and not skip_invalid:
+        if name not in columns and not skip_invalid and (role == "problem" or require_answer):
             raise ValueError(f"{source}: no column {name!r} (columns: {', '.join(sorted(columns))}); "
                              f"name the {role} column with {_FLAG[role]}")
     sources = {problem_field, answer_field, id_field, level_field, solution_field}
@@ -102,7 +102,7 @@ def load_problems_with_skips(
     seen: dict[str, int] = {}
     for i, row in enumerate(tqdm(ds, desc=f"reading {Path(source).name}", disable=len(ds) < 20000)):
         values = {"problem": _text(row.get(problem_field)), "answer": _text(row.get(answer_field))}
-        bad = [role for role, v in values.items() if v is None]
+        bad = [role for role, v in values.items() if v is None and (role == "problem" or require_answer)]
         if bad:
             role = bad[0]
             name = problem_field if role == "problem" else answer_field
@@ -142,18 +142,20 @@ def load_problems_with_skips(
 def load_problems(
     source: str | os.PathLike, *, problem_field: str = "problem", answer_field: str = "answer",
     id_field: str = "id", level_field: str = "level", solution_field: str = "solution",
-    split: str = "train", skip_invalid: bool = False,
+    split: str = "train", skip_invalid: bool = False, require_answer: bool = True,
 ) -> datasets.Dataset:
     """Load a problem set with columns `id, problem, answer` (+ `level`, `solution`, other columns kept).
 
     `source` is a .jsonl/.json/.parquet file, a `save_to_disk` folder, or else a hub dataset name.
     A row with a missing/empty problem or answer raises ValueError naming the file, line (jsonl) or row
-    and the field; with `skip_invalid=True` such rows are skipped and "skipped N rows" is logged (use
+    and the field (with `require_answer=False` a missing answer is kept as None: search needs no gold);
+    with `skip_invalid=True` such rows are skipped and "skipped N rows" is logged (use
     `load_problems_with_skips` to get the messages). Duplicate ids raise ValueError naming both rows.
     """
     ds, skipped = load_problems_with_skips(
         source, problem_field=problem_field, answer_field=answer_field, id_field=id_field,
-        level_field=level_field, solution_field=solution_field, split=split, skip_invalid=skip_invalid)
+        level_field=level_field, solution_field=solution_field, split=split, skip_invalid=skip_invalid,
+        require_answer=require_answer)
     if skipped:
         logger.warning("%s: skipped %d invalid row(s), kept %d; first: %s", source, len(skipped), len(ds), skipped[0])
     return ds
@@ -173,6 +175,8 @@ class ProblemArgs:
     split: str = field("train", help="split to load when --problems is a hub dataset name")
     skip_invalid: bool = field(False, help="skip rows with a missing/empty problem or answer instead of failing")
     limit: int | None = field(None, help="use only the first N problems (after skipping invalid rows)")
+    allow_missing_answer: bool = field(False, help="keep problems without a gold answer (answer = null); only "
+                                       "stages that need no gold (search) accept this")
 
     def load(self) -> datasets.Dataset:
         if not self.problems:
@@ -183,7 +187,7 @@ class ProblemArgs:
         ds = load_problems(
             self.problems, problem_field=self.problem_field, answer_field=self.answer_field,
             id_field=self.id_field, level_field=self.level_field, solution_field=self.solution_field,
-            split=self.split, skip_invalid=self.skip_invalid)
+            split=self.split, skip_invalid=self.skip_invalid, require_answer=not self.allow_missing_answer)
         if self.limit is not None:
             ds = ds.select(range(min(self.limit, len(ds))))
         return ds

@@ -26,7 +26,7 @@ from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Config(GeneratorArgs, ProblemArgs):
     """Monte Carlo step labels (Math-Shepherd / OmegaPRM) from a policy, resumable and shardable."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, rollout cache", positional=True)
@@ -60,6 +60,8 @@ class Config(GeneratorArgs, ProblemArgs):
     def __post_init__(self):
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"--shard-index {self.shard_index} must be in [0, --num-shards {self.num_shards})")
+        if self.allow_missing_answer:
+            raise ValueError("labelling grades rollouts against the gold answer: --allow-missing-answer is not allowed")
         if self.rollouts < 1 or self.num_solutions < 1:
             raise ValueError("--rollouts and --num-solutions must be >= 1")
 
@@ -95,7 +97,7 @@ def run(cfg: Config) -> int:
     out = Path(cfg.output_dir)
     _check_resume(out, cfg)
     (out / f"config-shard{cfg.shard_index}.yaml").write_text(to_yaml(cfg))
-    problems = cfg.load_problems()
+    problems = cfg.load()
     n_chunks = (len(problems) + cfg.chunk_size - 1) // cfg.chunk_size
     meta = json.loads((out / "run.json").read_text())
     if meta.setdefault("n_chunks", n_chunks) != n_chunks:
