@@ -34,7 +34,7 @@ class PRMScorer:
     formulation = "token-classification"
 
     def __init__(self, model: Any, tokenizer: Any, spec: PRMSpec | None = None, *, batch_size: int = 8,
-                 max_length: int | None = None, name: str = "PRM") -> None:
+                 max_length: int | None = None, name: str = "PRM", progress: bool = True) -> None:
         spec = spec or PRMSpec.for_style(self.style, formulation=self.formulation)
         if max_length:
             spec = dataclasses.replace(spec, max_length=max_length)
@@ -44,7 +44,7 @@ class PRMScorer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer, self.spec, self.name = model.eval(), tokenizer, spec, name
-        self.batch_size = batch_size
+        self.batch_size, self.progress = batch_size, progress
         self.num_params = sum(p.numel() for p in model.parameters())
         self.usage = Usage()
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -60,7 +60,7 @@ class PRMScorer:
         results: list[list[float]] = [[] for _ in items]
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc=f"{self.name} scoring", unit="batch", leave=False,
-                          disable=len(starts) < _PROGRESS_MIN_BATCHES):
+                          disable=not self.progress or len(starts) < _PROGRESS_MIN_BATCHES):
             idx = order[start:start + self.batch_size]
             for i, scores in zip(idx, self._run([encoded[i] for i in idx])):
                 results[i] = scores
@@ -183,12 +183,15 @@ class CausalLMPRM(PRMScorer):
             self._fail(f"{type(self.model).__name__} has no language-model head to read '+'/'-' from; use PRM "
                        f"style 'token-classification' (or qwen-prm / skywork), or formulation: token-classification "
                        f"in {SPEC_FILE}")
-        tok = self.tokenizer
-        self.candidate_ids = torch.tensor([single_token_id(tok, self.spec.positive_token, "positive token"),
-                                           single_token_id(tok, self.spec.negative_token, "negative token")])
+        self.candidate_ids = torch.tensor(self._candidate_ids())
         self._check_native_tag()
         # Asking for logits only where steps are read saves a [B, T, vocab] tensor when the model allows it.
         self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _candidate_ids(self) -> list[int]:
+        tok, spec = self.tokenizer, self.spec
+        return [single_token_id(tok, spec.positive_token, "positive token"),
+                single_token_id(tok, spec.negative_token, "negative token")]
 
     def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         if self._keep_arg:
@@ -203,6 +206,15 @@ class MathShepherdPRM(CausalLMPRM):
     """peiyi9979/math-shepherd-mistral-7b-prm: "question Step 1: ... ки\\nStep 2: ... ки"."""
 
     style = "math-shepherd"
+
+    def _candidate_ids(self) -> list[int]:
+        # As the model card does: the ids of "+ -" encoded together (Mistral: "▁+", "▁-"), the tokens that
+        # replaced " ки" in training, which differ from a bare "+" in sentencepiece vocabularies.
+        ids = self.tokenizer.encode(f"{self.spec.positive_token} {self.spec.negative_token}", add_special_tokens=False)
+        if len(ids) != 2:
+            self._fail(f"'{self.spec.positive_token} {self.spec.negative_token}' should encode as 2 tokens, got {ids}; "
+                       f"set positive_token/negative_token in {SPEC_FILE}")
+        return ids
 
 
 class RLHFlowPRM(CausalLMPRM):

@@ -16,7 +16,6 @@ from ttscale.inference.scorers import PRMScorer, make_scorer
 
 FORMULATION_STYLES = ("token-classification", "causal-lm")   # = ttscale style with that formulation
 STYLE_CHOICES = ("auto",) + STYLES + FORMULATION_STYLES
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_spec(path: str | Path, style: str = "auto", architectures: list[str] | None = None) -> PRMSpec:
@@ -77,28 +76,15 @@ def _load_model(path: str | Path, spec: PRMSpec, archs: list[str], dtype: Any, t
                      f"make_scorer(model, tokenizer, PRMSpec.for_style('skywork'))")
 
 
-def _dtype(name: str) -> Any:
-    import torch
-
-    if name not in DTYPES:
-        raise ValueError(f"PRM dtype {name!r} is unknown; choose one of {', '.join(DTYPES)}")
-    return "auto" if name == "auto" else getattr(torch, name)
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: int = 8, max_length: int | None = None,
-                dtype: str = "float32", device: str = "auto", threads: int = 0,
+                dtype: str = "auto", device: str = "auto", threads: int = 0,
                 trust_remote_code: bool = False) -> PRMScorer:
     """A Scorer for a PRM folder (or hub name). style="auto" reads the folder's ttscale_prm.json."""
     import torch
     from transformers import AutoTokenizer
+
+    from ttscale.inference.loading import resolve_dtype
+    from ttscale.inference.transformers_backend import resolve_device
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -106,7 +92,8 @@ def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: in
     spec = resolve_spec(path_or_name, style, archs)
     _check_fits(path_or_name, spec, archs)
     tokenizer = AutoTokenizer.from_pretrained(path_or_name, trust_remote_code=trust_remote_code)
-    model = _load_model(path_or_name, spec, archs, _dtype(dtype), trust_remote_code).to(_device(device))
+    device = resolve_device(device)
+    model = _load_model(path_or_name, spec, archs, resolve_dtype(dtype, device), trust_remote_code).to(device)
     return make_scorer(model, tokenizer, spec, batch_size=batch_size, max_length=max_length,
                        name=f"PRM {Path(str(path_or_name)).name}")
 
@@ -119,8 +106,9 @@ class ScorerArgs:
                            help=f"how the PRM reads its input; auto = the folder's {SPEC_FILE}")
     prm_batch_size: int = field(8, help="candidates per PRM forward pass (batched across problems)")
     prm_max_length: int | None = field(None, help=f"max tokens per candidate (default: the checkpoint's {SPEC_FILE})")
-    prm_dtype: str = field("float32", choices=list(DTYPES), help="weights dtype of the PRM (scores are fp32 anyway)")
-    prm_device: str = field("auto", help="device for the PRM: auto (cuda if available), cpu, cuda, cuda:1, ...")
+    prm_dtype: str = field("auto", help="PRM weights dtype: auto (checkpoint dtype on GPU, float32 on CPU), float32, "
+                                        "bfloat16, float16; probabilities are computed in float32 either way")
+    prm_device: str = field("auto", help="device for the PRM: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
     prm_threads: int = field(0, help="CPU threads for torch (0 = leave torch's default)")
     prm_trust_remote_code: bool = field(False, help="allow checkpoints that ship their own model code (Qwen PRM)")
 
