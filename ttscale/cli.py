@@ -22,6 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "build-revisions": ("ttscale.data.build_revisions_cmd", "revision training data: wrong attempts (closest by edit distance last) then a correct answer"),
     "train-revision": ("ttscale.train.revision", "fine-tune a revision model (TRL SFTTrainer, loss on the corrected answer only)"),
     "train-prm": ("ttscale.train.train_prm_cmd", "train a process reward model (token classification or causal-LM +/-) on step labels; accelerate-launchable"),
+    "evaluate": ("ttscale.eval.evaluate_cmd", "accuracy vs budget per strategy × aggregation × voting, difficulty bins, compute-optimal policy, report + plots"),
     "eval-prm": ("ttscale.eval.prm_eval", "ProcessBench-style evaluation of a PRM: first-error accuracy on erroneous/correct rows and F1 per split"),
     "search": ("ttscale.search.search_cmd", "test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model"),
     "demo": ("ttscale.demo", "run the whole pipeline on the toy world (what `make demo` runs)"),

@@ -1,0 +1,69 @@
+"""`ttscale evaluate` end to end on run folders built as search-output rows: report, plots, summary, policy."""
+from __future__ import annotations
+
+import json
+
+import matplotlib.image
+import pytest
+
+from eval_runs import save_run, synthetic_rows
+from ttscale.cli import main
+from ttscale.eval.allocation import choose_config, load_policy
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    runs = [save_run(synthetic_rows("best-of-n", 8, seed=1), root / "bon8"),
+            save_run(synthetic_rows("beam", 4, seed=2, skill=0.2, beam_width=2), root / "beam4"),
+            save_run(synthetic_rows("parallel-revisions", 4, seed=3, revision_length=2), root / "rev-l2"),
+            save_run(synthetic_rows("parallel-revisions", 4, seed=4, revision_length=4), root / "rev-l4")]
+    (root / "prm.json").write_text(json.dumps({"prm": {"step_auc": 0.81, "first_error_f1": 0.6},
+                                               "seconds": {"search": 12.5}}))
+    out = root / "report"
+    rc = main(["evaluate", *map(str, runs), "--out", str(out), "--subsamples", "8", "--n-bins", "3",
+               "--folds", "3", "--extra", str(root / "prm.json")])
+    assert rc == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_report_files_are_written_and_plots_are_real_images(evaluated):
+    out, _ = evaluated
+    for name in ("accuracy_vs_budget", "accuracy_by_bin", "revision_ratio", "compute_optimal"):
+        path = out / f"{name}.png"
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        img = matplotlib.image.imread(path)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200 and img.std() > 0.01
+        assert f"({name}.png)" in (out / "report.md").read_text()
+
+
+def test_summary_keys_and_values(evaluated):
+    _, s = evaluated
+    for key in ("accuracy", "accuracy_by_bin", "compute_optimal_efficiency", "prm", "label_agreement", "seconds",
+                "sweep", "cost", "revision_ratio", "compute_optimal"):
+        assert key in s
+    assert set(s["accuracy"]) == {"majority", "best-of-n", "weighted-best-of-n", "beam(M=2)",
+                                  "parallel-revisions(L=2,C=2)", "parallel-revisions(L=4,C=1)"}
+    assert list(s["accuracy"]["best-of-n"]) == ["1", "2", "4", "8"] and list(s["accuracy"]["beam(M=2)"]) == ["4"]
+    assert all(0 <= a <= 1 for per in s["accuracy"].values() for a in per.values())
+    assert set(s["accuracy_by_bin"]) == {"1", "2", "3"}
+    easy, hard = s["accuracy_by_bin"]["1"]["majority"]["8"], s["accuracy_by_bin"]["3"]["majority"]["8"]
+    assert easy > hard                                     # bins come from pass@1 of the same samples
+    assert s["prm"] == {"step_auc": 0.81, "first_error_f1": 0.6} and s["seconds"] == {"search": 12.5}
+    assert s["label_agreement"] is None
+    assert [r["ratio"] for r in s["revision_ratio"]] == [1.0, 4.0]
+    co = s["compute_optimal"]
+    assert co["baseline"] == "best-of-n" and co["measure"] == "predicted" and co["folds"] == 3
+    assert s["compute_optimal_efficiency"] is None or s["compute_optimal_efficiency"] > 0
+
+
+def test_policy_file_drives_choose_config(evaluated):
+    out, s = evaluated
+    policy = load_policy(out / "policy.yaml")
+    assert policy["budgets"] == [1, 2, 4, 8] and policy["difficulty"]["measure"] == "predicted"
+    cfg = choose_config(policy, 0.7, 8)
+    assert cfg["budget"] <= 8 and cfg["strategy"] in ("majority", "best-of-n", "weighted-best-of-n", "beam",
+                                                      "parallel-revisions")
+    assert cfg["accuracy"] == s["compute_optimal"]["choices"][cfg["bin"]]["8"]["accuracy"]

@@ -1,0 +1,105 @@
+"""`ttscale evaluate RUN_DIR... --out DIR`: accuracy vs budget, difficulty bins, compute-optimal policy, report.
+
+Writes DIR/report.md, DIR/summary.json, DIR/*.png and DIR/policy.yaml (for `ttscale search --strategy auto
+--policy DIR/policy.yaml`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttscale.config import field, to_yaml
+from ttscale.eval.allocation import allocate, compute_optimal_efficiency, policy_dict, write_policy
+from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
+from ttscale.eval.metrics import default_curves, evaluate_runs
+from ttscale.eval.report import build_summary, write_report
+from ttscale.eval.runs import load_runs
+
+
+@dataclass
+class Config:
+    runs: list[str] = field(help="search run folders (`ttscale search` outputs; one strategy and budget each)",
+                            positional=True)
+    out: str = field("eval", help="output folder for report.md, summary.json, plots and policy.yaml")
+    subsamples: int = field(16, help="seeded candidate subsets per budget N' < N for parallel-sample runs")
+    seed: int = field(0, help="seed for subsampling and the cross-validation folds")
+    bins: str = field("quantile", choices=["quantile", "fixed", "none"],
+                      help="difficulty binning: quantile (Snell et al. levels), fixed (Liu et al. pass@1 "
+                           "thresholds) or none (skip bins and allocation)")
+    n_bins: int = field(5, help="number of quantile bins")
+    thresholds: list[float] = field(default_factory=lambda: [0.1, 0.5],
+                                    help="ascending edges for --bins fixed (hard < 0.1 <= medium < 0.5 <= easy)")
+    difficulty_run: str | None = field(None, help="run whose samples define difficulty (default: the parallel-"
+                                                  "sample run with the largest budget)")
+    allocation_difficulty: str = field("predicted", choices=["predicted", "oracle"],
+                                       help="difficulty the policy bins on: predicted (PRM, usable at test "
+                                            "time; falls back to oracle when the run has no PRM scores) or oracle")
+    folds: int = field(5, help="cross-validation folds for the compute-optimal choice")
+    policy_format: str = field("yaml", choices=["yaml", "json"], help="policy file format")
+    extra: list[str] = field(default_factory=list,
+                             help="JSON files merged into summary.json (e.g. {\"prm\": ...}, {\"seconds\": ...})")
+
+    def __post_init__(self):
+        if self.subsamples < 1 or self.n_bins < 1 or self.folds < 1:
+            raise ValueError("subsamples, n-bins and folds must be >= 1")
+        if any(b < a for a, b in zip(self.thresholds, self.thresholds[1:])):
+            raise ValueError(f"--thresholds must ascend, got {self.thresholds}")
+
+
+def _extras(paths: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"--extra {p}: cannot read a JSON object ({e})") from None
+        if not isinstance(data, dict):
+            raise SystemExit(f"--extra {p}: expected a JSON object at the top level, got {type(data).__name__}")
+        out.append(data)
+    return out
+
+
+def run(cfg: Config) -> int:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluate_config.yaml").write_text(to_yaml(cfg))
+    runs = load_runs(cfg.runs)
+    points = evaluate_runs(runs, cfg.subsamples, cfg.seed)
+    oracle_bins = predicted_bins = None
+    order: list[str] = []
+    difficulty: dict[str, Any] = {}
+    co: dict[str, Any] | None = None
+    if cfg.bins != "none":
+        drun = difficulty_run(runs, cfg.difficulty_run)
+        oracle, predicted = oracle_difficulty(drun), predicted_difficulty(drun)
+        binning = make_binning(cfg.bins, list(oracle.values()), cfg.n_bins, cfg.thresholds)
+        oracle_bins, order = binning.assign_all(oracle), binning.order()
+        pbinning = make_binning(cfg.bins, list(predicted.values()), cfg.n_bins, cfg.thresholds) if predicted else None
+        predicted_bins = pbinning.assign_all(predicted) if pbinning else None
+        difficulty = {"run": drun.path, "binning": binning.to_dict(),
+                      "predicted_binning": pbinning.to_dict() if pbinning else None,
+                      "counts": {lab: sum(v == lab for v in oracle_bins.values()) for lab in order}}
+        measure = cfg.allocation_difficulty if predicted_bins else "oracle"
+        alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed)
+        policy_path = write_policy(policy_dict(alloc, pbinning if measure == "predicted" else binning, measure),
+                                   out / f"policy.{cfg.policy_format}")
+        curves = default_curves(points)
+        baseline = next((m for m in ("best-of-n", "majority") if m in curves), None)
+        base_curve = {b: pt.accuracy()[0] for b, pt in curves[baseline].items()} if baseline else {}
+        notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
+                                     ["no PRM scores in the difficulty run: the policy bins on oracle difficulty, "
+                                      "which needs gold answers (not usable at test time)"])
+        co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
+              "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline, "baseline_curve": base_curve,
+              "efficiency": compute_optimal_efficiency(base_curve, alloc.curve), "policy": str(policy_path),
+              "notes": notes}
+    summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra))
+    written = write_report(out, points, summary, oracle_bins, order)
+    print(f"evaluated {len(runs)} run(s), {len(points)} points -> {written['report']}")
+    for method, per in summary["accuracy"].items():
+        print(f"  {method}: " + ", ".join(f"N={b}: {a}" for b, a in per.items()))
+    if co:
+        print(f"  compute-optimal efficiency vs {co['baseline']}: {co['efficiency']}")
+    return 0

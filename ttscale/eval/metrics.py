@@ -1,0 +1,208 @@
+"""Accuracy vs budget for every strategy × aggregation × voting, and the unbiased pass@k estimator.
+
+Parallel-sample runs (majority / best-of-n / weighted-best-of-n at budget N) are evaluated at N' = 1, 2,
+4, … N by drawing `subsamples` seeded subsets of N' candidates per problem (candidate order kept, so ties
+break as in the search) and re-voting each subset with `search.voting.select`; at N' = N the run itself is
+scored once (exact). One such run yields all three parallel strategies: majority voting is `majority`,
+prm-max is `best-of-n`, prm-vote is `weighted-best-of-n`. Other strategies are scored at their own budget.
+
+Each evaluated point keeps a [subsamples × problems] matrix of hits, so accuracy on any subset of
+problems (a difficulty bin, a fold) is a column slice. 95% interval: a percentile bootstrap over problems
+and subsamples (`bootstrap_interval`), the same kind for subsampled and single evaluations.
+Compute per point (x-axes): nominal N, and generated tokens and FLOPs (policy + PRM) per problem from
+`spent`, scaled for a subsample by the share of the run's candidate tokens it contains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ttscale.eval.runs import PARALLEL, REVISIONS, Run
+from ttscale.search.registry import get_strategy
+from ttscale.search.types import AGGREGATIONS
+from ttscale.search.voting import select
+
+PRM_VOTINGS = ("prm-max", "prm-vote")
+PARALLEL_BY_VOTING = {"majority": "majority", "prm-max": "best-of-n", "prm-vote": "weighted-best-of-n"}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k)/C(n, k), as a stable product (no huge binomials)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n; got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def bootstrap_interval(hits: np.ndarray, replicates: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap of accuracy from a [subsamples × problems] hit matrix.
+
+    Each replicate draws problems with replacement and one subsample per replicate, so the interval covers
+    both which problems were asked and which samples were drawn (a single evaluation: problems only).
+    """
+    rng = np.random.default_rng(seed)
+    s, p = hits.shape
+    rows = rng.integers(0, s, size=(replicates, 1))
+    cols = rng.integers(0, p, size=(replicates, p))
+    lo, hi = np.percentile(hits[rows, cols].mean(axis=1), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+@dataclass
+class Point:
+    """One (method, aggregation, voting) at one budget, with its hits on every graded problem."""
+    method: str                 # strategy plus its search hyperparameters, e.g. "beam(M=4)"
+    config: dict[str, Any]      # what `ttscale search` needs to reproduce it (policy-file entry)
+    budget: int
+    ids: list[str]
+    hits: np.ndarray            # [subsamples, problems] bool
+    tokens: float               # mean generated tokens per problem
+    flops: float                # mean policy + PRM FLOPs per problem
+    default: bool               # the strategy's own aggregation and voting
+    source_budget: int = 0      # the budget of the run it came from (bigger runs win duplicates)
+
+    @property
+    def strategy(self) -> str:
+        return self.config["strategy"]
+
+    @property
+    def key(self) -> tuple:
+        return self.method, self.config["aggregation"], self.config["voting"], self.budget
+
+    def accuracy(self, columns: Sequence[int] | np.ndarray | None = None) -> tuple[float, float, float]:
+        """(mean, low, high) over the given problem columns (all by default); see `bootstrap_interval`."""
+        h = self.hits if columns is None else self.hits[:, np.asarray(columns, dtype=int)]
+        if h.shape[1] == 0:
+            return float("nan"), float("nan"), float("nan")
+        return (float(h.mean()), *bootstrap_interval(h))
+
+    def per_problem(self) -> np.ndarray:
+        """Expected correctness of each problem (mean over subsamples)."""
+        return self.hits.mean(axis=0)
+
+
+@dataclass
+class _Selection:
+    method: str
+    strategy: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def method_of(run: Run) -> _Selection:
+    """Name and search hyperparameters of a non-parallel run."""
+    p, s = run.params, run.strategy
+    if s in ("beam", "dvts"):
+        return _Selection(f"{s}(M={p.get('beam_width')})", s, {"beam_width": p.get("beam_width")})
+    if s == "lookahead":
+        return _Selection(f"lookahead(k={p.get('lookahead')},M={p.get('beam_width')})", s,
+                          {"beam_width": p.get("beam_width"), "lookahead": p.get("lookahead")})
+    if s in REVISIONS:
+        chains, length = run.shape()
+        extra = {"revision_length": length} if s == "parallel-revisions" else {}
+        return _Selection(f"{s}(L={length},C={chains})", s, extra)
+    return _Selection(s, s)
+
+
+def own_voting(run: Run) -> str:
+    """The voting the run was made with: its --voting, or the strategy's default."""
+    voting = run.params.get("voting")
+    return get_strategy(run.strategy).default_voting if voting in (None, "default") else voting
+
+
+def selections(run: Run) -> list[tuple[str, str]]:
+    """(aggregation, voting) pairs worth evaluating: PRM votes only when candidates carry step scores."""
+    own = own_voting(run)
+    votings = ["majority"]
+    if any(c.step_scores for p in run.problems for c in p.candidates):
+        votings += list(PRM_VOTINGS) + (["hierarchical"] if run.strategy in REVISIONS else [])
+    if own not in votings:
+        votings.append(own)
+    agg = run.params.get("aggregation", "last")
+    pairs = [(agg, "majority")] if "majority" in votings else []  # aggregation does not change a plain vote
+    pairs += [(a, v) for v in votings if v != "majority" for a in AGGREGATIONS]
+    return pairs
+
+
+def parallel_budgets(n: int) -> list[int]:
+    out = [1 << i for i in range(n.bit_length()) if 1 << i <= n]
+    return out + ([n] if out[-1] != n else [])
+
+
+def _cost(run: Run, index: int, subset: Sequence[int] | None) -> tuple[float, float]:
+    p = run.graded[index]
+    tokens = float(p.spent.get("generated_tokens", 0) or 0)
+    flops = float((p.spent.get("policy_flops", 0) or 0) + (p.spent.get("prm_flops", 0) or 0))
+    if subset is None:
+        return tokens, flops
+    own = [c.tokens for c in p.candidates]
+    frac = sum(own[i] for i in subset) / sum(own) if sum(own) else len(subset) / max(1, len(own))
+    return tokens * frac, flops * frac
+
+
+def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
+    """Every (aggregation, voting) of the run at every budget it supports (see module docstring)."""
+    problems = run.graded
+    if not problems:
+        raise ValueError(f"{run.path}: no problem has a gold answer, so accuracy cannot be measured")
+    ids = [p.id for p in problems]
+    pairs = selections(run)
+    voting_of_run = own_voting(run)
+    own_agg = run.params.get("aggregation", "last")
+    budgets = parallel_budgets(run.budget) if run.parallel else [run.budget]
+    points = []
+    for budget in tqdm(budgets, desc=f"evaluate {run.strategy}@{run.budget}", disable=len(budgets) < 3):
+        exact = not run.parallel or budget >= run.budget
+        draws = 1 if exact else subsamples
+        rng = np.random.default_rng([seed, budget])
+        subsets = [[None if exact else np.sort(rng.choice(len(p.candidates), min(budget, len(p.candidates)),
+                                                          replace=False)) for p in problems] for _ in range(draws)]
+        hits = {pair: np.zeros((draws, len(problems)), dtype=bool) for pair in pairs}
+        cost = np.zeros((draws, len(problems), 2))
+        for s, row in enumerate(subsets):
+            for j, (p, sub) in enumerate(zip(problems, row)):
+                idx = list(range(len(p.candidates))) if sub is None else [int(i) for i in sub]
+                cands = [p.candidates[i] for i in idx]
+                cost[s, j] = _cost(run, j, None if sub is None else idx)
+                for pair in pairs:
+                    _, chosen = select(cands, pair[1], pair[0])
+                    hits[pair][s, j] = chosen >= 0 and p.correct[idx[chosen]]
+        tokens, flops = cost.mean(axis=(0, 1))
+        for (agg, voting), h in hits.items():
+            if run.parallel:
+                sel = _Selection(PARALLEL_BY_VOTING.get(voting, run.strategy), PARALLEL_BY_VOTING.get(voting, run.strategy))
+                default = agg == own_agg or voting == "majority"
+            else:
+                sel = method_of(run)
+                default = voting == voting_of_run and agg == own_agg
+            config = {"strategy": sel.strategy, "budget": budget, **sel.extra, "aggregation": agg, "voting": voting}
+            points.append(Point(method=sel.method, config=config, budget=budget, ids=ids, hits=h,
+                                tokens=float(tokens), flops=float(flops), default=default,
+                                source_budget=run.budget))
+    return points
+
+
+def evaluate_runs(runs: Sequence[Run], subsamples: int = 16, seed: int = 0) -> list[Point]:
+    """All runs' points; a (method, aggregation, voting, budget) several runs give comes from the largest run."""
+    best: dict[tuple, Point] = {}
+    for run in runs:
+        for pt in evaluate_run(run, subsamples, seed):
+            if pt.key not in best or pt.source_budget > best[pt.key].source_budget:
+                best[pt.key] = pt
+    return list(best.values())
+
+
+def default_curves(points: Sequence[Point]) -> dict[str, dict[int, Point]]:
+    """method -> budget -> its default point (the strategy's own aggregation and voting)."""
+    out: dict[str, dict[int, Point]] = {}
+    for pt in sorted(points, key=lambda p: (p.method, p.budget)):
+        if pt.default:
+            out.setdefault(pt.method, {})[pt.budget] = pt
+    return out
+
+
+def is_parallel(method: str) -> bool:
+    return method in PARALLEL

@@ -1,0 +1,175 @@
+"""summary.json + report.md + PNG plots from evaluated points, difficulty bins and the allocation.
+
+summary.json keys (stable; the demo and users read them):
+  accuracy[method][budget]                 default aggregation/voting of each strategy (method = strategy plus
+                                           its hyperparameters, e.g. "beam(M=4)"); interval in accuracy_ci
+  accuracy_by_bin[bin][method][budget]     oracle difficulty bins (accuracy_by_predicted_bin: predicted bins)
+  cost[method][budget]                     {"tokens", "flops"} per problem
+  sweep                                    every method × aggregation × voting × budget with its interval
+  revision_ratio                           accuracy by sequential:parallel ratio (revision runs only)
+  compute_optimal, compute_optimal_efficiency
+  prm, label_agreement, seconds            slots other stages fill (merged in from --extra JSON files)
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ttscale.eval import plots
+from ttscale.eval.metrics import Point, default_curves
+from ttscale.eval.runs import REVISIONS
+
+EXTRA_SLOTS = ("prm", "label_agreement", "seconds")
+
+
+def _r(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def _ratio(pt: Point) -> float:
+    length = pt.config.get("revision_length") or pt.budget   # `revisions` = one chain of length N
+    return length * length / pt.budget                       # L / C with C = N / L
+
+
+def sweep_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
+    rows = []
+    for pt in sorted(points, key=lambda p: (p.method, p.config["aggregation"], p.config["voting"], p.budget)):
+        mean, lo, hi = pt.accuracy()
+        rows.append({"method": pt.method, "aggregation": pt.config["aggregation"], "voting": pt.config["voting"],
+                     "budget": pt.budget, "default": pt.default, "accuracy": _r(mean), "low": _r(lo),
+                     "high": _r(hi), "tokens": _r(pt.tokens), "flops": pt.flops, "subsamples": pt.hits.shape[0],
+                     "problems": pt.hits.shape[1]})
+    return rows
+
+
+def by_bin(points: Sequence[Point], bins: Mapping[str, str], order: Sequence[str]) -> dict[str, dict[str, dict]]:
+    """bin -> method -> budget -> (mean, low, high) for the default points."""
+    out: dict[str, dict[str, dict]] = {}
+    for label in order:
+        for method, per in default_curves(points).items():
+            for budget, pt in per.items():
+                cols = [i for i, pid in enumerate(pt.ids) if bins.get(pid) == label]
+                if cols:
+                    out.setdefault(label, {}).setdefault(method, {})[budget] = pt.accuracy(cols)
+    return out
+
+
+def ratio_sweep(points: Sequence[Point]) -> list[dict[str, Any]]:
+    rows = [{"budget": pt.budget, "ratio": _ratio(pt), "method": pt.method, "accuracy": _r(pt.accuracy()[0])}
+            for pt in points if pt.default and pt.strategy in REVISIONS]
+    return sorted(rows, key=lambda r: (r["budget"], r["ratio"]))
+
+
+def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None, predicted_bins: Mapping[str, str]
+                  | None, bin_order: Sequence[str], compute_optimal: Mapping[str, Any] | None,
+                  difficulty: Mapping[str, Any] | None, extras: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    curves = default_curves(points)
+    summary: dict[str, Any] = {
+        "accuracy": {m: {b: _r(pt.accuracy()[0]) for b, pt in per.items()} for m, per in curves.items()},
+        "accuracy_ci": {m: {b: [_r(x) for x in pt.accuracy()[1:]] for b, pt in per.items()}
+                        for m, per in curves.items()},
+        "cost": {m: {b: {"tokens": _r(pt.tokens), "flops": pt.flops} for b, pt in per.items()}
+                 for m, per in curves.items()},
+        "accuracy_by_bin": {}, "accuracy_by_predicted_bin": {},
+        "difficulty": dict(difficulty or {}),
+        "sweep": sweep_rows(points),
+        "revision_ratio": ratio_sweep(points),
+        "compute_optimal": dict(compute_optimal or {}),
+        "compute_optimal_efficiency": (compute_optimal or {}).get("efficiency"),
+        **{slot: None for slot in EXTRA_SLOTS},
+    }
+    for key, bins in (("accuracy_by_bin", oracle_bins), ("accuracy_by_predicted_bin", predicted_bins)):
+        if bins:
+            summary[key] = {lab: {m: {b: _r(v[0]) for b, v in per.items()} for m, per in methods.items()}
+                            for lab, methods in by_bin(points, bins, bin_order).items()}
+    for extra in extras:   # stage outputs (PRM eval, label agreement, timings) override the empty slots
+        summary.update(extra)
+    return summary
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    fmt = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
+                 oracle_bins: Mapping[str, str] | None, bin_order: Sequence[str]) -> dict[str, Path]:
+    """report.md, summary.json and the plots under `out`; returns the written paths by name."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    curves = default_curves(points)
+    lines = ["# ttscale evaluation report", ""]
+    budgets = sorted({b for per in curves.values() for b in per})
+    lines += ["## Accuracy vs budget (each strategy's default aggregation and voting, % with 95% interval)", "",
+              _table(["method"] + [f"N={b}" for b in budgets],
+                     [[m] + [f"{_pct(per[b].accuracy()[0])} [{_pct(per[b].accuracy()[1])}, "
+                             f"{_pct(per[b].accuracy()[2])}]" if b in per else "" for b in budgets]
+                      for m, per in curves.items()]), ""]
+    series = {m: [{"budget": b, "tokens": pt.tokens, "flops": pt.flops, **dict(zip(("accuracy", "low", "high"),
+                                                                                 pt.accuracy()))}
+                  for b, pt in per.items()] for m, per in curves.items()}
+    written["accuracy_vs_budget"] = plots.accuracy_vs_compute(series, out / "accuracy_vs_budget.png")
+    lines += ["![accuracy vs budget](accuracy_vs_budget.png)", ""]
+    lines += ["## Every aggregation × voting", "",
+              _table(["method", "aggregation", "voting", "N", "acc %", "95% interval", "tokens", "FLOPs"],
+                     [[r["method"], r["aggregation"], r["voting"], r["budget"], _pct(r["accuracy"]),
+                       f"[{_pct(r['low'])}, {_pct(r['high'])}]", r["tokens"], r["flops"]] for r in summary["sweep"]]),
+              ""]
+    if oracle_bins:
+        table = by_bin(points, oracle_bins, bin_order)
+        diff = summary.get("difficulty", {})
+        lines += [f"## Accuracy by difficulty bin ({diff.get('binning', {}).get('kind', '')} bins of oracle "
+                  f"pass@1 from {diff.get('run', '?')}; counts {diff.get('counts', {})})", ""]
+        lines += [_table(["bin", "method"] + [f"N={b}" for b in budgets],
+                         [[lab, m] + [_pct(per[b][0]) if b in per else "" for b in budgets]
+                          for lab, methods in table.items() for m, per in methods.items()]), ""]
+        written["accuracy_by_bin"] = plots.accuracy_by_bin(table, out / "accuracy_by_bin.png", "bin")
+        lines += ["![accuracy by bin](accuracy_by_bin.png)", ""]
+    if summary["revision_ratio"]:
+        lines += ["## Sequential : parallel ratio (revisions)", "",
+                  _table(["N", "ratio L/C", "method", "acc %"],
+                         [[r["budget"], r["ratio"], r["method"], _pct(r["accuracy"])]
+                          for r in summary["revision_ratio"]]), ""]
+        ratio_curves: dict[int, dict[float, tuple]] = {}
+        for r in summary["revision_ratio"]:
+            ratio_curves.setdefault(r["budget"], {})[r["ratio"]] = (r["accuracy"],) * 3
+        written["revision_ratio"] = plots.ratio_sweep(ratio_curves, out / "revision_ratio.png")
+        lines += ["![ratio sweep](revision_ratio.png)", ""]
+    co = summary.get("compute_optimal") or {}
+    if co.get("curve"):
+        lines += ["## Compute-optimal allocation", "",
+                  f"Bins: {co.get('measure')} difficulty, {co.get('folds')}-fold held-out accuracy over "
+                  f"{co.get('problems')} problems; baseline: {co.get('baseline')}. Policy file: `{co.get('policy')}`.",
+                  "", f"compute_optimal_efficiency = {summary.get('compute_optimal_efficiency')} "
+                  "(baseline budget ÷ compute-optimal budget to reach the baseline's best accuracy, log-budget "
+                  "interpolation; None = not reached)", ""]
+        cb = sorted(int(b) for b in co["curve"])
+        base = co.get("baseline_curve") or {}
+        lines += [_table(["", *[f"N={b}" for b in cb]],
+                         [["compute-optimal", *[_pct(co["curve"].get(b)) for b in cb]],
+                          [str(co.get("baseline")), *[_pct(base.get(b)) for b in cb]]]), ""]
+        lines += [_table(["bin", "N", "chosen"], [[lab, b, f"{c['method']} {c['aggregation']}/{c['voting']} "
+                                                  f"({_pct(c['accuracy'])}%)"]
+                                                 for lab, per in co.get("choices", {}).items()
+                                                 for b, c in per.items()]), ""]
+        written["compute_optimal"] = plots.compute_optimal(
+            {"compute-optimal": co["curve"], **({str(co.get("baseline")): base} if base else {})},
+            out / "compute_optimal.png")
+        lines += ["![compute-optimal](compute_optimal.png)", ""]
+        lines += [f"- {n}" for n in co.get("notes", [])]
+    for slot in EXTRA_SLOTS:
+        if summary.get(slot) is not None:
+            lines += [f"## {slot}", "", "```json", json.dumps(summary[slot], indent=1), "```", ""]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    written["report"], written["summary"] = out / "report.md", out / "summary.json"
+    return written

@@ -1,0 +1,107 @@
+"""Read search runs back from disk (the `ttscale search` output) into graded per-problem records.
+
+A run folder holds `dataset/` (save_to_disk) and `summary.json`; the dataset folder itself, or a
+.jsonl/.parquet table with the same columns, is accepted too. One run = one strategy at one budget.
+Candidates are turned back into `search.types.Candidate` so `search.voting.select` re-votes them exactly
+as the search did. Per-candidate correctness comes from the run's `correct` field (graded by
+`data.answers` when the run was written); rows without it are graded here with `data.answers.grade_many`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ttscale.data.answers import grade_many
+from ttscale.data.io import read_table
+from ttscale.search.types import Candidate
+
+PARALLEL = ("majority", "best-of-n", "weighted-best-of-n")   # one sample set; re-votable at any N' <= N
+REVISIONS = ("revisions", "parallel-revisions")
+REQUIRED = ("id", "strategy", "budget", "candidates", "spent")
+_CANDIDATE_FIELDS = tuple(f.name for f in dataclasses.fields(Candidate))
+
+
+@dataclass
+class ProblemRecord:
+    id: str
+    gold: str | None
+    candidates: list[Candidate]
+    correct: list[bool]           # per candidate (False without an answer); all False when gold is None
+    spent: dict[str, float]
+
+
+@dataclass
+class Run:
+    path: str
+    strategy: str
+    budget: int
+    params: dict[str, Any]
+    problems: list[ProblemRecord]
+
+    @property
+    def parallel(self) -> bool:
+        return self.strategy in PARALLEL
+
+    @property
+    def graded(self) -> list[ProblemRecord]:
+        return [p for p in self.problems if p.gold is not None]
+
+    def shape(self) -> tuple[int, int]:
+        """(chains, length) of a revision run, read off the candidates' chain ids (group)."""
+        chains = max((len({c.group for c in p.candidates}) for p in self.problems), default=1) or 1
+        return chains, max(1, self.budget // chains)
+
+
+def _dataset_path(path: Path) -> Path:
+    if path.is_dir() and (path / "dataset").is_dir():
+        return path / "dataset"
+    return path
+
+
+def _candidate(raw: dict[str, Any]) -> Candidate:
+    c = Candidate(**{k: raw[k] for k in _CANDIDATE_FIELDS if k in raw and raw[k] is not None})
+    c.step_scores = [float(s) for s in (c.step_scores or [])]
+    return c
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    table = read_table(_dataset_path(path))
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: not a search run, missing column(s) {', '.join(missing)} "
+                         f"(expected the output folder of `ttscale search`)")
+    rows = table.to_list()
+    if not rows:
+        raise ValueError(f"{path}: the run has no rows")
+    kinds = {(r["strategy"], int(r["budget"])) for r in rows}
+    if len(kinds) > 1:
+        raise ValueError(f"{path}: rows mix strategies/budgets {sorted(kinds)}; write one run per strategy and budget")
+    strategy, budget = kinds.pop()
+    problems, to_grade = [], []
+    for i, r in enumerate(rows):
+        cands = [_candidate(c) for c in r["candidates"] or []]
+        gold = r.get("answer")
+        flags = [c.get("correct") for c in r["candidates"] or []]
+        if gold is not None and any(f is None for f in flags):
+            to_grade.append(i)
+        problems.append(ProblemRecord(id=str(r["id"]), gold=None if gold is None else str(gold), candidates=cands,
+                                      correct=[bool(f) for f in flags], spent=dict(r["spent"] or {})))
+    if to_grade:  # runs written without per-candidate verdicts: grade with the same grader the search uses
+        pairs = [(c.answer, problems[i].gold) for i in to_grade for c in problems[i].candidates]
+        verdicts = iter(grade_many(pairs))
+        for i in to_grade:
+            problems[i].correct = [next(verdicts) for _ in problems[i].candidates]
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate problem ids; each problem must appear once per run")
+    return Run(path=str(path), strategy=strategy, budget=budget, params=dict(rows[0].get("params") or {}),
+               problems=problems)
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    if not paths:
+        raise ValueError("no run folders given: pass one or more `ttscale search` output folders")
+    return [load_run(p) for p in paths]
