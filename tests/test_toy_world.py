@@ -1,0 +1,114 @@
+"""Toy world: determinism, the exact step checker, mistake injection, and the toy-world stage."""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from ttscale.data.steps import join_steps, split_steps
+from ttscale.data.toy_world import check_steps, final_answer, generate_problems, inject_mistake
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return generate_problems(500, seed=3)
+
+
+def test_deterministic_from_seed():
+    a, b = generate_problems(40, seed=7), generate_problems(40, seed=7)
+    assert a == b
+    assert json.loads(json.dumps(a)) == a  # plain JSON-able values
+    assert generate_problems(40, seed=8) != a
+    assert [r["level"] for r in a[:10]] == [1, 2, 3, 4, 5] * 2
+    assert len({r["id"] for r in a}) == 40
+
+
+def test_difficulty_grows_with_level(rows):
+    steps = {lv: {len(split_steps(r["solution"])) for r in rows if r["level"] == lv} for lv in range(1, 6)}
+    assert steps == {1: {2}, 2: {3}, 3: {4}, 4: {5}, 5: {6}}
+    biggest = {lv: max(int(r["answer"]) for r in rows if r["level"] == lv) for lv in range(1, 6)}
+    assert biggest[1] < 40 < biggest[5]
+
+
+def test_rows_follow_the_step_format(rows):
+    for r in rows:
+        steps = split_steps(r["solution"])
+        assert steps[-1].endswith(f"The answer is \\boxed{{{r['answer']}}}.")
+        assert final_answer(r["solution"]) == r["answer"]
+        assert all("=" in s for s in steps)
+        assert str(r["program"]["start"]) in r["problem"]
+
+
+def test_checker_accepts_every_reference_solution(rows):
+    assert all(all(check_steps(r, r["solution"])) for r in rows)
+
+
+def test_levels_validated():
+    assert {r["level"] for r in generate_problems(6, levels=[2, 4])} == {2, 4}
+    with pytest.raises(ValueError, match="levels must be among"):
+        generate_problems(3, levels=[0, 6])
+
+
+def test_injected_mistake_is_caught_at_its_index(rows):
+    rng = random.Random(0)
+    firsts = Counter()
+    for r in rows:
+        text, i = inject_mistake(r, rng)
+        labels = check_steps(r, text)
+        assert labels[:i] == [True] * i
+        assert not any(labels[i:]), (r["id"], i, text)  # later steps continue from the wrong value
+        assert final_answer(text) not in (None, r["answer"])
+        firsts[i] += 1
+    assert set(firsts) == set(range(6))  # mistakes land at every position
+
+
+def test_mistakes_differ_between_samples(rows):
+    row = next(r for r in rows if r["level"] == 5)
+    rng = random.Random(1)
+    answers = {final_answer(inject_mistake(row, rng)[0]) for _ in range(20)}
+    assert len(answers) >= 8
+
+
+def test_checker_on_hand_made_steps():
+    row = generate_problems(1, seed=0)[0]  # Zoe has 8 books; loses 1; sells 4 -> 3
+    steps = split_steps(row["solution"])
+    assert check_steps(row, row["solution"]) == [True, True]
+    # slip in step 0, step 1 consistent with it: both wrong
+    wrong = join_steps(["She loses 1, so she has 8 - 1 = 6 books.",
+                        "She sells 4, so she has 6 - 4 = 2 books. The answer is \\boxed{2}."])
+    assert check_steps(row, wrong) == [False, False]
+    # right equation but wrong boxed answer on the last step
+    assert check_steps(row, join_steps([steps[0], "She sells 4, so she has 7 - 4 = 3 books. "
+                                        "The answer is \\boxed{4}."])) == [True, False]
+    # malformed: no equation, two equations, extra step after the end, early boxed answer
+    assert check_steps(row, join_steps(["She loses one book.", steps[1]])) == [False, True]
+    assert check_steps(row, join_steps(["8 - 1 = 7 and 7 - 0 = 7", steps[1]])) == [False, True]
+    assert check_steps(row, join_steps(steps + ["Nothing else happens, 3 + 0 = 3."])) == [True, False, False]
+    assert check_steps(row, join_steps([steps[0] + " The answer is \\boxed{7}.", steps[1]])) == [False, True]
+    assert check_steps(row, join_steps([steps[0]])) == [False]  # stopped early: no answer
+
+
+def test_checker_reads_other_operator_glyphs(rows):
+    row = next(r for r in rows if "*" in r["program"]["ops"] and "/" in r["program"]["ops"])
+    text = row["solution"].replace(" * ", " × ").replace(" / ", " ÷ ")
+    assert text != row["solution"] and all(check_steps(row, text))
+
+
+def test_checker_needs_a_program():
+    with pytest.raises(ValueError, match="program"):
+        check_steps({"id": "x", "answer": "3"}, "1 + 2 = 3. The answer is \\boxed{3}.")
+
+
+def test_toy_world_cli_writes_readable_file(tmp_path):
+    from ttscale.cli import main
+    from ttscale.data.io import read_table
+
+    out = tmp_path / "toy.jsonl"
+    assert main(["toy-world", str(out), "--n", "12", "--seed", "5", "--levels", "1", "3"]) == 0
+    table = read_table(out)
+    assert table.num_rows == 12
+    assert sorted(set(table["level"])) == [1, 3]
+    assert table.to_list() == generate_problems(12, seed=5, levels=[1, 3])
+    assert all(all(check_steps(r, r["solution"])) for r in table.to_list())
