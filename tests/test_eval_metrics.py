@@ -9,7 +9,7 @@ import pytest
 from eval_runs import cand, row, save_run
 from ttscale.eval.bins import (Binning, fixed_binning, oracle_difficulty, predicted_difficulty,
                                predicted_difficulty_of, quantile_binning)
-from ttscale.eval.metrics import evaluate_run, evaluate_runs, parallel_budgets, pass_at_k
+from ttscale.eval.metrics import evaluate_run, evaluate_runs, parallel_budgets, pass_at_k, pass_at_k_curve
 from ttscale.eval.runs import load_run
 from ttscale.search.registry import get_strategy
 
@@ -97,3 +97,32 @@ def test_oracle_and_predicted_difficulty(majority_run):
     pred = predicted_difficulty(majority_run)
     assert pred["A"] == pytest.approx(0.8) and pred["B"] == pytest.approx(np.mean([0.9, 0.3, 0.2, 0.1]))
     assert predicted_difficulty_of(majority_run.problems[0].candidates[:0]) is None
+
+
+def test_pass_at_k_curve_of_a_run(majority_run):
+    # A: 4/4 right; B: 1/4 right -> pass@1 = (1 + 1/4)/2, pass@2 = (1 + 1/2)/2, pass@4 = 1
+    assert pass_at_k_curve(majority_run) == pytest.approx({1: 0.625, 2: 0.75, 4: 1.0})
+
+
+def test_round_trip_through_the_search_writer(tmp_path):
+    from ttscale.search.output import finalize, result_rows, write_part
+    from ttscale.search.types import Candidate, ProblemResult, SearchSettings, Spent
+
+    def c(ans, score, group):
+        return Candidate(steps=["s", f"\\boxed{{{ans}}}"], step_scores=[0.5, score], answer=ans, answer_key=ans,
+                         finished=True, tokens=5, group=group)
+    results = [ProblemResult(problem={"id": 1, "problem": "1+1", "answer": "2"},
+                             candidates=[c("2", 0.9, 0), c("3", 0.2, 1), c("3", 0.3, 1), c("2", 0.1, 0)],
+                             spent=Spent(generated_tokens=20, policy_flops=400.0), prediction="3", chosen=1)]
+    settings = SearchSettings(revision_length=2)
+    write_part(tmp_path, 0, result_rows(results, "parallel-revisions", 4, settings))
+    finalize(tmp_path)
+    run = load_run(tmp_path)
+    assert (run.strategy, run.budget, run.shape()) == ("parallel-revisions", 4, (2, 2))
+    assert run.problems[0].correct == [True, False, False, True]
+    points = {(p.config["aggregation"], p.config["voting"]): p for p in evaluate_runs([run])}
+    assert points[("last", "majority")].hits.tolist() == [[True]]        # 2 vs 2 votes: "2" appears first
+    assert points[("last", "hierarchical")].hits.tolist() == [[True]]    # chain winners 0.9 ("2"), 0.3 ("3")
+    assert points[("avg", "prm-vote")].hits.tolist() == [[True]]         # 0.7 + 0.3 vs 0.35 + 0.4
+    assert points[("last", "hierarchical")].method == "parallel-revisions(L=2,C=2)"
+    assert points[("last", "hierarchical")].config["revision_length"] == 2

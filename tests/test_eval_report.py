@@ -53,6 +53,7 @@ def test_summary_keys_and_values(evaluated):
     assert easy > hard                                     # bins come from pass@1 of the same samples
     assert s["prm"] == {"step_auc": 0.81, "first_error_f1": 0.6} and s["seconds"] == {"search": 12.5}
     assert s["label_agreement"] is None
+    assert list(s["pass_at_k"].values())[0]["8"] >= list(s["pass_at_k"].values())[0]["1"] > 0
     assert [r["ratio"] for r in s["revision_ratio"]] == [1.0, 4.0]
     co = s["compute_optimal"]
     assert co["baseline"] == "best-of-n" and co["measure"] == "predicted" and co["folds"] == 3

@@ -13,7 +13,7 @@ from typing import Any
 from ttscale.config import field, to_yaml
 from ttscale.eval.allocation import allocate, compute_optimal_efficiency, policy_dict, write_policy
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
-from ttscale.eval.metrics import default_curves, evaluate_runs
+from ttscale.eval.metrics import default_curves, evaluate_runs, pass_at_k_curve
 from ttscale.eval.report import build_summary, write_report
 from ttscale.eval.runs import load_runs
 
@@ -65,7 +65,10 @@ def run(cfg: Config) -> int:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluate_config.yaml").write_text(to_yaml(cfg))
-    runs = load_runs(cfg.runs)
+    try:
+        runs = load_runs(cfg.runs)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"ttscale evaluate: {e}") from None
     points = evaluate_runs(runs, cfg.subsamples, cfg.seed)
     oracle_bins = predicted_bins = None
     order: list[str] = []
@@ -95,7 +98,8 @@ def run(cfg: Config) -> int:
               "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline, "baseline_curve": base_curve,
               "efficiency": compute_optimal_efficiency(base_curve, alloc.curve), "policy": str(policy_path),
               "notes": notes}
-    summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra))
+    coverage = {r.path: pass_at_k_curve(r) for r in runs if r.parallel}
+    summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra), coverage)
     written = write_report(out, points, summary, oracle_bins, order)
     print(f"evaluated {len(runs)} run(s), {len(points)} points -> {written['report']}")
     for method, per in summary["accuracy"].items():

@@ -38,6 +38,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
+def pass_at_k_curve(run: Run) -> dict[int, float]:
+    """k -> mean unbiased pass@k over the graded problems of a parallel-sample run (coverage, an oracle bound)."""
+    problems = [p for p in run.graded if p.correct]
+    if not run.parallel or not problems:
+        return {}
+    n_min = min(len(p.correct) for p in problems)
+    return {k: float(np.mean([pass_at_k(len(p.correct), sum(p.correct), k) for p in problems]))
+            for k in parallel_budgets(n_min)}
+
+
 def bootstrap_interval(hits: np.ndarray, replicates: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap of accuracy from a [subsamples × problems] hit matrix.
 

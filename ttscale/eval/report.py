@@ -4,6 +4,7 @@ summary.json keys (stable; the demo and users read them):
   accuracy[method][budget]                 default aggregation/voting of each strategy (method = strategy plus
                                            its hyperparameters, e.g. "beam(M=4)"); interval in accuracy_ci
   accuracy_by_bin[bin][method][budget]     oracle difficulty bins (accuracy_by_predicted_bin: predicted bins)
+  pass_at_k[run][k]                        unbiased pass@k of each parallel-sample run (coverage)
   cost[method][budget]                     {"tokens", "flops"} per problem
   sweep                                    every method × aggregation × voting × budget with its interval
   revision_ratio                           accuracy by sequential:parallel ratio (revision runs only)
@@ -64,7 +65,8 @@ def ratio_sweep(points: Sequence[Point]) -> list[dict[str, Any]]:
 
 def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None, predicted_bins: Mapping[str, str]
                   | None, bin_order: Sequence[str], compute_optimal: Mapping[str, Any] | None,
-                  difficulty: Mapping[str, Any] | None, extras: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+                  difficulty: Mapping[str, Any] | None, extras: Sequence[Mapping[str, Any]] = (),
+                  pass_at_k: Mapping[str, Mapping[int, float]] | None = None) -> dict[str, Any]:
     curves = default_curves(points)
     summary: dict[str, Any] = {
         "accuracy": {m: {b: _r(pt.accuracy()[0]) for b, pt in per.items()} for m, per in curves.items()},
@@ -72,6 +74,7 @@ def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None
                         for m, per in curves.items()},
         "cost": {m: {b: {"tokens": _r(pt.tokens), "flops": pt.flops} for b, pt in per.items()}
                  for m, per in curves.items()},
+        "pass_at_k": {run: {k: _r(v) for k, v in per.items()} for run, per in (pass_at_k or {}).items()},
         "accuracy_by_bin": {}, "accuracy_by_predicted_bin": {},
         "difficulty": dict(difficulty or {}),
         "sweep": sweep_rows(points),
@@ -119,6 +122,11 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
                   for b, pt in per.items()] for m, per in curves.items()}
     written["accuracy_vs_budget"] = plots.accuracy_vs_compute(series, out / "accuracy_vs_budget.png")
     lines += ["![accuracy vs budget](accuracy_vs_budget.png)", ""]
+    if summary.get("pass_at_k"):
+        ks = sorted({int(k) for per in summary["pass_at_k"].values() for k in per})
+        lines += ["## Coverage: unbiased pass@k (Chen et al. 2021), % of problems", "",
+                  _table(["run"] + [f"k={k}" for k in ks],
+                         [[run] + [_pct(per.get(k)) for k in ks] for run, per in summary["pass_at_k"].items()]), ""]
     lines += ["## Every aggregation × voting", "",
               _table(["method", "aggregation", "voting", "N", "acc %", "95% interval", "tokens", "FLOPs"],
                      [[r["method"], r["aggregation"], r["voting"], r["budget"], _pct(r["accuracy"]),
