@@ -17,10 +17,10 @@ def levenshtein(a: str, b: str) -> int:
     """Character edit distance (insert, delete, substitute: cost 1 each).
 
     Bit-parallel (Myers 1999 / Hyyrö 2003): one column of the DP table is a bit vector (a Python int of
-    len(b) bits), so the cost is O(len(a)) big-int operations instead of O(len(a)·len(b)) Python steps —
+    len(b) bits), so the cost is O(min length) big-int operations instead of O(len(a)·len(b)) Python steps —
     fast enough for thousands of solution pairs without a C extension.
     """
-    if len(a) < len(b):
+    if len(a) > len(b):  # iterate over the shorter string: Python steps cost more than wider ints
         a, b = b, a
     m = len(b)
     if m == 0:
@@ -57,12 +57,15 @@ def closest_index(target: str, candidates: Sequence[str]) -> int:
 
 
 def revision_trajectory(correct: str, incorrect: Sequence[str], rng: random.Random,
-                        max_incorrect: int = 4) -> list[str]:
-    """The incorrect attempts put in context before `correct` (possibly none); see the module docstring."""
+                        max_incorrect: int = 4, closest: int | None = None) -> list[str]:
+    """The incorrect attempts put in context before `correct` (possibly none); see the module docstring.
+
+    `closest` = closest_index(correct, incorrect) when the caller already knows it.
+    """
     k = rng.randint(0, min(max_incorrect, len(incorrect)))
     if k == 0:
         return []
-    last = closest_index(correct, incorrect)
+    last = closest_index(correct, incorrect) if closest is None else closest
     others = [a for i, a in enumerate(incorrect) if i != last]
     return rng.sample(others, k - 1) + [incorrect[last]]
 
@@ -113,10 +116,13 @@ def build_revision_examples(problem_rows: Iterable[Mapping[str, Any]], samples: 
                              f"samples that are passed in (grade_samples)")
         incorrect = _unique(t for t, ok in zip(answers, flags) if not ok)
         rng = random.Random(f"{seed}:{pid}")
+        closest: dict[str, int] = {}  # policies often repeat a correct answer word for word
         for j, (text, ok) in enumerate(zip(answers, flags)):
             if not ok:
                 continue
-            attempts = revision_trajectory(text, incorrect, rng, max_incorrect)
+            if incorrect and text not in closest:
+                closest[text] = closest_index(text, incorrect)
+            attempts = revision_trajectory(text, incorrect, rng, max_incorrect, closest.get(text))
             rows.append({"id": f"{pid}-rev{j}", "problem_id": pid, "problem": problem["problem"],
                          "prompt_attempts": attempts, "target": text, "num_incorrect": len(attempts)})
     return rows
