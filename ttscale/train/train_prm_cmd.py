@@ -1,0 +1,245 @@
+"""`ttscale train-prm`: train a process reward model on step-labelled data.
+
+Runs the same on one CPU, one GPU, or many processes under `accelerate launch` (DDP, DeepSpeed ZeRO-2/3,
+FSDP; see accelerate_configs/): Trainer reads the launch environment, nothing here sets up processes.
+
+The output folder is everything a scorer needs (ttscale.inference.scorers.load_scorer reads it): the model
+(with LoRA, the adapter is merged into the weights; the adapter itself is kept in adapter/), the
+tokenizer with the step tag, ttscale_prm.json (how inputs are built) and a README.md model card.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from ttscale.config import field, to_yaml
+from ttscale.inference.prm_inputs import DEFAULT_STEP_TAG, SPEC_FILE, PRMSpec
+
+
+@dataclass
+class Config:
+    """Train a PRM (token classification or causal-LM "+"/"-") with transformers.Trainer."""
+    model: str = field(help="base model folder or hub name (a causal LM, or an existing PRM to continue)")
+    data: str = field(help="step-labelled training data (.jsonl, .parquet or a datasets folder)")
+    output_dir: str = field(help="where the trained PRM folder is written (checkpoints go in checkpoints/ inside)")
+    tokenizer: str | None = field(None, help="tokenizer folder or hub name (default: --model)")
+    data_format: str = field("ttscale", choices=["ttscale", "math-shepherd", "trl-stepwise", "prm800k",
+                                                 "processbench", "rlhflow"],
+                             help="format of --data/--eval-data (converted to native rows on reading)")
+    eval_data: str | None = field(None, help="held-out data for evaluation during training (same format); "
+                                  "default: hold out --eval-fraction of the problems of --data")
+    eval_fraction: float = field(0.05, help="fraction of the problems held out for evaluation when --eval-data "
+                                 "is not given (0 = no evaluation)")
+    formulation: Literal["token-classification", "causal-lm"] = field(
+        "token-classification", help="token-classification: a per-token classifier head read at each step tag; "
+        "causal-lm: the LM's '+'/'-' next-token logits at each step tag (Math-Shepherd style)")
+    label_mode: Literal["hard", "soft"] = field("hard", help="hard: 0/1 step labels; soft: the Monte Carlo "
+                                                "fraction of rollouts that reached the answer (never rounded)")
+    threshold: float = field(0.0, help="tau: a step is correct when its MC fraction (or stored label) is > tau; "
+                             "hard labels are re-derived from mc_correct/mc_total when the rows carry them")
+    num_labels: int = field(0, help="token-classification outputs per token: 2 (softmax, cross-entropy) or 1 "
+                            "(sigmoid, BCE); 0 = 2 for hard labels, 1 for soft labels")
+    train_on_last_step_only: bool = field(False, help="only the last labelled step of each row carries a loss "
+                                          "(an outcome-reward-style ablation)")
+    step_tag: str = field(DEFAULT_STEP_TAG, help="token placed after every step; added to the vocabulary (and the "
+                          "embeddings resized) when missing")
+    positive_token: str = field("+", help="causal-lm: the token whose probability means 'step correct'")
+    negative_token: str = field("-", help="causal-lm: the token whose probability means 'step wrong'")
+    max_length: int = field(2048, help="max tokens per example; the problem is left-truncated to keep every step")
+    drop_overlong: bool = field(False, help="drop (and count) examples whose steps alone exceed --max-length "
+                                "instead of stopping with an error naming the row")
+    lora: bool = field(False, help="train a LoRA adapter (peft; TOKEN_CLS or CAUSAL_LM to match the formulation) "
+                       "instead of all weights; merged into the saved model")
+    lora_r: int = field(16, help="LoRA rank")
+    lora_alpha: int = field(32, help="LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = field(0.05, help="dropout on the LoRA path")
+    lora_target_modules: list[str] | None = field(None, help="module names LoRA adapts (e.g. q_proj v_proj); "
+                                                  "default: all linear layers")
+    gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass (less memory)")
+    bf16: bool = field(True, help="train in bf16 mixed precision where the GPU supports it (fp32 otherwise, "
+                       "and always on CPU)")
+    learning_rate: float = field(1e-5, help="peak learning rate (linear decay)")
+    warmup_steps: float = field(0.0, help="learning-rate warmup: a number of steps, or a fraction of all steps "
+                                "when below 1")
+    weight_decay: float = field(0.0, help="AdamW weight decay")
+    epochs: float = field(1.0, help="passes over the training data (ignored when --max-steps > 0)")
+    max_steps: int = field(-1, help="optimizer steps to run; -1 = use --epochs")
+    batch_size: int = field(8, help="examples per device per step")
+    eval_batch_size: int | None = field(None, help="examples per device per evaluation step (default: --batch-size)")
+    grad_accum: int = field(1, help="gradient accumulation steps (global batch = batch x accum x processes)")
+    logging_steps: int = field(10, help="log the loss every this many steps")
+    eval_steps: int = field(0, help="evaluate every this many steps (0 = once per epoch)")
+    save_steps: int = field(0, help="write a resumable checkpoint every this many steps (0 = none)")
+    save_total_limit: int = field(2, help="checkpoints kept on disk")
+    resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' for "
+                                               "the newest one in OUTPUT_DIR/checkpoints")
+    report_to: str = field("none", help="experiment trackers (Trainer's report_to): none, tensorboard, wandb, ...")
+    seed: int = field(0, help="seed for initialisation, the eval split, data order and dropout")
+    threads: int = field(0, help="CPU threads for torch per process (0 = leave torch's default)")
+
+    def __post_init__(self) -> None:
+        if self.num_labels not in (0, 1, 2):
+            raise ValueError(f"num_labels must be 0 (auto), 1 or 2, got {self.num_labels}")
+        if self.num_labels == 1 and self.formulation == "causal-lm":
+            raise ValueError("num_labels 1 applies to token-classification; causal-lm always reads '+' vs '-'")
+
+    def resolved_num_labels(self) -> int:
+        return self.num_labels or (2 if self.label_mode == "hard" else 1)
+
+    def spec(self) -> PRMSpec:
+        return PRMSpec(formulation=self.formulation, step_tag=self.step_tag, positive_token=self.positive_token,
+                       negative_token=self.negative_token,
+                       num_labels=2 if self.formulation == "causal-lm" else self.resolved_num_labels(),
+                       max_length=self.max_length)
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def training_arguments(cfg: Config, has_eval: bool):
+    from transformers import TrainingArguments
+
+    bf16 = cfg.bf16 and _bf16_supported()
+    every = "steps" if cfg.eval_steps > 0 else "epoch"
+    return TrainingArguments(
+        output_dir=str(Path(cfg.output_dir) / "checkpoints"), learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        bf16=bf16, logging_steps=cfg.logging_steps, eval_strategy=every if has_eval else "no",
+        eval_steps=cfg.eval_steps or None, save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, report_to=cfg.report_to,
+        seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def load_examples(cfg: Config, tokenizer, spec: PRMSpec):
+    """(train examples, eval examples or None); prints what was kept and dropped."""
+    from ttscale.train.prm_data import encode_rows, load_rows, split_by_problem
+
+    rows = load_rows(cfg.data, cfg.data_format)
+    if cfg.eval_data:
+        train_rows, eval_rows = rows, load_rows(cfg.eval_data, cfg.data_format)
+    else:
+        train_rows, eval_rows = split_by_problem(rows, cfg.eval_fraction, cfg.seed)
+    opts = dict(label_mode=cfg.label_mode, threshold=cfg.threshold, last_step_only=cfg.train_on_last_step_only,
+                on_overlong="drop" if cfg.drop_overlong else "error")
+    train, stats = encode_rows(train_rows, tokenizer, spec, where=cfg.data, **opts)
+    print(f"train-prm: train data: {stats.summary()}")
+    if not eval_rows:
+        return train, None
+    evals, estats = encode_rows(eval_rows, tokenizer, spec, where=cfg.eval_data or f"{cfg.data} (held out)", **opts)
+    print(f"train-prm: eval data: {estats.summary()}")
+    return train, evals
+
+
+def build_model(cfg: Config, tokenizer, spec: PRMSpec):
+    from ttscale.train.prm_trainer import load_prm_model, lora_model
+
+    model = load_prm_model(cfg.model, tokenizer, spec)
+    if cfg.lora:
+        tag_id = tokenizer.convert_tokens_to_ids(spec.step_tag)
+        model = lora_model(model, spec, tag_id, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    return model
+
+
+def _resume(cfg: Config) -> str | bool | None:
+    if cfg.resume_from_checkpoint in (None, "", "none"):
+        return None
+    return True if cfg.resume_from_checkpoint == "last" else cfg.resume_from_checkpoint
+
+
+def model_card(cfg: Config, spec: PRMSpec, metrics: dict, n_train: int, n_eval: int) -> str:
+    settings = dataclasses.asdict(cfg)
+    return "\n".join([
+        f"# Process reward model ({spec.formulation})", "",
+        f"Trained with `ttscale train-prm` from `{cfg.model}` on `{cfg.data}` ({cfg.data_format} format): "
+        f"{n_train} training and {n_eval} evaluation examples, {cfg.label_mode} labels "
+        f"(tau = {cfg.threshold}){', last step only' if cfg.train_on_last_step_only else ''}.",
+        (f"LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}) merged into the weights; the adapter is in adapter/."
+         if cfg.lora else "Full fine-tune."),
+        "", "## Reading the scores", "",
+        f"Each step is followed by the step tag `{spec.step_tag}`; the step's score is read at that token "
+        + ("as softmax over the next-token logits of "
+           f"`{spec.positive_token}` vs `{spec.negative_token}` (P(`{spec.positive_token}`))."
+           if spec.formulation == "causal-lm" else
+           ("as softmax(logits)[1] of the 2-label token classifier." if spec.num_labels == 2
+            else "as sigmoid of the 1-label token classifier.")),
+        f"`{SPEC_FILE}` holds these settings; `ttscale.inference.scorers.load_scorer(this_folder)` reads them.",
+        "", "## Final metrics", "", "```json", json.dumps(metrics, indent=2, default=str), "```",
+        "", "## Training settings", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).rstrip(), "```", ""])
+
+
+def save_prm(trainer, cfg: Config, tokenizer, spec: PRMSpec, card: str) -> Path:
+    """Write the scorer-ready folder. LoRA: save the adapter, then (main process) reload the base model,
+    merge and save plain weights, which works the same after DeepSpeed ZeRO-3 or FSDP sharding."""
+    out = Path(cfg.output_dir)
+    if cfg.lora:
+        trainer.save_model(str(out / "adapter"))
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            from peft import PeftModel
+
+            from ttscale.train.prm_trainer import load_prm_model
+
+            base = load_prm_model(cfg.model, tokenizer, spec)
+            merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload()
+            merged.save_pretrained(str(out))
+    else:
+        trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(out))
+        spec.save(out)
+        (out / "README.md").write_text(card)
+        (out / "train_prm.yaml").write_text(to_yaml(cfg))
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def train_prm(cfg: Config):
+    """Train and save; returns (trainer, output folder, final metrics). trainer.model is the in-memory PRM."""
+    import torch
+
+    from ttscale.train.prm_data import PRMCollator
+    from ttscale.train.prm_trainer import PRMHead, PRMTrainer, load_tokenizer
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.bf16 and not _bf16_supported():
+        print("train-prm: bf16 is not supported here (no CUDA GPU with bf16); training in fp32")
+    spec = cfg.spec()
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, spec.step_tag)
+    train, evals = load_examples(cfg, tokenizer, spec)
+    model = build_model(cfg, tokenizer, spec)
+    trainer = PRMTrainer(model=model, args=training_arguments(cfg, evals is not None), train_dataset=train,
+                         eval_dataset=evals, data_collator=PRMCollator(tokenizer.pad_token_id),
+                         processing_class=tokenizer, prm_head=PRMHead.for_model(model, tokenizer, spec))
+    result = trainer.train(resume_from_checkpoint=_resume(cfg))
+    metrics = {"train_loss": result.training_loss, "global_step": result.global_step,
+               "world_size": trainer.args.world_size}
+    if evals is not None:
+        metrics.update(trainer.evaluate())
+    card = model_card(cfg, spec, metrics, len(train), len(evals or []))
+    out = save_prm(trainer, cfg, tokenizer, spec, card)
+    if trainer.is_world_process_zero():
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
+    return trainer, out, metrics
+
+
+def run(cfg: Config) -> int:
+    trainer, out, metrics = train_prm(cfg)
+    if trainer.is_world_process_zero():
+        print(json.dumps({"output_dir": str(out), **metrics}, default=str))
+    return 0
