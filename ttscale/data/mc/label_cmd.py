@@ -109,6 +109,7 @@ def run(cfg: Config) -> int:
     print(f"[label] {len(problems)} problems, {len(mine)} parts in shard {cfg.shard_index}/{cfg.num_shards}, "
           f"{len(mine) - len(todo)} already done, method={cfg.method} k={cfg.rollouts}")
     if todo:
+        (out / "parts").mkdir(parents=True, exist_ok=True)
         generator = cfg.build()
         cache = RolloutCache(out / "rollout_cache.sqlite")
         engine = RolloutEngine(generator, model_id=cfg.policy, cache=cache, batch_prompts=cfg.rollout_batch)

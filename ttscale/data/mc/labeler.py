@@ -12,7 +12,7 @@ from ttscale.data.answers import is_correct
 from ttscale.data.labels import derive_labels
 from ttscale.data.mc.methods import Evidence, label_solution
 from ttscale.data.mc.rollouts import RolloutEngine
-from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt, continuation_prompt, split_steps
+from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt, continuation_prompt, join_steps, split_steps
 from ttscale.inference.base import SamplingParams
 
 
@@ -101,6 +101,15 @@ def label_chunk(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any,
     return [_row(job, st) for job in jobs], dropped
 
 
+def _true_labels(problem: dict, steps: list[str]) -> list[bool] | None:
+    """Toy-world problems carry their program, so the true step labels are known (to measure MC labels)."""
+    if not problem.get("program"):
+        return None
+    from ttscale.data.toy_world import check_steps
+
+    return check_steps(problem, join_steps(steps))
+
+
 def _row(job: dict, st: LabelSettings) -> dict:
     ev: Evidence = job["evidence"]
     p = job["problem"]
@@ -111,4 +120,5 @@ def _row(job: dict, st: LabelSettings) -> dict:
         "mc_correct": ev.mc_correct, "mc_total": ev.mc_total, "first_error": ev.first_error,
         "method": st.method, "rollouts": ev.rollouts, "solution_correct": bool(job["ok"]),
         "source": job["source"], "pass_rate": job["pass_rate"],
+        "true_labels": _true_labels(p, job["steps"]),
     }
