@@ -112,3 +112,27 @@ def test_toy_world_cli_writes_readable_file(tmp_path):
     assert sorted(set(table["level"])) == [1, 3]
     assert table.to_list() == generate_problems(12, seed=5, levels=[1, 3])
     assert all(all(check_steps(r, r["solution"])) for r in table.to_list())
+
+
+def test_reasoning_gym_rows():
+    pytest.importorskip("reasoning_gym")
+    from ttscale.data.reasoning_gym_adapter import load_reasoning_gym
+
+    rows = load_reasoning_gym("basic_arithmetic", 5, seed=1)
+    assert rows == load_reasoning_gym("basic_arithmetic", 5, seed=1)
+    assert [r["id"] for r in rows] == [f"rg-basic_arithmetic-1-{i:05d}" for i in range(5)]
+    for r in rows:
+        expr = json.loads(r["metadata"])["expression"]
+        assert expr in r["problem"] and r["answer"].lstrip("-").isdigit()
+    with pytest.raises(ValueError, match="no_such_task"):
+        load_reasoning_gym("no_such_task", 2)
+
+
+def test_reasoning_gym_missing_names_the_extra(monkeypatch):
+    import sys
+
+    from ttscale.data.reasoning_gym_adapter import load_reasoning_gym
+
+    monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # makes `import reasoning_gym` fail
+    with pytest.raises(ImportError, match=r"ttscale\[reasoning-gym\]"):
+        load_reasoning_gym("basic_arithmetic", 2)
