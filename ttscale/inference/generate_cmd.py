@@ -23,6 +23,7 @@ from ttscale.inference.loading import GeneratorArgs
 class Config(GeneratorArgs, ProblemArgs):
     """Sample step-by-step solutions for a problem set."""
     output: str = field(help="where to write the samples: .jsonl, .parquet, or a datasets folder", positional=True)
+    allow_missing_answer: bool = field(True, help="keep problems without a gold answer (sampling needs none)")
     n: int = field(1, help="samples per problem")
     temperature: float = field(0.7, help="sampling temperature (0 = greedy)")
     top_p: float = field(1.0, help="nucleus sampling")

@@ -174,7 +174,7 @@ class TransformersGenerator:
             mask[k, width - len(prompts[p]):] = 1
         ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        cache = DynamicCache(config=self.model.config)  # sliding-window layers where the model has them
         logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache).logits[:, -1]
         src = torch.tensor([slot[p] for p, _ in rows], device=dev)
         logits, mask, last_pos = logits[src], mask[src], pos[src, -1]
