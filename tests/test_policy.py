@@ -1,0 +1,69 @@
+"""The toy-world policy stage: SFT data, a short real training run, save/reload, the report."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ttscale.data.toy_world import check_steps, generate_problems
+
+
+def test_mistake_rates_are_linear_in_level():
+    from ttscale.train.policy import mistake_rates
+
+    assert mistake_rates([1, 3, 5], 0.1, 0.5) == pytest.approx({1: 0.1, 3: 0.3, 5: 0.5})
+
+
+def test_sft_pairs_inject_mistakes_at_the_requested_rate(tiny_tokenizer):
+    from ttscale.data.steps import build_prompt
+    from ttscale.train.policy import sft_pairs
+
+    rows = generate_problems(400, seed=2, levels=[1, 5])
+    pairs = sft_pairs(rows, tiny_tokenizer, {1: 0.0, 5: 0.5}, seed=0)
+    assert pairs == sft_pairs(rows, tiny_tokenizer, {1: 0.0, 5: 0.5}, seed=0)
+    assert all(p["prompt"] == build_prompt(r["problem"], tiny_tokenizer) for p, r in zip(pairs, rows))
+    wrong = {lv: sum(not all(check_steps(r, p["completion"])) for p, r in zip(pairs, rows) if r["level"] == lv)
+             for lv in (1, 5)}
+    assert wrong[1] == 0
+    assert 70 <= wrong[5] <= 130  # ~ half of 200
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from ttscale.config import parse_config
+    from ttscale.train.policy import Config, run
+
+    out = tmp_path_factory.mktemp("policy")
+    cfg = parse_config(Config, [str(out), "--n-train", "96", "--levels", "1", "2", "--max-steps", "25",
+                                "--batch-size", "8", "--hidden-size", "32", "--num-layers", "1",
+                                "--vocab-size", "300", "--eval-problems", "2", "--eval-samples", "2",
+                                "--max-new-tokens", "24", "--threads", "1"])
+    assert run(cfg) == 0
+    return out
+
+
+def test_training_lowers_the_loss_and_writes_a_report(trained):
+    report = json.loads((trained / "policy_report.json").read_text())
+    assert report["last_loss"] < report["first_loss"] * 0.8
+    assert set(report["per_level"]) == {"1", "2"}
+    for stats in report["per_level"].values():
+        assert stats["samples"] == 4 and stats["problems"] == 2
+        assert 0.0 <= stats["correct_rate"] <= 1.0
+    assert report["num_params"] > 0 and report["train_seconds"] > 0
+
+
+def test_saved_policy_reloads_with_auto_classes(trained):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttscale.data.steps import build_prompt
+
+    model = AutoModelForCausalLM.from_pretrained(trained).eval()
+    tok = AutoTokenizer.from_pretrained(trained)
+    prompt = build_prompt("Mia has 3 apples. Then she buys 2 more. How many apples?", tok)
+    assert prompt.startswith("<|user|>") and prompt.endswith("<|assistant|>\n")  # chat template saved
+    ids = tok(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape == (1, ids.shape[1], len(tok))
+    assert model.generation_config.eos_token_id == tok.eos_token_id
