@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -104,6 +105,13 @@ def _bf16_supported() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def _cpu_processes() -> bool:
+    """Several launched processes but no CUDA: run them on the CPU (DDP over gloo), see accelerate_configs/cpu2.yaml."""
+    import torch
+
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def training_arguments(cfg: Config, has_eval: bool):
     from transformers import TrainingArguments
 
@@ -120,7 +128,7 @@ def training_arguments(cfg: Config, has_eval: bool):
         eval_steps=cfg.eval_steps or None, save_strategy="steps" if cfg.save_steps > 0 else "no",
         save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, report_to=cfg.report_to,
         seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,
+        ddp_find_unused_parameters=False, use_cpu=_cpu_processes(),
     )
 
 
@@ -210,6 +218,7 @@ def save_prm(trainer, cfg: Config, tokenizer, spec: PRMSpec, card: str) -> Path:
 def train_prm(cfg: Config):
     """Train and save; returns (trainer, output folder, final metrics). trainer.model is the in-memory PRM."""
     import torch
+    from transformers import set_seed
 
     from ttscale.train.prm_data import PRMCollator
     from ttscale.train.prm_trainer import PRMHead, PRMTrainer, load_tokenizer
@@ -221,6 +230,7 @@ def train_prm(cfg: Config):
     spec = cfg.spec()
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, spec.step_tag)
     train, evals = load_examples(cfg, tokenizer, spec)
+    set_seed(cfg.seed)  # a new head and new embedding rows are drawn at random: same seed, same model
     model = build_model(cfg, tokenizer, spec)
     trainer = PRMTrainer(model=model, args=training_arguments(cfg, evals is not None), train_dataset=train,
                          eval_dataset=evals, data_collator=PRMCollator(tokenizer.pad_token_id),
