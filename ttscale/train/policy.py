@@ -42,7 +42,7 @@ class Config:
     eval_samples: int = field(4, help="sampled solutions per held-out problem")
     temperature: float = field(0.8, help="sampling temperature for the report")
     max_new_tokens: int = field(200, help="generation limit per solution in the report")
-    threads: int = field(2, help="CPU threads for torch")
+    threads: int = field(1, help="CPU threads for torch (1 is fastest when the cores are shared)")
 
     def __post_init__(self):
         for name in ("n_train", "batch_size", "hidden_size", "num_layers", "eval_samples", "threads"):
