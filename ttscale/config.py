@@ -73,7 +73,8 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
     hints = typing.get_type_hints(cls)
     parser = argparse.ArgumentParser(
         prog=prog, description=description or (cls.__doc__ or "").strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Options and positional arguments may come in any order; an option taking several values "
+               "(--levels 1 2 3) takes all that follow it, so end its list with -- before a positional argument.",
     )
     parser.add_argument("--config", type=str, default=None,
                         help="YAML file with values for any of the options below (flags given here override it)")
@@ -126,7 +127,7 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
                  description: str | None = None) -> T:
     """Parse `argv` (default sys.argv[1:]) into an instance of the dataclass `cls`."""
     parser = build_parser(cls, prog=prog, description=description)
-    ns = vars(parser.parse_args(list(sys.argv[1:] if argv is None else argv)))
+    ns = vars(parser.parse_intermixed_args(list(sys.argv[1:] if argv is None else argv)))
     values: dict[str, Any] = {}
     config_path = ns.pop("config", None)
     hints = typing.get_type_hints(cls)
