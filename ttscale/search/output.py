@@ -4,7 +4,8 @@ Row columns: id, problem, answer (gold; None when absent), level (as text; None 
 budget, params (the SearchSettings struct), candidates (list of structs: steps, step_scores, answer,
 answer_key, finished, tokens, parent, group, node, correct), spent (struct), prediction (default selection),
 chosen (its candidate index, -1 = none), correct (prediction vs gold; None without gold), tree (beam/DVTS/
-lookahead node list: parent, depth, text, score; empty for other strategies).
+lookahead node list: parent, depth, text, score; empty for other strategies), choice (auto: the chosen
+configuration as JSON, with the predicted difficulty and bin; None for other strategies).
 
 Everything needed to re-aggregate and re-vote offline is kept: all candidates with all step scores.
 Parts use the labelling stage's layout and helpers (parts/part-CCCCC.jsonl, written atomically).
@@ -53,6 +54,7 @@ FEATURES = datasets.Features({
     "spent": _struct(Spent),
     "prediction": datasets.Value("string"), "chosen": datasets.Value("int64"), "correct": datasets.Value("bool"),
     "tree": [_struct(Node)],
+    "choice": datasets.Value("string"),
 })
 
 
@@ -85,6 +87,7 @@ def result_rows(results: Sequence[ProblemResult], strategy: str, budget: int,
             "prediction": r.prediction, "chosen": r.chosen,
             "correct": (cands[r.chosen]["correct"] if r.chosen >= 0 else False) if has_gold else None,
             "tree": [n.to_dict() for n in r.tree],
+            "choice": json.dumps(r.choice, sort_keys=True) if r.choice else None,
         })
     return rows
 

@@ -73,6 +73,7 @@ class ProblemResult:
     prediction: str | None = None       # answer under the strategy's default selection
     chosen: int = -1                    # candidate index behind the prediction (-1: none finished)
     tree: list[Node] = field(default_factory=list)
+    choice: dict[str, Any] | None = None  # auto: the configuration chosen for this problem and why
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class SearchSettings:
     seed: int = 0
     delimiter: str = DEFAULT_DELIMITER
     system: str | None = None           # optional system prompt for the policy
+    allocation: str | None = None       # auto: compute-optimal policy file (from `ttscale evaluate`)
+    probe_samples: int = 4              # auto: samples per problem to predict its difficulty
 
     def __post_init__(self):
         if self.aggregation not in AGGREGATIONS:

@@ -1,0 +1,68 @@
+"""`--strategy auto`: each problem's predicted difficulty bin selects the configuration from the policy file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from search_fakes import ScriptedGenerator, ScriptedScorer, problems
+from ttscale.eval.bins import predicted_difficulty_of
+from ttscale.search.registry import get_strategy
+from ttscale.search.types import SearchContext, SearchSettings
+
+
+def _policy(tmp_path, edge: float):
+    policy = {
+        "difficulty": {"kind": "quantile", "edges": [edge], "labels": ["hard", "easy"]},
+        "bins": {
+            "easy": {"4": {"strategy": "majority", "budget": 4, "aggregation": "last", "voting": "majority"}},
+            "hard": {"4": {"strategy": "beam", "budget": 4, "beam_width": 2, "aggregation": "min",
+                           "voting": "prm-vote"}},
+        },
+        "fallback": {"4": {"strategy": "weighted-best-of-n", "budget": 4, "aggregation": "last",
+                           "voting": "prm-vote"}},
+    }
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def _ctx(path, probe=3):
+    return SearchContext(generator=ScriptedGenerator(depth=3), scorer=ScriptedScorer(),
+                         settings=SearchSettings(allocation=str(path), probe_samples=probe, seed=1))
+
+
+def test_auto_routes_problems_by_predicted_difficulty_and_counts_the_probe(tmp_path):
+    probs = problems(8)
+    # the probe's predicted difficulties, computed the same way auto does
+    probe = get_strategy("majority").run(probs, _ctx(_policy(tmp_path, 0.0)), 3)
+    diffs = [predicted_difficulty_of(r.candidates) for r in probe]
+    edge = sorted(d for d in diffs if d is not None)[len(diffs) // 2]
+    path = _policy(tmp_path, edge)
+    results = get_strategy("auto").run(probs, _ctx(path), 4)
+    assert [r.problem["id"] for r in results] == [p["id"] for p in probs]
+    for r, d in zip(results, diffs):
+        want = "easy" if d is not None and d >= edge else "hard"
+        if d is None:
+            assert r.choice["bin"] == "all" and r.choice["strategy"] == "weighted-best-of-n"
+            continue
+        assert r.choice["bin"] == want and r.choice["predicted_difficulty"] == pytest.approx(d)
+        assert r.choice["strategy"] == ("majority" if want == "easy" else "beam")
+        if want == "easy":  # 3 probe samples + 4 chosen samples, all generated
+            assert len(r.candidates) == 4
+        else:
+            assert r.tree and all(n.depth >= 0 for n in r.tree)
+        assert r.spent.generated_tokens > probe[results.index(r)].spent.generated_tokens
+    assert {r.choice["bin"] for r in results} >= {"easy", "hard"}
+    json.dumps([r.choice for r in results])  # stored as JSON in the run
+
+
+def test_auto_without_policy_file_fails_before_generation(tmp_path):
+    gen = ScriptedGenerator()
+    ctx = SearchContext(generator=gen, scorer=ScriptedScorer(), settings=SearchSettings())
+    with pytest.raises(ValueError, match="allocation-policy"):
+        get_strategy("auto").validate(4, ctx)
+    with pytest.raises(ValueError, match="allocation-policy"):
+        get_strategy("auto").run(problems(2), ctx, 4)
+    assert gen.calls == []
