@@ -15,6 +15,9 @@ class Config:
     seed: int = field(0, help="random seed; same seed, same problems")
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5],
                               help="difficulty levels to include (1 = 2 steps, small numbers ... 5 = 6 steps, large)")
+    processbench: bool = field(False, help="write ProcessBench rows {id, problem, steps, label, level} instead "
+                               "(label = index of the first wrong step, -1 if none): held-out data for eval-prm")
+    mistake_fraction: float = field(0.5, help="with --processbench: fraction of rows given an injected mistake")
 
     def __post_init__(self):
         if self.n < 1:
@@ -26,7 +29,27 @@ def run(cfg: Config) -> int:
     from ttscale.data.toy_world import generate_problems
 
     rows = generate_problems(cfg.n, seed=cfg.seed, levels=cfg.levels)
+    if cfg.processbench:
+        rows = processbench_rows(rows, cfg.mistake_fraction, cfg.seed)
     path = write_table(rows, cfg.output)
     per_level = Counter(r["level"] for r in rows)
     print(f"wrote {len(rows)} problems to {path} (per level: {dict(sorted(per_level.items()))})")
     return 0
+
+
+def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int) -> list[dict]:
+    """Reference solutions, a seeded fraction of them with one injected mistake: exact first-error labels."""
+    import random
+
+    from ttscale.data.steps import split_steps
+    from ttscale.data.toy_world import inject_mistake
+
+    rng = random.Random(seed)
+    out = []
+    for r in rows:
+        text, label = r["solution"], -1
+        if rng.random() < mistake_fraction:
+            text, label = inject_mistake(r, rng)
+        out.append({"id": r["id"], "problem": r["problem"], "steps": split_steps(text), "label": label,
+                    "level": r["level"]})
+    return out

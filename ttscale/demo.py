@@ -1,0 +1,138 @@
+"""`ttscale demo`: the whole pipeline on the toy world, through the same stages and CLI a user runs.
+
+tiny policy -> sample + Monte Carlo step labels -> train PRM (+ eval on held-out ProcessBench-style data)
+-> revision data + revision model -> search sweep over strategies and budgets -> evaluate -> report.
+
+Each stage reads its options from a recipe in recipes/toy/ (printed with the exact command as it runs),
+writes its output under --out, and is skipped when that output already exists, so a killed demo resumes.
+On a GPU with real checkpoints the same stages run with the recipes in recipes/ (see README).
+"""
+from __future__ import annotations
+
+import gc
+import json
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ttscale.config import field
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "toy"
+
+
+@dataclass
+class Config:
+    """Run the whole pipeline on the embedded toy world (what `make demo` runs)."""
+    out: str = field("demo_out", help="folder for every stage's output, report.md and summary.json")
+    recipes: str = field(str(RECIPES), help="folder with one YAML recipe per stage")
+    threads: int = field(1, help="torch CPU threads for every stage (1 is fastest on a shared 2-core machine)")
+    only: list[str] | None = field(None, help="run only these step names (their inputs must exist)")
+
+
+def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Path]]:
+    """(name, ttscale argv, output that marks the step done) in data-flow order."""
+    t = ["--threads", threads]
+    search = []
+    for name in ("bon", "beam4", "beam16", "dvts16", "lookahead4", "revisions16"):
+        recipe = rec / f"search_{name}.yaml"
+        if recipe.exists():
+            extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
+            search.append((f"search-{name}", ["search", "--config", str(recipe), "--problems",
+                                               str(out / "problems_test.jsonl"), "--policy", str(out / "policy"),
+                                               "--prm", str(out / "prm"), *extra, *t, "--prm-threads", threads,
+                                               str(out / "runs" / name)],
+                           out / "runs" / name / "dataset"))
+    return [
+        ("problems-train", ["toy-world", "--config", str(rec / "problems_train.yaml"),
+                            str(out / "problems_train.jsonl")], out / "problems_train.jsonl"),
+        ("problems-test", ["toy-world", "--config", str(rec / "problems_test.yaml"),
+                           str(out / "problems_test.jsonl")], out / "problems_test.jsonl"),
+        ("prm-heldout", ["toy-world", "--config", str(rec / "prm_heldout.yaml"),
+                         str(out / "prm_heldout.jsonl")], out / "prm_heldout.jsonl"),
+        ("policy", ["train-policy", "--config", str(rec / "policy.yaml"), *t, str(out / "policy")],
+         out / "policy" / "policy_report.json"),
+        ("label", ["label", "--config", str(rec / "label.yaml"), "--problems", str(out / "problems_train.jsonl"),
+                   "--policy", str(out / "policy"), *t, str(out / "labels")], out / "labels" / "summary.json"),
+        ("prm", ["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(out / "policy"),
+                 "--data", str(out / "labels" / "dataset"), "--output-dir", str(out / "prm"), *t],
+         out / "prm" / "ttscale_prm.json"),
+        ("prm-eval", ["eval-prm", "--config", str(rec / "eval_prm.yaml"), "--data", str(out / "prm_heldout.jsonl"),
+                      "--prm", str(out / "prm"), "--predictions", str(out / "prm_eval" / "predictions.jsonl"),
+                      "--summary", str(out / "prm_eval" / "summary.json")], out / "prm_eval" / "summary.json"),
+        ("revision-data", ["build-revisions", "--config", str(rec / "build_revisions.yaml"),
+                           "--problems", str(out / "problems_train.jsonl"), "--policy", str(out / "policy"), *t,
+                           str(out / "revisions.jsonl")], out / "revisions.jsonl"),
+        ("reviser", ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
+                     str(out / "policy"), *t, str(out / "revisions.jsonl"), str(out / "reviser")],
+         out / "reviser" / "revision_format.json"),
+        *search,
+    ]
+
+
+def _extra_json(out: Path, seconds: dict[str, float]) -> Path:
+    """What evaluate merges into summary.json from the other stages: PRM eval, label agreement, timings."""
+    extra: dict = {"seconds": seconds}
+    prm = out / "prm_eval" / "summary.json"
+    if prm.exists():
+        s = json.loads(prm.read_text())
+        metrics = json.loads((out / "prm" / "metrics.json").read_text()) if (out / "prm" / "metrics.json").exists() else {}
+        extra["prm"] = {"first_error_f1": s.get("f1"), "step_auc": metrics.get("eval_step_auc"),
+                        "step_accuracy": metrics.get("eval_step_accuracy"), "heldout": s}
+    labels = out / "labels" / "summary.json"
+    if labels.exists():
+        s = json.loads(labels.read_text())
+        extra["label_agreement"] = s.get("label_agreement")
+        extra["labeling"] = s
+    policy = out / "policy" / "policy_report.json"
+    if policy.exists():
+        extra["policy"] = json.loads(policy.read_text())
+    path = out / "extra.json"
+    path.write_text(json.dumps(extra, indent=1))
+    return path
+
+
+def run(cfg: Config) -> int:
+    from ttscale.cli import main
+
+    out, rec = Path(cfg.out), Path(cfg.recipes)
+    out.mkdir(parents=True, exist_ok=True)
+    timings_path = out / "seconds.json"
+    seconds: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    start = time.time()
+    for name, argv, done in _steps(out, rec, str(cfg.threads)):
+        if cfg.only and name not in cfg.only:
+            continue
+        if done.exists():
+            print(f"[demo] {name}: done already ({done}), skipped")
+            continue
+        print(f"\n[demo] {name}: ttscale {shlex.join(argv)}")
+        recipe = next((Path(a) for a in argv if a.endswith(".yaml")), None)
+        if recipe is not None:
+            print("\n".join("    " + line for line in recipe.read_text().strip().splitlines()))
+        t0 = time.time()
+        rc = main(argv)
+        if rc:
+            print(f"[demo] {name} failed with exit code {rc}")
+            return rc
+        seconds[name] = round(time.time() - t0, 1)
+        timings_path.write_text(json.dumps(seconds, indent=1))
+        gc.collect()
+    if cfg.only and "evaluate" not in cfg.only:
+        return 0
+    runs = sorted(str(p.parent) for p in (out / "runs").glob("*/dataset"))
+    t0 = time.time()
+    argv = ["evaluate", "--config", str(rec / "evaluate.yaml"), "--out", str(out / "report"),
+            "--difficulty-run", str(out / "runs" / "bon"), "--extra", str(_extra_json(out, seconds)), "--", *runs]
+    print(f"\n[demo] evaluate: ttscale {shlex.join(argv)}")
+    rc = main(argv)
+    seconds["evaluate"] = round(time.time() - t0, 1)
+    timings_path.write_text(json.dumps(seconds, indent=1))
+    summary_path = out / "report" / "summary.json"
+    if rc == 0 and summary_path.exists():  # evaluate's own time is known only now
+        summary = json.loads(summary_path.read_text())
+        summary["seconds"] = seconds
+        summary_path.write_text(json.dumps(summary, indent=1))
+    print(f"\n[demo] finished in {time.time() - start:.0f} s (this invocation); "
+          f"report: {out / 'report' / 'report.md'}, summary: {out / 'report' / 'summary.json'}")
+    return rc
