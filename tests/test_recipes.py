@@ -1,0 +1,44 @@
+"""Every recipe names only options its stage has, with values of the right type (recipes can't drift)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ttscale.cli import STAGES
+from ttscale.config import _coerce
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+STAGE_OF = {"problems_train": "toy-world", "problems_test": "toy-world", "prm_heldout": "toy-world",
+            "policy": "train-policy", "label": "label", "prm": "train-prm", "eval_prm": "eval-prm",
+            "build_revisions": "build-revisions", "train_revision": "train-revision", "evaluate": "evaluate"}
+
+
+def _stage(path: Path) -> str:
+    return "search" if path.stem.startswith("search_") else STAGE_OF[path.stem]
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_options_exist_and_parse(path):
+    cfg_cls = importlib.import_module(STAGES[_stage(path)][0]).Config
+    hints = typing.get_type_hints(cfg_cls)
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(data) - names)
+    assert not unknown, f"{path}: options not in `ttscale {_stage(path)}`: {unknown}"
+    for key, value in data.items():
+        _coerce(hints[key], value, key)
+
+
+def test_demo_has_a_recipe_for_every_step():
+    from ttscale.demo import _steps
+
+    steps = _steps(Path("/tmp/x"), RECIPES / "toy", "1")
+    recipes = [a for _, argv, _ in steps for a in argv if a.endswith(".yaml")]
+    assert recipes and all(Path(r).exists() for r in recipes)
+    assert {name for name, _, _ in steps} >= {"policy", "label", "prm", "prm-eval", "revision-data", "reviser",
+                                              "search-bon", "search-beam16"}
