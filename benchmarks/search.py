@@ -6,7 +6,8 @@ Tiny Llama policy and tiny token-classification PRM built from configs (random w
 the search machinery, not accuracy). Reports problems/s with all problems batched into the same generate/score
 calls vs one problem at a time (goal >= 3x), and PRM tokens processed / unique tokens, where unique tokens =
 each problem's PRM-encoded prompt once + every tree node's step text (+1 step tag) once — what a scorer that
-reuses the prefix KV cache would process (goal <= 1.1x with a `score_incremental` scorer).
+reuses the prefix KV cache would process (goal <= 1.1x; the PRM scorer's `score_incremental` does that;
+--full-rescoring turns it off to measure the ~steps/2 x of rescoring whole candidates).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import time
 import torch
 
 
-def build_models(seed: int, threads: int):
+def build_models(seed: int, threads: int, incremental: bool = True):
     from transformers import LlamaConfig, LlamaForTokenClassification
 
     from ttscale.data.steps import INSTRUCTION
@@ -38,7 +39,8 @@ def build_models(seed: int, threads: int):
     prm = LlamaForTokenClassification(LlamaConfig(
         vocab_size=len(prm_tok), hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=4, max_position_embeddings=2048, pad_token_id=prm_tok.pad_token_id, num_labels=2)).eval()
-    scorer = TokenClassificationPRM(prm, prm_tok, PRMSpec(max_length=2048), batch_size=32)
+    scorer = TokenClassificationPRM(prm, prm_tok, PRMSpec(max_length=2048), batch_size=32,
+                                    incremental=incremental)
     return generator, scorer
 
 
@@ -59,13 +61,14 @@ def main() -> None:
     ap.add_argument("--max-step-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--full-rescoring", action="store_true", help="score every candidate from scratch (no KV reuse)")
     args = ap.parse_args()
 
     from ttscale.data.toy_world import generate_problems
     from ttscale.search.registry import get_strategy
     from ttscale.search.types import SearchContext, SearchSettings
 
-    generator, scorer = build_models(args.seed, args.threads)
+    generator, scorer = build_models(args.seed, args.threads, incremental=not args.full_rescoring)
     problems = generate_problems(args.problems, seed=args.seed + 1)
     ctx = SearchContext(generator=generator, scorer=scorer, settings=SearchSettings(
         beam_width=args.beam_width, max_depth=args.max_depth, max_step_tokens=args.max_step_tokens, seed=args.seed))
@@ -85,6 +88,7 @@ def main() -> None:
     uniq = unique_tokens(batched, scorer.tokenizer)
     report = {
         "problems": args.problems, "budget": args.budget, "beam_width": args.beam_width, "max_depth": args.max_depth,
+        "prm_scoring": "full rescoring" if args.full_rescoring else "incremental (prefix KV cache)",
         "batched_problems_per_s": round(args.problems / t_batched, 3),
         "one_at_a_time_problems_per_s": round(args.problems / t_single, 3),
         "speedup_wall": round(t_single / t_batched, 2),

@@ -197,3 +197,102 @@ def test_load_refuses_a_style_that_does_not_fit(saved, tmp_path, models, tok):
     with pytest.raises(ValueError, match="no ttscale_prm.json.*pass its style explicitly"):
         load_scorer(tmp_path, device="cpu")
     assert isinstance(load_scorer(tmp_path, "qwen-prm", device="cpu"), QwenPRM)
+
+
+# ------------------------------------------------------------------ incremental scoring (prefix KV cache)
+
+_P = [ITEMS[0][0], ITEMS[1][0], ITEMS[2][0]]
+_A = [f"He has {i} apples." for i in range(4)]
+ROUNDS = [  # what step-wise search sends, call after call: each new candidate = a scored parent + new step(s)
+    # depth 0: four first steps of one problem (shared prompt) and a lone candidate of another
+    [(_P[0], [a]) for a in _A] + [(_P[1], ["2 * 5 = 10"])],
+    # depth 1: children of cached parents (different prefix lengths, batched together), a candidate with
+    # nothing cached, an exact repeat, an empty one
+    [(_P[0], [_A[0], "So 3 + 4 = 7."]), (_P[0], [_A[0], "The answer is \\boxed{7}."]), (_P[0], [_A[3], "y = 3"]),
+     (_P[1], ["2 * 5 = 10", "The answer is \\boxed{10}."]), (_P[2], ["9 - 4 = 5."]), (_P[0], [_A[1]]), (_P[1], [])],
+    # lookahead: a child plus two rollout steps; then children of that child's prefix (held inside its entry)
+    [(_P[0], [_A[0], "So 3 + 4 = 7.", "then 7 apples", "The answer is \\boxed{7}."])],
+    [(_P[0], [_A[0], "So 3 + 4 = 7.", "x = 7"]), (_P[2], ["9 - 4 = 5.", "so 5", "The answer is 5."])],
+]
+
+
+def _n(scorer, problem, steps):
+    return len(scorer.encode(problem, steps)[0]) if steps else 0
+
+
+@pytest.mark.parametrize("case", ["ttscale-tc2", "ttscale-tc1", "ttscale-causal"])
+def test_incremental_scores_equal_full_rescoring_and_run_only_new_tokens(case, tok, models):
+    inc, full = _make(case, tok, models, batch_size=3), _make(case, tok, models, batch_size=3)
+    n = lambda p, s: _n(full, p, s)  # noqa: E731
+    prompt0 = len(tok(f"{_P[0]}\n\n")["input_ids"])
+    expected = [  # tokens each item must run, from which prefix is already cached
+        None,
+        [n(*ROUNDS[1][0]) - n(_P[0], _A[:1]), n(*ROUNDS[1][1]) - n(_P[0], _A[:1]), n(*ROUNDS[1][2]) - n(_P[0], _A[3:]),
+         n(*ROUNDS[1][3]) - n(*ROUNDS[0][4]), n(*ROUNDS[1][4]), 0, 0],
+        [n(*ROUNDS[2][0]) - n(*ROUNDS[1][0])],
+        [n(*ROUNDS[3][0]) - n(*ROUNDS[1][0]), n(*ROUNDS[3][1]) - n(*ROUNDS[1][4])],
+    ]
+    for items, want_tokens in zip(ROUNDS, expected):
+        before = inc.usage.snapshot()
+        got, want = inc.score_incremental(items), full.score(items)
+        for g, w, (_, steps) in zip(got, want, items):
+            assert len(g) == len(steps) and g == pytest.approx(w, abs=1e-4)
+        spent = (inc.usage - before).tokens
+        assert sum(inc.last_item_tokens) == spent
+        if want_tokens is None:   # the shared prompt runs once, not four times
+            assert spent == sum(n(*it) for it in items) - 3 * prompt0
+        else:
+            assert inc.last_item_tokens == want_tokens
+    assert full.last_item_tokens == [n(*it) for it in ROUNDS[-1]]
+    assert len({round(s, 4) for row in full.score(ROUNDS[1]) for s in row}) > 5   # not a constant
+
+
+def test_incremental_cache_is_bounded_and_reset(tok, models):
+    tiny = _make("ttscale-causal", tok, models, cache_entries=2)
+    none = _make("ttscale-causal", tok, models, cache_bytes=1)      # every entry evicted at once
+    full = _make("ttscale-causal", tok, models)
+    for items in ROUNDS:
+        want = full.score(items)
+        for scorer in (tiny, none):
+            for g, w in zip(scorer.score_incremental(items), want):
+                assert g == pytest.approx(w, abs=1e-4)
+            assert len(scorer.kv_cache) <= 2
+        cold = _make("ttscale-causal", tok, models)
+        cold.score_incremental(items)
+        assert len(none.kv_cache) == 0 and none.last_item_tokens == cold.last_item_tokens   # nothing kept
+    assert tiny.usage.tokens < none.usage.tokens
+    assert len(tiny.kv_cache) == 2 and tiny.kv_cache.nbytes > 0
+    tiny.reset_cache()
+    assert len(tiny.kv_cache) == 0 and tiny.kv_cache.nbytes == 0
+    tiny.score_incremental(ROUNDS[0][:1])
+    assert tiny.last_item_tokens == [_n(full, *ROUNDS[0][0])]
+
+
+def test_incremental_is_plain_scoring_where_prefixes_are_not_stable(tok, models):
+    for scorer in (_make("qwen-prm", tok, models), _make("ttscale-tc2", tok, models, incremental=False)):
+        got = scorer.score_incremental(ROUNDS[1])
+        assert got == scorer.score(ROUNDS[1]) and len(scorer.kv_cache) == 0
+        assert scorer.last_item_tokens == [_n(scorer, *it) for it in ROUNDS[1]]
+
+
+@pytest.mark.parametrize("strategy", ["beam", "dvts", "lookahead"])
+def test_stepwise_search_same_with_and_without_incremental_scoring(strategy, tok, models):
+    from search_fakes import ScriptedGenerator, problems
+    from ttscale.search.registry import get_strategy
+    from ttscale.search.types import SearchContext, SearchSettings
+
+    runs = {}
+    for incremental in (True, False):
+        scorer = _make("ttscale-tc2", tok, models, batch_size=4, incremental=incremental)
+        settings = SearchSettings(beam_width=2, max_depth=4, lookahead=1 if strategy == "lookahead" else 0)
+        ctx = SearchContext(generator=ScriptedGenerator(4), scorer=scorer, settings=settings)
+        runs[incremental] = (get_strategy(strategy).run(problems(3), ctx, 4), scorer)
+    (inc, inc_scorer), (full, _) = runs[True], runs[False]
+    assert [[c.steps for c in r.candidates] for r in inc] == [[c.steps for c in r.candidates] for r in full]
+    assert [r.chosen for r in inc] == [r.chosen for r in full]
+    for a, b in zip(inc, full):
+        for x, y in zip(a.candidates, b.candidates):
+            assert x.step_scores == pytest.approx(y.step_scores, abs=1e-4)
+    spent = lambda rs: sum(r.spent.prm_tokens for r in rs)  # noqa: E731
+    assert spent(inc) == inc_scorer.usage.tokens and spent(inc) < spent(full) / 1.5
+    assert len(inc_scorer.kv_cache) == 0   # handed back when the search ends

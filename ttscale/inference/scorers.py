@@ -9,8 +9,9 @@ each forward pass pads little; each candidate's steps are all read from that sin
 the right whatever the tokenizer says: real tokens then keep their position ids and the step positions
 need no shifting, and with the attention mask the result equals an unpadded pass.
 
-Extension point for step-wise search: a later `score_incremental` (prefix KV cache reuse for causal PRMs)
-can be added to PRMScorer without changing `score` or its callers.
+Step-wise search calls `score_incremental` instead (same signature and results): on ttscale-native PRMs it
+runs only each candidate's new tokens on top of the cached KV of its already scored prefix (prm_cache);
+elsewhere it is `score`. After either call `last_item_tokens` holds the tokens each item actually ran.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ttscale.inference.base import Usage
+from ttscale.inference.prm_cache import PrefixCache, score_incremental, supports_incremental
 from ttscale.inference.prm_inputs import SPEC_FILE, PRMSpec, StepAlignmentError, encode_steps, single_token_id
 
 _PROGRESS_MIN_BATCHES = 4  # search calls score() once per step; a bar only when a call is long
@@ -34,7 +36,8 @@ class PRMScorer:
     formulation = "token-classification"
 
     def __init__(self, model: Any, tokenizer: Any, spec: PRMSpec | None = None, *, batch_size: int = 8,
-                 max_length: int | None = None, name: str = "PRM", progress: bool = True) -> None:
+                 max_length: int | None = None, name: str = "PRM", progress: bool = True,
+                 incremental: bool = True, cache_bytes: int = 1 << 30, cache_entries: int = 4096) -> None:
         spec = spec or PRMSpec.for_style(self.style, formulation=self.formulation)
         if max_length:
             spec = dataclasses.replace(spec, max_length=max_length)
@@ -47,6 +50,10 @@ class PRMScorer:
         self.batch_size, self.progress = batch_size, progress
         self.num_params = sum(p.numel() for p in model.parameters())
         self.usage = Usage()
+        self.last_item_tokens: list[int] | None = None
+        self.kv_cache = PrefixCache(cache_bytes, cache_entries)
+        # incremental=False makes score_incremental plain score (to compare); else decided on first use
+        self._incremental: bool | None = None if incremental else False
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)  # masked out, so any id in range works
         self._check_model()
@@ -64,7 +71,21 @@ class PRMScorer:
             idx = order[start:start + self.batch_size]
             for i, scores in zip(idx, self._run([encoded[i] for i in idx])):
                 results[i] = scores
+        self.last_item_tokens = [len(ids) if pos else 0 for ids, pos in encoded]
         return results
+
+    def score_incremental(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """`score`, reusing the KV cache of prefixes scored since the last `reset_cache()` (step-wise search)."""
+        if self._incremental is None:
+            self._incremental = supports_incremental(self)
+        if not self._incremental:
+            return self.score(items)
+        results, self.last_item_tokens = score_incremental(self, self.kv_cache, items)
+        return results
+
+    def reset_cache(self) -> None:
+        """Forget cached prefixes (a search calls this when it starts and ends, so memory is returned)."""
+        self.kv_cache.clear()
 
     def encode(self, problem: str, steps: Sequence[str], label: str = "candidate") -> tuple[list[int], list[int]]:
         return encode_steps(self.tokenizer, problem, steps, self.spec, label=label)
@@ -92,8 +113,8 @@ class PRMScorer:
         column = {p: k for k, p in enumerate(keep)}
         return [[float(probs[b, column[p]]) for p in positions] for b, (_, positions) in enumerate(batch)]
 
-    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """[B, K] probabilities that the step read at sequence index keep[k] is correct."""
+    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor, **model_kw: Any) -> torch.Tensor:
+        """[B, K] probabilities that the step read at sequence index keep[k] is correct (`model_kw`: cache inputs)."""
         raise NotImplementedError
 
     def _check_model(self) -> None:
@@ -146,8 +167,9 @@ class TokenClassificationPRM(PRMScorer):
                        f"{self.spec.num_labels}; set num_labels: {labels} in {SPEC_FILE}")
         self._check_native_tag()
 
-    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        logits = _logits(self.model(input_ids=input_ids, attention_mask=mask), self.output_index)[:, keep].float()
+    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor, **model_kw: Any) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=mask, **model_kw)
+        logits = _logits(out, self.output_index)[:, keep].float()
         width = 1 if logits.dim() == 2 else logits.shape[-1]
         if width != self.spec.num_labels:
             self._fail(f"the model outputs {width} value(s) per token but the spec says num_labels="
@@ -193,11 +215,11 @@ class CausalLMPRM(PRMScorer):
         return [single_token_id(tok, spec.positive_token, "positive token"),
                 single_token_id(tok, spec.negative_token, "negative token")]
 
-    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor, **model_kw: Any) -> torch.Tensor:
         if self._keep_arg:
-            logits = _logits(self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep))
+            logits = _logits(self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep, **model_kw))
         else:
-            logits = _logits(self.model(input_ids=input_ids, attention_mask=mask))[:, keep]
+            logits = _logits(self.model(input_ids=input_ids, attention_mask=mask, **model_kw))[:, keep]
         pair = logits[..., self.candidate_ids.to(logits.device)].float()
         return torch.softmax(pair, dim=-1)[..., 0]
 

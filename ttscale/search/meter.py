@@ -3,9 +3,10 @@
 Counting rules:
 - A batched call counts as ONE call for every problem that has at least one prompt/item in it.
 - Generated tokens are Completion.num_tokens, all of them — including completions a strategy then discards.
-- PRM tokens per item: when the scorer reports per-item counts (attribute `last_item_tokens` after a call),
-  those are used; otherwise (ttscale's PRMScorer today) the call's usage delta is split across items in
-  proportion to their text length (largest-remainder rounding, so per-problem tokens sum to the delta).
+- PRM tokens per item: when the scorer reports per-item counts (attribute `last_item_tokens` after a call;
+  ttscale's PRMScorer does, counting only tokens run, so cached prefixes cost nothing), those are used;
+  otherwise the call's usage delta is split across items in proportion to their text length
+  (largest-remainder rounding, so per-problem tokens sum to the delta).
 - FLOPs ≈ 2 · params · tokens, policy (or revision model) and PRM separately.
 """
 from __future__ import annotations

@@ -91,15 +91,21 @@ class StepwiseSearch(Strategy):
         states = [_State() for _ in problems]
         trees = [_Tree(p, g, b, k) for p in range(len(problems))
                  for g, (b, k) in enumerate(self.shapes(budget, st.beam_width))]
-        for depth in range(st.max_depth):
-            live = [t for t in trees if not t.done]
-            if not live:
-                break
-            children = self._expand(meter, ctx, problems, states, live, depth, budget)
-            self._score(meter, ctx, problems, states, children)
-            for tree in live:
-                self._select(tree, [c for c in children if c.tree is tree], states[tree.problem], st,
-                             last=depth == st.max_depth - 1)
+        # A scorer with a prefix KV cache (PRMScorer.score_incremental) starts empty and hands memory back after.
+        reset = getattr(ctx.scorer, "reset_cache", None) or (lambda: None)
+        reset()
+        try:
+            for depth in range(st.max_depth):
+                live = [t for t in trees if not t.done]
+                if not live:
+                    break
+                children = self._expand(meter, ctx, problems, states, live, depth, budget)
+                self._score(meter, ctx, problems, states, children)
+                for tree in live:
+                    self._select(tree, [c for c in children if c.tree is tree], states[tree.problem], st,
+                                 last=depth == st.max_depth - 1)
+        finally:
+            reset()
         return build_results(self, ctx, problems, [s.candidates for s in states], meter,
                              trees=[s.nodes for s in states])
 
