@@ -18,6 +18,7 @@ from ttscale.config import field, to_yaml
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
 from ttscale.inference.scorers import ScorerArgs
+from ttscale.data.mc.output import claim_run_dir, part_path
 from ttscale.search.output import finalize, result_rows, write_part
 from ttscale.search.registry import STRATEGIES, get_strategy
 from ttscale.search.types import AGGREGATIONS, VOTINGS, SearchContext, SearchSettings
@@ -84,20 +85,6 @@ _RUN_KEYS = ("strategy", "budget", "policy", "prm", "revision_model", "beam_widt
              "problems_per_batch", "problems", "limit", "allocation_policy", "probe_samples")
 
 
-def _check_resume(out: Path, cfg: Config, n_parts: int) -> None:
-    meta = out / "run.json"
-    mine = {**{k: getattr(cfg, k) for k in _RUN_KEYS}, "n_chunks": n_parts}
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        diff = {k: (old.get(k), v) for k, v in mine.items() if old.get(k) != v}
-        if diff:
-            raise SystemExit(f"{out} holds a search run with other settings {diff} (old, new): resume with the same "
-                             f"options, or use a new output folder")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(mine, indent=1))
-
-
 def build_context(cfg: Config, need_policy: bool) -> tuple[SearchContext, SearchSettings]:
     reviser, max_attempts = None, 4
     if cfg.revision_model:
@@ -117,9 +104,8 @@ def run(cfg: Config) -> int:
     strategy = get_strategy(cfg.strategy)
     size = cfg.problems_per_batch
     n_parts = (len(problems) + size - 1) // size
-    _check_resume(out, cfg, n_parts)
+    claim_run_dir(out, {**{k: getattr(cfg, k) for k in _RUN_KEYS}, "n_chunks": n_parts}, "search")
     (out / "config.yaml").write_text(to_yaml(cfg))
-    from ttscale.data.mc.output import part_path
 
     todo = [c for c in range(n_parts) if not part_path(out, c).exists()]
     print(f"[search] {cfg.strategy} N={cfg.budget}: {len(problems)} problems, {n_parts} parts, "

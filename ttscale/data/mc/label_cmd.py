@@ -20,7 +20,7 @@ from ttscale.config import field, to_yaml
 from ttscale.data.io import write_table
 from ttscale.data.mc.labeler import LabelSettings, label_chunk
 from ttscale.data.mc.methods import METHODS
-from ttscale.data.mc.output import finalize, part_path
+from ttscale.data.mc.output import claim_run_dir, finalize, part_path
 from ttscale.data.mc.rollouts import RolloutCache, RolloutEngine
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
@@ -79,31 +79,12 @@ _RUN_KEYS = ("method", "num_solutions", "rollouts", "temperature", "top_p", "max
              "policy")
 
 
-def _check_resume(out: Path, cfg: Config) -> None:
-    meta = out / "run.json"
-    mine = {k: getattr(cfg, k) for k in _RUN_KEYS}
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        diff = {k: (old.get(k), v) for k, v in mine.items() if old.get(k) != v}
-        if diff:
-            raise SystemExit(f"{out} holds a labelling run with other settings {diff} (old, new): resume with the "
-                             f"same options, or use a new output folder")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(mine, indent=1))
-
-
 def run(cfg: Config) -> int:
     out = Path(cfg.output_dir)
-    _check_resume(out, cfg)
-    (out / f"config-shard{cfg.shard_index}.yaml").write_text(to_yaml(cfg))
     problems = cfg.load()
     n_chunks = (len(problems) + cfg.chunk_size - 1) // cfg.chunk_size
-    meta = json.loads((out / "run.json").read_text())
-    if meta.setdefault("n_chunks", n_chunks) != n_chunks:
-        raise SystemExit(f"{out}: the problem set changed since this run started ({meta['n_chunks']} parts then, "
-                         f"{n_chunks} now); use a new output folder")
-    (out / "run.json").write_text(json.dumps(meta, indent=1))
+    claim_run_dir(out, {**{k: getattr(cfg, k) for k in _RUN_KEYS}, "n_chunks": n_chunks}, "labelling")
+    (out / f"config-shard{cfg.shard_index}.yaml").write_text(to_yaml(cfg))
     mine = [c for c in range(n_chunks) if c % cfg.num_shards == cfg.shard_index]
     todo = [c for c in mine if not part_path(out, c).exists()]
     print(f"[label] {len(problems)} problems, {len(mine)} parts in shard {cfg.shard_index}/{cfg.num_shards}, "

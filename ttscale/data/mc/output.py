@@ -15,6 +15,20 @@ def part_path(out: Path, chunk: int) -> Path:
     return Path(out) / "parts" / f"part-{chunk:05d}.jsonl"
 
 
+def claim_run_dir(out: Path, settings: dict, kind: str) -> None:
+    """Record a run's settings in out/run.json, or check a resumed run uses the same ones (else exit)."""
+    out, meta = Path(out), Path(out) / "run.json"
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            raise SystemExit(f"{out} holds a {kind} run with other settings {diff} (old, new): resume with the "
+                             f"same options, or use a new output folder")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(settings, indent=1))
+
+
 def collect_parts(run_dirs: list[Path]) -> list[Path]:
     """All finished parts of the given run folders, in chunk order; a chunk present twice is an error."""
     found: dict[int, Path] = {}
