@@ -67,3 +67,18 @@ def test_saved_policy_reloads_with_auto_classes(trained):
         logits = model(ids).logits
     assert logits.shape == (1, ids.shape[1], len(tok))
     assert model.generation_config.eos_token_id == tok.eos_token_id
+
+
+def test_policy_tokenizer_makes_the_fixed_instruction_a_few_tokens():
+    from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt
+    from ttscale.train.policy import tokenizer_corpus
+    from ttscale.train.tiny import train_tokenizer
+
+    rows = generate_problems(500, seed=4)
+    tok = train_tokenizer(tokenizer_corpus(rows), vocab_size=512, merge_words=True)  # train-policy's default
+    assert len(tok(build_prompt("", tok))["input_ids"]) <= 12
+    text = build_prompt(rows[0]["problem"], tok) + rows[0]["solution"]
+    assert tok.decode(tok(text)["input_ids"]) == text
+    # the step delimiter is its own token wherever it occurs, so continuing a prefix tokenizes like training
+    delim = tok(DEFAULT_DELIMITER, add_special_tokens=False)["input_ids"]
+    assert len(delim) == 1 and delim[0] in tok(rows[0]["solution"])["input_ids"]

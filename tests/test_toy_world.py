@@ -25,11 +25,18 @@ def test_deterministic_from_seed():
     assert len({r["id"] for r in a}) == 40
 
 
+def test_steps_are_short_and_item_free(rows):
+    for r in rows:
+        for step in split_steps(r["solution"]):
+            assert r["program"]["item"] not in step and r["program"]["name"] not in step
+            assert len(step) <= 100, step
+
+
 def test_difficulty_grows_with_level(rows):
     steps = {lv: {len(split_steps(r["solution"])) for r in rows if r["level"] == lv} for lv in range(1, 6)}
     assert steps == {1: {2}, 2: {3}, 3: {4}, 4: {5}, 5: {6}}
     biggest = {lv: max(int(r["answer"]) for r in rows if r["level"] == lv) for lv in range(1, 6)}
-    assert biggest[1] < 40 < biggest[5]
+    assert biggest[1] < 40 < biggest[5] < 100  # two-digit arithmetic at most
 
 
 def test_rows_follow_the_step_format(rows):
@@ -76,12 +83,11 @@ def test_checker_on_hand_made_steps():
     steps = split_steps(row["solution"])
     assert check_steps(row, row["solution"]) == [True, True]
     # slip in step 0, step 1 consistent with it: both wrong
-    wrong = join_steps(["She loses 1, so she has 8 - 1 = 6 books.",
-                        "She sells 4, so she has 6 - 4 = 2 books. The answer is \\boxed{2}."])
+    wrong = join_steps(["She loses 1: 8 - 1 = 6.", "She sells 4: 6 - 4 = 2. The answer is \\boxed{2}."])
     assert check_steps(row, wrong) == [False, False]
     # right equation but wrong boxed answer on the last step
-    assert check_steps(row, join_steps([steps[0], "She sells 4, so she has 7 - 4 = 3 books. "
-                                        "The answer is \\boxed{4}."])) == [True, False]
+    assert check_steps(row, join_steps([steps[0], "She sells 4: 7 - 4 = 3. The answer is \\boxed{4}."])) \
+        == [True, False]
     # malformed: no equation, two equations, extra step after the end, early boxed answer
     assert check_steps(row, join_steps(["She loses one book.", steps[1]])) == [False, True]
     assert check_steps(row, join_steps(["8 - 1 = 7 and 7 - 0 = 7", steps[1]])) == [False, True]

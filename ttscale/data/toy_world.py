@@ -29,15 +29,15 @@ CLAUSES = {
     "*": ["{p} ends up with {k} times as many"],
     "/": ["{p} splits them into {k} equal piles and keeps one pile"],
 }
-# Per level: number of operations, start range, max add/sub operand, multipliers, allowed operations.
+# Per level: number of operations, start range, max add/sub operand, multipliers/divisors, allowed
+# operations, and the largest quantity a chain may reach. Difficulty = more steps + bigger numbers.
 LEVEL_SPEC = {
-    1: dict(n_ops=2, start=(2, 12), max_k=9, mul=(2,), ops="+-"),
-    2: dict(n_ops=3, start=(5, 20), max_k=12, mul=(2,), ops="+-*"),
-    3: dict(n_ops=4, start=(5, 30), max_k=20, mul=(2, 3), ops="+-*/"),
-    4: dict(n_ops=5, start=(10, 50), max_k=30, mul=(2, 3), ops="+-*/"),
-    5: dict(n_ops=6, start=(10, 60), max_k=40, mul=(2, 3, 4), ops="+-*/"),
+    1: dict(n_ops=2, start=(2, 9), max_k=9, mul=(2,), ops="+-", max_value=30),
+    2: dict(n_ops=3, start=(2, 20), max_k=9, mul=(2,), ops="+-", max_value=50),
+    3: dict(n_ops=4, start=(5, 30), max_k=9, mul=(2,), ops="+-*", max_value=60),
+    4: dict(n_ops=5, start=(5, 40), max_k=9, mul=(2,), ops="+-*/", max_value=80),
+    5: dict(n_ops=6, start=(10, 50), max_k=12, mul=(2, 3), ops="+-*/", max_value=99),
 }
-MAX_VALUE = 999
 
 SYMBOLS = {"+": "+", "-": "-", "*": "*", "x": "*", "×": "*", "/": "/", "÷": "/"}
 EQUATION_RE = re.compile(r"(-?\d+)\s*([+\-*x×/÷])\s*(-?\d+)\s*=\s*(-?\d+)")
@@ -70,18 +70,23 @@ def _clause(program: dict[str, Any], i: int, k: int | None = None) -> str:
     return program["clauses"][i].format(p=program["pronoun"], k=program["operands"][i] if k is None else k)
 
 
+def _capital(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
 def problem_text(program: dict[str, Any]) -> str:
+    """The start quantity, then one sentence per operation in order (each states its operand)."""
     sentences = [f"{program['name']} has {program['start']} {program['item']}."]
-    sentences += [f"Then {_clause(program, i)}." for i in range(len(program["ops"]))]
-    sentences.append(f"How many {program['item']} does {program['name']} have at the end?")
+    sentences += [f"{_capital(_clause(program, i))}." for i in range(len(program["ops"]))]
+    sentences.append(f"How many {program['item']} does {program['pronoun']} have now?")
     return " ".join(sentences)
 
 
 def format_step(program: dict[str, Any], i: int, a: int, op: str, k: int, c: int, last: bool,
                 clause_k: int | None = None) -> str:
-    """One step: the clause of operation i, then the equation `a op k = c` (and the answer if last)."""
-    clause = _clause(program, i, clause_k)
-    step = f"{clause[0].upper()}{clause[1:]}, so {program['pronoun']} has {a} {op} {k} = {c} {program['item']}."
+    """One short step: the clause of operation i (as the problem says it), then the equation `a op k = c`
+    (and the answer if last). Restating the clause lets a tiny model find its place in the problem."""
+    step = f"{_capital(_clause(program, i, clause_k))}: {a} {op} {k} = {c}."
     return step + (" " + ANSWER_SUFFIX.format(c) if last else "")
 
 
@@ -119,16 +124,16 @@ def _sample_chain(level: int, start: int, rng: random.Random) -> dict[str, Any]:
     value, ops, operands = start, [], []
     for _ in range(spec["n_ops"]):
         choices = []
-        if "+" in spec["ops"] and value < MAX_VALUE:
-            choices.append(("+", rng.randint(1, min(spec["max_k"], MAX_VALUE - value))))
+        if "+" in spec["ops"] and value < spec["max_value"]:
+            choices.append(("+", rng.randint(1, min(spec["max_k"], spec["max_value"] - value))))
         if "-" in spec["ops"] and value > 1:
             choices.append(("-", rng.randint(1, min(spec["max_k"], value - 1))))
         if "*" in spec["ops"]:
-            ks = [k for k in spec["mul"] if value * k <= MAX_VALUE]
+            ks = [k for k in spec["mul"] if value * k <= spec["max_value"]]
             if ks:
                 choices.append(("*", rng.choice(ks)))
         if "/" in spec["ops"]:
-            ks = [k for k in (2, 3, 4, 5) if value % k == 0 and value // k > 1]
+            ks = [k for k in spec["mul"] if value % k == 0 and value // k > 1]
             if ks:
                 choices.append(("/", rng.choice(ks)))
         op, k = rng.choice(choices)

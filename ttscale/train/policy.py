@@ -28,16 +28,17 @@ class Config:
     n_train: int = field(4000, help="training problems (levels round-robin)")
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5], help="toy-world levels to train and evaluate")
     seed: int = field(0, help="seed for problems, mistakes, initialisation and sampling")
-    max_steps: int = field(300, help="optimizer steps; <= 0 means train for --epochs instead")
+    max_steps: int = field(700, help="optimizer steps; <= 0 means train for --epochs instead")
     epochs: float = field(1.0, help="passes over the training set when --max-steps <= 0")
-    learning_rate: float = field(3e-3, help="peak AdamW learning rate (cosine decay, 5%% warmup)")
+    learning_rate: float = field(3e-3, help="peak AdamW learning rate (cosine decay after --warmup)")
+    warmup: float = field(0.05, help="learning-rate warmup: a fraction of the steps if < 1, else a step count")
     batch_size: int = field(16, help="sequences per optimizer step")
     hidden_size: int = field(64, help="model width")
     num_layers: int = field(2, help="transformer layers")
     num_heads: int = field(4, help="attention heads")
     vocab_size: int = field(512, help="BPE tokenizer vocabulary size (digits are always single tokens)")
-    mistake_rate: float = field(0.05, help="probability that a level-1 training solution has an injected mistake")
-    mistake_rate_max: float = field(0.3, help="the same probability at the hardest level (linear in between)")
+    mistake_rate: float = field(0.02, help="probability that a level-1 training solution has an injected mistake")
+    mistake_rate_max: float = field(0.1, help="the same probability at the hardest level (linear in between)")
     eval_problems: int = field(20, help="held-out problems per level for the correctness report")
     eval_samples: int = field(4, help="sampled solutions per held-out problem")
     temperature: float = field(0.8, help="sampling temperature for the report")
@@ -84,30 +85,27 @@ def tokenizer_corpus(rows: Sequence[dict]) -> list[str]:
 
 
 def train_policy(cfg: Config, out: Path):
-    """Tokenizer + tiny Llama + SFTTrainer; returns (model, tokenizer, loss history)."""
+    """Tokenizer + tiny Llama + SFTTrainer (ttscale.train.sft, the revision stage's code path);
+    returns (model, tokenizer, loss history)."""
     import datasets
     import torch
-    from trl import SFTConfig, SFTTrainer
 
     from ttscale.data.toy_world import generate_problems
+    from ttscale.train.sft import SFTArgs, sft_trainer
     from ttscale.train.tiny import tiny_causal_lm, train_tokenizer
 
     rows = generate_problems(cfg.n_train, seed=cfg.seed, levels=cfg.levels)
-    tokenizer = train_tokenizer(tokenizer_corpus(rows[:1000]), vocab_size=cfg.vocab_size)
+    tokenizer = train_tokenizer(tokenizer_corpus(rows[:1000]), vocab_size=cfg.vocab_size, merge_words=True)
     model = tiny_causal_lm(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                            num_heads=cfg.num_heads, seed=cfg.seed)
     rates = mistake_rates(cfg.levels, cfg.mistake_rate, cfg.mistake_rate_max)
     train = datasets.Dataset.from_list(sft_pairs(rows, tokenizer, rates, seed=cfg.seed))
-    args = SFTConfig(
-        output_dir=str(out / "trainer"), max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
-        num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0,
-        logging_steps=max(1, min(10, cfg.max_steps // 5)), save_strategy="no", report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        seed=cfg.seed, data_seed=cfg.seed, max_length=512, completion_only_loss=True,
-        dataloader_num_workers=0, bf16=False, fp16=False,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    steps = cfg.max_steps if cfg.max_steps > 0 else -1
+    args = SFTArgs(learning_rate=cfg.learning_rate, epochs=cfg.epochs, max_steps=steps, batch_size=cfg.batch_size,
+                   warmup=cfg.warmup, max_length=512, threads=cfg.threads, seed=cfg.seed,
+                   logging_steps=max(1, min(25, steps // 5)) if steps > 0 else 25)
+    trainer = sft_trainer(model, tokenizer, train, args, out / "trainer", lr_scheduler_type="cosine",
+                          weight_decay=0.0, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return trainer.model, tokenizer, losses

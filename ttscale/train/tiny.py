@@ -15,18 +15,23 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, chat_template: str | None = CHAT_TEMPLATE):
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, chat_template: str | None = CHAT_TEMPLATE,
+                    merge_words: bool = False):
     """Train a byte-level BPE tokenizer on `texts` and wrap it as a transformers fast tokenizer.
 
     Digits are split one per token (like Llama/Qwen), which makes arithmetic learnable by tiny models.
+    With `merge_words`, merges may cross spaces (but never digits or newlines), so text that repeats in
+    the corpus (a fixed instruction, "The answer is") becomes a few tokens: short sequences train faster.
+    Newlines stay separate tokens either way, so a step delimiter tokenizes the same in any context.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        *([pre_tokenizers.Split(Regex("\n+"), behavior="isolated")] if merge_words else []),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not merge_words),
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
