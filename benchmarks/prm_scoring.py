@@ -17,7 +17,7 @@ from ttscale.data.steps import split_steps
 from ttscale.data.toy_world import generate_problems, inject_mistake
 from ttscale.inference.prm_inputs import PRMSpec, add_step_tag
 from ttscale.inference.scorers import make_scorer
-from ttscale.train.tiny import train_tokenizer
+from ttscale.train.tiny import tiny_model, train_tokenizer
 
 SIZES = {  # name: (hidden, layers, heads)
     "tiny": (64, 2, 4),
@@ -36,15 +36,10 @@ def candidates(n: int, seed: int) -> list[tuple[str, list[str]]]:
 
 
 def build_model(tokenizer, size: str, formulation: str, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
-
     hidden, layers, heads = SIZES[size]
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id, num_labels=2)
-    torch.manual_seed(seed)
-    cls = LlamaForTokenClassification if formulation == "token-classification" else LlamaForCausalLM
-    return cls(config).eval()
+    extra = {"num_labels": 2} if formulation == "token-classification" else {}
+    return tiny_model(tokenizer, formulation, seed=seed, hidden_size=hidden, num_layers=layers, num_heads=heads,
+                      max_position_embeddings=2048, **extra).eval()
 
 
 def timed(scorer, items, repeats: int) -> tuple[float, float, float]:

@@ -15,18 +15,16 @@ import argparse
 import json
 import time
 
-import torch
 
 
 def build_models(seed: int, threads: int, incremental: bool = True):
-    from transformers import LlamaConfig, LlamaForTokenClassification
 
     from ttscale.data.steps import INSTRUCTION
     from ttscale.data.toy_world import generate_problems, reference_solution
     from ttscale.inference.prm_inputs import PRMSpec, add_step_tag
     from ttscale.inference.scorers import TokenClassificationPRM
     from ttscale.inference.transformers_backend import TransformersGenerator
-    from ttscale.train.tiny import tiny_causal_lm, train_tokenizer
+    from ttscale.train.tiny import tiny_causal_lm, tiny_model, train_tokenizer
 
     corpus = [INSTRUCTION.format(problem=r["problem"]) + "\n" + reference_solution(r["program"])
               for r in generate_problems(200, seed=seed)]
@@ -35,10 +33,7 @@ def build_models(seed: int, threads: int, incremental: bool = True):
     generator = TransformersGenerator(policy, tok, device="cpu", threads=threads, batch_size=64, progress=False)
     prm_tok = train_tokenizer(corpus, vocab_size=400)
     add_step_tag(prm_tok)
-    torch.manual_seed(seed)
-    prm = LlamaForTokenClassification(LlamaConfig(
-        vocab_size=len(prm_tok), hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=2048, pad_token_id=prm_tok.pad_token_id, num_labels=2)).eval()
+    prm = tiny_model(prm_tok, "token-classification", seed=seed, max_position_embeddings=2048, num_labels=2).eval()
     scorer = TokenClassificationPRM(prm, prm_tok, PRMSpec(max_length=2048), batch_size=32,
                                     incremental=incremental)
     return generator, scorer

@@ -48,3 +48,18 @@ def tiny_lm_dir(tmp_path_factory, tiny_tokenizer, tiny_lm):
     tiny_lm.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def prm_tokenizer(tiny_tokenizer, tmp_path_factory):
+    """A copy of the session tokenizer with the step tag and the external styles' tags (the original is untouched)."""
+    from transformers import AutoTokenizer
+
+    from ttscale.inference.prm_inputs import add_step_tag
+
+    path = tmp_path_factory.mktemp("prm_tok")
+    tiny_tokenizer.save_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    add_step_tag(tok)
+    tok.add_tokens(["<extra_0>", "ки"], special_tokens=True)
+    return tok

@@ -13,16 +13,8 @@ STEPS = ["He has 3 + 4 = 7 apples.", "The answer is \\boxed{7}."]
 
 
 @pytest.fixture(scope="module")
-def tok(tiny_tokenizer, tmp_path_factory):
-    """A copy of the session tokenizer with the tags the styles need (the fixture itself stays untouched)."""
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("tok_copy")
-    tiny_tokenizer.save_pretrained(path)
-    t = AutoTokenizer.from_pretrained(path)
-    add_step_tag(t)
-    t.add_tokens(["<extra_0>", "ки"], special_tokens=True)
-    return t
+def tok(prm_tokenizer):
+    return prm_tokenizer
 
 
 def test_native_positions_are_the_tags_and_steps_round_trip(tok):

@@ -9,7 +9,8 @@ import torch
 
 from ttscale.config import parse_config
 from ttscale.inference.base import Scorer
-from ttscale.inference.prm_inputs import PRMSpec, StepAlignmentError, add_step_tag
+from ttscale.inference.prm_inputs import PRMSpec, StepAlignmentError
+from ttscale.train.tiny import tiny_model
 from ttscale.inference.scorers import (CausalLMPRM, MathShepherdPRM, QwenPRM, RLHFlowPRM, ScorerArgs, SkyworkPRM,
                                        TokenClassificationPRM, load_scorer)
 
@@ -24,34 +25,21 @@ ITEMS = [
 
 
 @pytest.fixture(scope="module")
-def tok(tiny_tokenizer, tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("scorer_tok")
-    tiny_tokenizer.save_pretrained(path)
-    t = AutoTokenizer.from_pretrained(path)   # a copy: the session fixture is never mutated
-    add_step_tag(t)
-    t.add_tokens(["<extra_0>", "ки"], special_tokens=True)
-    return t
+def tok(prm_tokenizer):
+    return prm_tokenizer
 
 
-def _config(tok, **kw):
-    from transformers import LlamaConfig
-
+def _model(tok, kind, seed, **kw):
     # A wide init spreads the random scores over (0, 1), so a shifted position shows.
-    return LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                       pad_token_id=tok.pad_token_id, initializer_range=0.3, **kw)
+    return tiny_model(tok, kind, seed=seed, hidden_size=32, num_layers=2, max_position_embeddings=512,
+                      initializer_range=0.3, **kw).eval()
 
 
 @pytest.fixture(scope="module")
 def models(tok):
-    from transformers import LlamaForCausalLM, LlamaForTokenClassification
-
-    torch.manual_seed(0)
-    return {"tc2": LlamaForTokenClassification(_config(tok, num_labels=2)).eval(),
-            "tc1": LlamaForTokenClassification(_config(tok, num_labels=1)).eval(),
-            "lm": LlamaForCausalLM(_config(tok)).eval()}
+    return {"tc2": _model(tok, "token-classification", 0, num_labels=2),
+            "tc1": _model(tok, "token-classification", 1, num_labels=1),
+            "lm": _model(tok, "causal-lm", 2)}
 
 
 def _expected_positions(tok, style, ids):

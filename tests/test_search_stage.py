@@ -22,22 +22,14 @@ def toy_problems(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prm_dir(tiny_tokenizer, tmp_path_factory):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForTokenClassification
-
-    from ttscale.inference.prm_inputs import PRMSpec, add_step_tag
+def prm_dir(prm_tokenizer, tmp_path_factory):
+    from ttscale.inference.prm_inputs import PRMSpec
+    from ttscale.train.tiny import tiny_model
 
     path = tmp_path_factory.mktemp("search_prm")
-    tiny_tokenizer.save_pretrained(path)
-    tok = AutoTokenizer.from_pretrained(path)
-    add_step_tag(tok)
-    torch.manual_seed(0)
-    model = LlamaForTokenClassification(LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=1024, pad_token_id=tok.pad_token_id, num_labels=2))
+    model = tiny_model(prm_tokenizer, "token-classification", hidden_size=32, num_layers=1, num_labels=2)
     model.save_pretrained(path)
-    tok.save_pretrained(path)
+    prm_tokenizer.save_pretrained(path)
     PRMSpec(max_length=1024).save(path)
     return path
 

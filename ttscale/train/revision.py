@@ -12,7 +12,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ttscale.config import field, to_yaml

@@ -89,7 +89,6 @@ def sft_trainer(model: Any, tokenizer: Any, pairs: Any, args: SFTArgs, output_di
     """
     import torch
     from transformers import set_seed
-    from trl import SFTTrainer
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -48,20 +48,37 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, chat_template: 
     return fast
 
 
-def tiny_causal_lm(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-                   max_position_embeddings: int = 1024, seed: int = 0):
-    """A randomly initialised Llama-shaped causal LM sized for CPU tests (≈ vocab·hidden + 12·L·h² params)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_llama_config(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+                      max_position_embeddings: int = 1024, **extra):
+    """A Llama config sized for CPU (≈ vocab·hidden + 12·L·h² params); `extra` sets e.g. num_labels."""
+    from transformers import LlamaConfig
 
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 4,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **extra,
     )
+
+
+def tiny_model(tokenizer, kind: str = "causal-lm", seed: int = 0, **config_kw):
+    """A randomly initialised tiny Llama: "causal-lm" (policy, +/- PRM) or "token-classification" (PRM head)."""
+    import torch
+    from transformers import LlamaForCausalLM, LlamaForTokenClassification
+
+    classes = {"causal-lm": LlamaForCausalLM, "token-classification": LlamaForTokenClassification}
+    if kind not in classes:
+        raise ValueError(f"tiny_model kind must be one of {sorted(classes)}, got {kind!r}")
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model = classes[kind](tiny_llama_config(tokenizer, **config_kw))
+    if kind == "causal-lm":
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+def tiny_causal_lm(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+                   max_position_embeddings: int = 1024, seed: int = 0):
+    """A randomly initialised Llama-shaped causal LM sized for CPU tests."""
+    return tiny_model(tokenizer, "causal-lm", seed=seed, hidden_size=hidden_size, num_layers=num_layers,
+                      num_heads=num_heads, max_position_embeddings=max_position_embeddings)
