@@ -56,7 +56,9 @@ def test_summary_keys_and_values(evaluated):
     assert list(s["pass_at_k"].values())[0]["8"] >= list(s["pass_at_k"].values())[0]["1"] > 0
     assert [r["ratio"] for r in s["revision_ratio"]] == [1.0, 4.0]
     co = s["compute_optimal"]
-    assert co["baseline"] == "best-of-n" and co["measure"] == "predicted" and co["folds"] == 3
+    assert co["baseline"] == "weighted-best-of-n" and co["measure"] == "predicted" and co["folds"] == 3
+    assert set(co["efficiency_by_baseline"]) == {"weighted-best-of-n", "best-of-n", "majority"}
+    assert co["efficiency_by_baseline"]["weighted-best-of-n"] == s["compute_optimal_efficiency"]
     assert s["compute_optimal_efficiency"] is None or s["compute_optimal_efficiency"] > 0
 
 

@@ -15,6 +15,8 @@ from ttscale.eval.allocation import allocate, compute_optimal_efficiency, policy
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import default_curves, evaluate_runs, pass_at_k_curve
 from ttscale.eval.report import build_summary, write_report
+
+BASELINES = ("weighted-best-of-n", "best-of-n", "majority")
 from ttscale.eval.runs import load_runs
 
 
@@ -37,6 +39,10 @@ class Config:
                                        help="difficulty the policy bins on: predicted (PRM, usable at test "
                                             "time; falls back to oracle when the run has no PRM scores) or oracle")
     folds: int = field(5, help="cross-validation folds for the compute-optimal choice")
+    baseline: str = field("weighted-best-of-n", choices=list(BASELINES),
+                          help="parallel-sampling curve compute_optimal_efficiency is measured against "
+                               "(weighted best-of-N is Snell et al.'s best-of-N baseline); the other two are "
+                               "reported beside it")
     policy_format: str = field("yaml", choices=["yaml", "json"], help="policy file format")
     extra: list[str] = field(default_factory=list,
                              help="JSON files merged into summary.json (e.g. {\"prm\": ...}, {\"seconds\": ...})")
@@ -89,14 +95,18 @@ def run(cfg: Config) -> int:
         policy_path = write_policy(policy_dict(alloc, pbinning if measure == "predicted" else binning, measure),
                                    out / f"policy.{cfg.policy_format}")
         curves = default_curves(points)
-        baseline = next((m for m in ("best-of-n", "majority") if m in curves), None)
-        base_curve = {b: pt.accuracy()[0] for b, pt in curves[baseline].items()} if baseline else {}
+        base_curves = {m: {b: pt.accuracy()[0] for b, pt in curves[m].items()} for m in BASELINES if m in curves}
+        baseline = cfg.baseline if cfg.baseline in base_curves else next(iter(base_curves), None)
+        base_curve = base_curves.get(baseline, {})
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
                                      ["no PRM scores in the difficulty run: the policy bins on oracle difficulty, "
                                       "which needs gold answers (not usable at test time)"])
         co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
               "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline, "baseline_curve": base_curve,
-              "efficiency": compute_optimal_efficiency(base_curve, alloc.curve), "policy": str(policy_path),
+              "efficiency": compute_optimal_efficiency(base_curve, alloc.curve),
+              "baseline_curves": base_curves,
+              "efficiency_by_baseline": {m: compute_optimal_efficiency(c, alloc.curve) for m, c in base_curves.items()},
+              "policy": str(policy_path),
               "notes": notes}
     coverage = {r.path: pass_at_k_curve(r) for r in runs if r.parallel}
     summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra), coverage)
@@ -105,5 +115,5 @@ def run(cfg: Config) -> int:
     for method, per in summary["accuracy"].items():
         print(f"  {method}: " + ", ".join(f"N={b}: {a}" for b, a in per.items()))
     if co:
-        print(f"  compute-optimal efficiency vs {co['baseline']}: {co['efficiency']}")
+        print("  compute-optimal efficiency: " + ", ".join(f"vs {m} {e}" for m, e in co["efficiency_by_baseline"].items()))
     return 0

@@ -159,18 +159,20 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
                   f"{co.get('problems')} problems; baseline: {co.get('baseline')}. Policy file: `{co.get('policy')}`.",
                   "", f"compute_optimal_efficiency = {summary.get('compute_optimal_efficiency')} "
                   "(baseline budget ÷ compute-optimal budget to reach the baseline's best accuracy, log-budget "
-                  "interpolation; None = not reached)", ""]
+                  "interpolation; None = not reached); against every parallel-sampling baseline: "
+                  + ", ".join(f"{m} {_r(e)}" for m, e in (co.get("efficiency_by_baseline") or {}).items()), ""]
         cb = sorted(int(b) for b in co["curve"])
-        base = co.get("baseline_curve") or {}
+        bases = co.get("baseline_curves") or ({str(co.get("baseline")): co["baseline_curve"]}
+                                              if co.get("baseline_curve") else {})
         lines += [_table(["", *[f"N={b}" for b in cb]],
                          [["compute-optimal", *[_pct(co["curve"].get(b)) for b in cb]],
-                          [str(co.get("baseline")), *[_pct(base.get(b)) for b in cb]]]), ""]
+                          *[[m, *[_pct(c.get(b)) for b in cb]] for m, c in bases.items()]]), ""]
         lines += [_table(["bin", "N", "chosen"], [[lab, b, f"{c['method']} {c['aggregation']}/{c['voting']} "
                                                   f"({_pct(c['accuracy'])}%)"]
                                                  for lab, per in co.get("choices", {}).items()
                                                  for b, c in per.items()]), ""]
         written["compute_optimal"] = plots.compute_optimal(
-            {"compute-optimal": co["curve"], **({str(co.get("baseline")): base} if base else {})},
+            {"compute-optimal": co["curve"], **bases},
             out / "compute_optimal.png")
         lines += ["![compute-optimal](compute_optimal.png)", ""]
         lines += [f"- {n}" for n in co.get("notes", [])]

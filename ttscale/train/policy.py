@@ -39,6 +39,9 @@ class Config:
     vocab_size: int = field(512, help="BPE tokenizer vocabulary size (digits are always single tokens)")
     mistake_rate: float = field(0.02, help="probability that a level-1 training solution has an injected mistake")
     mistake_rate_max: float = field(0.1, help="the same probability at the hardest level (linear in between)")
+    mistake_kinds: list[str] = field(default_factory=lambda: ["slip", "operand", "operation", "drop"],
+                                     help="kinds of injected mistakes the policy learns to make: slip (arithmetic), "
+                                          "operand, operation, drop (a skipped step)")
     eval_problems: int = field(20, help="held-out problems per level for the correctness report")
     eval_samples: int = field(4, help="sampled solutions per held-out problem")
     temperature: float = field(0.8, help="sampling temperature for the report")
@@ -52,6 +55,11 @@ class Config:
         for name in ("mistake_rate", "mistake_rate_max"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        from ttscale.data.toy_world import MISTAKE_KINDS
+
+        bad = [k for k in self.mistake_kinds if k not in MISTAKE_KINDS]
+        if not self.mistake_kinds or bad:
+            raise ValueError(f"--mistake-kinds must be among {list(MISTAKE_KINDS)}, got {self.mistake_kinds}")
 
 
 def mistake_rates(levels: Sequence[int], low: float, high: float) -> dict[int, float]:
@@ -62,17 +70,18 @@ def mistake_rates(levels: Sequence[int], low: float, high: float) -> dict[int, f
     return {lv: low + (high - low) * (lv - lo) / (hi - lo) for lv in levels}
 
 
-def sft_pairs(rows: Sequence[dict], tokenizer: Any, rates: dict[int, float], seed: int) -> list[dict[str, str]]:
+def sft_pairs(rows: Sequence[dict], tokenizer: Any, rates: dict[int, float], seed: int,
+              kinds: Sequence[str] | None = None) -> list[dict[str, str]]:
     """Prompt/completion pairs; a row's completion carries an injected mistake with probability rates[level]."""
     from ttscale.data.steps import build_prompt
-    from ttscale.data.toy_world import inject_mistake
+    from ttscale.data.toy_world import MISTAKE_KINDS, inject_mistake
 
     rng = random.Random(seed)
     pairs = []
     for row in rows:
         completion = row["solution"]
         if rng.random() < rates[row["level"]]:
-            completion, _ = inject_mistake(row, rng)
+            completion, _ = inject_mistake(row, rng, kinds or MISTAKE_KINDS)
         pairs.append({"prompt": build_prompt(row["problem"], tokenizer), "completion": completion})
     return pairs
 
@@ -99,7 +108,7 @@ def train_policy(cfg: Config, out: Path):
     model = tiny_causal_lm(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                            num_heads=cfg.num_heads, seed=cfg.seed)
     rates = mistake_rates(cfg.levels, cfg.mistake_rate, cfg.mistake_rate_max)
-    train = datasets.Dataset.from_list(sft_pairs(rows, tokenizer, rates, seed=cfg.seed))
+    train = datasets.Dataset.from_list(sft_pairs(rows, tokenizer, rates, seed=cfg.seed, kinds=cfg.mistake_kinds))
     steps = cfg.max_steps if cfg.max_steps > 0 else -1
     args = SFTArgs(learning_rate=cfg.learning_rate, epochs=cfg.epochs, max_steps=steps, batch_size=cfg.batch_size,
                    warmup=cfg.warmup, max_length=512, threads=cfg.threads, seed=cfg.seed,
