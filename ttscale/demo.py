@@ -12,7 +12,10 @@ from __future__ import annotations
 import gc
 import json
 import shlex
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,21 +31,22 @@ class Config:
     recipes: str = field(str(RECIPES), help="folder with one YAML recipe per stage")
     threads: int = field(1, help="torch CPU threads for every stage (1 is fastest on a shared 2-core machine)")
     only: list[str] | None = field(None, help="run only these step names (their inputs must exist)")
+    jobs: int = field(2, help="independent steps run side by side in this many processes (labelling + PRM "
+                              "beside revision data + reviser, then the searches in two lanes); 1 = one by one")
 
 
 def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Path]]:
     """(name, ttscale argv, output that marks the step done) in data-flow order."""
     t = ["--threads", threads]
     search = []
-    for name in ("bon", "beam4", "beam16", "dvts16", "lookahead4", "revisions16"):
-        recipe = rec / f"search_{name}.yaml"
-        if recipe.exists():
-            extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
-            search.append((f"search-{name}", ["search", "--config", str(recipe), "--problems",
-                                               str(out / "problems_test.jsonl"), "--policy", str(out / "policy"),
-                                               "--prm", str(out / "prm"), *extra, *t, "--prm-threads", threads,
-                                               str(out / "runs" / name)],
-                           out / "runs" / name / "dataset"))
+    for recipe in sorted(rec.glob("search_*.yaml")):   # one search run per recipe: search_NAME.yaml -> runs/NAME
+        name = recipe.stem[len("search_"):]
+        extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
+        search.append((f"search-{name}", ["search", "--config", str(recipe), "--problems",
+                                           str(out / "problems_test.jsonl"), "--policy", str(out / "policy"),
+                                           "--prm", str(out / "prm"), *extra, *t, "--prm-threads", threads,
+                                           str(out / "runs" / name)],
+                       out / "runs" / name / "dataset"))
     return [
         ("problems-train", ["toy-world", "--config", str(rec / "problems_train.yaml"),
                             str(out / "problems_train.jsonl")], out / "problems_train.jsonl"),
@@ -92,34 +96,73 @@ def _extra_json(out: Path, seconds: dict[str, float]) -> Path:
     return path
 
 
-def run(cfg: Config) -> int:
+def _lanes(names: list[str], jobs: int) -> list[list[list[str]]]:
+    """Waves of lanes: the steps of one lane run in order, the lanes of a wave side by side."""
+    first = ["problems-train", "problems-test", "prm-heldout", "policy"]
+    searches = [n for n in names if n.startswith("search-")]
+    rest = [n for n in names if n not in first and n not in searches]
+    if jobs < 2:
+        return [[first], [rest], [searches]]
+    revision = [n for n in rest if n in ("revision-data", "reviser")]
+    lanes = [[n for n in rest if n not in revision], revision]
+    return [[first], [lane for lane in lanes if lane], [searches[i::jobs] for i in range(jobs) if searches[i::jobs]]]
+
+
+def _run_step(name: str, argv: list[str], log: Path | None) -> int:
+    """In this process (live output) when `log` is None, else as `python -m ttscale` with output to `log`."""
     from ttscale.cli import main
 
+    if log is None:
+        return main(argv)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as fh:
+        return subprocess.run([sys.executable, "-m", "ttscale", *argv], stdout=fh, stderr=subprocess.STDOUT).returncode
+
+
+def run(cfg: Config) -> int:
     out, rec = Path(cfg.out), Path(cfg.recipes)
     out.mkdir(parents=True, exist_ok=True)
     timings_path = out / "seconds.json"
     seconds: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     start = time.time()
-    for name, argv, done in _steps(out, rec, str(cfg.threads)):
-        if cfg.only and name not in cfg.only:
-            continue
-        if done.exists():
-            print(f"[demo] {name}: done already ({done}), skipped")
-            continue
-        print(f"\n[demo] {name}: ttscale {shlex.join(argv)}")
-        recipe = next((Path(a) for a in argv if a.endswith(".yaml")), None)
-        if recipe is not None:
-            print("\n".join("    " + line for line in recipe.read_text().strip().splitlines()))
-        t0 = time.time()
-        rc = main(argv)
+    steps = {name: (argv, done) for name, argv, done in _steps(out, rec, str(cfg.threads))}
+
+    def lane(names: list[str], logged: bool) -> int:
+        for name in names:
+            argv, done = steps[name]
+            if cfg.only and name not in cfg.only:
+                continue
+            if done.exists():
+                print(f"[demo] {name}: done already ({done}), skipped", flush=True)
+                continue
+            log = out / "logs" / f"{name}.log" if logged else None
+            print(f"\n[demo] {name}: ttscale {shlex.join(argv)}" + (f"\n    (output: {log})" if log else ""), flush=True)
+            recipe = next((Path(a) for a in argv if a.endswith(".yaml")), None)
+            if recipe is not None:
+                print("\n".join("    " + line for line in recipe.read_text().strip().splitlines()), flush=True)
+            t0 = time.time()
+            rc = _run_step(name, argv, log)
+            if rc:
+                print(f"[demo] {name} failed with exit code {rc}" + (f"; see {log}" if log else ""), flush=True)
+                return rc
+            seconds[name] = round(time.time() - t0, 1)
+            timings_path.write_text(json.dumps(seconds, indent=1))
+            print(f"[demo] {name}: finished in {seconds[name]} s", flush=True)
+            gc.collect()
+        return 0
+
+    for wave in _lanes(list(steps), cfg.jobs):
+        if len(wave) == 1:
+            rc = lane(wave[0], logged=False)
+        else:
+            with ThreadPoolExecutor(len(wave)) as pool:
+                rc = max(pool.map(lambda names: lane(names, logged=True), wave))
         if rc:
-            print(f"[demo] {name} failed with exit code {rc}")
             return rc
-        seconds[name] = round(time.time() - t0, 1)
-        timings_path.write_text(json.dumps(seconds, indent=1))
-        gc.collect()
     if cfg.only and "evaluate" not in cfg.only:
         return 0
+    from ttscale.cli import main
+
     runs = sorted(str(p.parent) for p in (out / "runs").glob("*/dataset"))
     t0 = time.time()
     argv = ["evaluate", "--config", str(rec / "evaluate.yaml"), "--out", str(out / "report"),

@@ -135,3 +135,12 @@ def count_params_from_config(model: str) -> int:
 
 def env_api_key(api_key: str | None) -> str | None:
     return api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+
+
+def cache_kwarg(model: Any) -> str | None:
+    """The forward() argument that takes a KV cache: `cache` since transformers 5.24, `past_key_values`
+    before (the old name still works there as an alias); None when the model takes neither."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)

@@ -15,7 +15,6 @@ Candidates of one problem that have nothing cached share one prompt-only forward
 from __future__ import annotations
 
 import hashlib
-import inspect
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -94,7 +93,9 @@ def supports_incremental(scorer: "PRMScorer") -> bool:
     """Only ttscale-native inputs are prefix-stable, and the model must take and fill a full-attention cache."""
     from transformers import DynamicCache
 
-    if scorer.spec.style != "ttscale" or "past_key_values" not in inspect.signature(scorer.model.forward).parameters:
+    from ttscale.inference.loading import cache_kwarg
+
+    if scorer.spec.style != "ttscale" or cache_kwarg(scorer.model) is None:
         return False
     config = getattr(scorer.model, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
@@ -137,6 +138,8 @@ def _forward(scorer: "PRMScorer", rows: list[_Plan]) -> list[tuple[list[tuple[to
     """One batched forward of each row's new tokens on top of its cached prefix -> (full-row KV, new probs)."""
     from transformers import DynamicCache
 
+    from ttscale.inference.loading import cache_kwarg
+
     dev = scorer.device
     past, new = max(r.cached for r in rows), max(len(r.new) for r in rows)
     input_ids = torch.full((len(rows), new), scorer.pad_id, dtype=torch.long)
@@ -163,7 +166,8 @@ def _forward(scorer: "PRMScorer", rows: list[_Plan]) -> list[tuple[list[tuple[to
     rel = [[p - r.cached for p in r.positions if p >= r.cached] for r in rows]
     keep = sorted({p for ps in rel for p in ps}) or [0]
     probs = scorer._probs(input_ids.to(dev), mask.to(dev), torch.tensor(keep, device=dev),
-                          past_key_values=cache, position_ids=position_ids.to(dev), use_cache=True).float().cpu()
+                          **{cache_kwarg(scorer.model): cache}, position_ids=position_ids.to(dev),
+                          use_cache=True).float().cpu()
     column = {p: k for k, p in enumerate(keep)}
     layers = [tuple(layer[:2]) for layer in cache]
     out = []

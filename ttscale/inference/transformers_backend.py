@@ -152,7 +152,10 @@ class TransformersGenerator:
 
     # --- the decode loop ----------------------------------------------------------------------------
 
-    def _forward(self, **kw):
+    def _forward(self, past_key_values=None, **kw):
+        from ttscale.inference.loading import cache_kwarg
+
+        kw[cache_kwarg(self.model) or "past_key_values"] = past_key_values
         if self._keep_arg:
             kw["logits_to_keep"] = 1
         return self.model(use_cache=True, **kw)
