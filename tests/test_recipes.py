@@ -42,3 +42,19 @@ def test_demo_has_a_recipe_for_every_step():
     assert recipes and all(Path(r).exists() for r in recipes)
     assert {name for name, _, _ in steps} >= {"policy", "label", "prm", "prm-eval", "revision-data", "reviser",
                                               "search-bon", "search-beam16"}
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_demo_lanes_run_every_step_once_after_its_inputs(jobs):
+    from ttscale.demo import _lanes, _steps
+
+    names = [name for name, _, _ in _steps(Path("/tmp/x"), RECIPES / "toy", "1")]
+    waves = _lanes(names, jobs)
+    flat = [n for wave in waves for lane in wave for n in lane]
+    assert sorted(flat) == sorted(names)
+    wave_of = {n: w for w, wave in enumerate(waves) for lane in wave for n in lane}
+    assert wave_of["policy"] < wave_of["label"] < wave_of["search-bon"]
+    assert wave_of["reviser"] < wave_of["search-revisions16"] and wave_of["prm"] < wave_of["search-beam4"]
+    lane_of = {n: lane for wave in waves for lane in wave for n in lane}
+    assert lane_of["label"].index("label") < lane_of["prm"].index("prm") < lane_of["prm-eval"].index("prm-eval")
+    assert max(len(wave) for wave in waves) <= max(jobs, 1)

@@ -32,7 +32,7 @@ class Config:
     threads: int = field(1, help="torch CPU threads for every stage (1 is fastest on a shared 2-core machine)")
     only: list[str] | None = field(None, help="run only these step names (their inputs must exist)")
     jobs: int = field(2, help="independent steps run side by side in this many processes (labelling + PRM "
-                              "beside revision data + reviser, then the searches in two lanes); 1 = one by one")
+                              "beside revision data + reviser, then the searches split over the lanes); 1 = one by one")
 
 
 def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Path]]:
