@@ -142,3 +142,26 @@ def test_reasoning_gym_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # makes `import reasoning_gym` fail
     with pytest.raises(ImportError, match=r"ttscale\[reasoning-gym\]"):
         load_reasoning_gym("basic_arithmetic", 2)
+
+
+def test_arithmetic_never_carries_or_borrows(rows):
+    for r in rows:
+        p = r["program"]
+        value = p["start"]
+        for op, k in zip(p["ops"], p["operands"]):
+            if op in "+-":
+                for da, dk in zip(reversed(str(value)), reversed(str(k))):   # digits from the units up
+                    assert (int(da) + int(dk) <= 9) if op == "+" else (int(dk) <= int(da)), (value, op, k)
+            if op == "/":
+                assert all(int(d) % k == 0 for d in str(value)), (value, k)
+            value = {"+": value + k, "-": value - k, "*": value * k, "/": value // k}[op]
+
+
+def test_mistake_kinds_restrict_what_is_injected(rows):
+    rng = random.Random(2)
+    for r in rows[:100]:
+        text, i = inject_mistake(r, rng, kinds=["operation"])
+        step = split_steps(text)[i]
+        assert r["program"]["ops"][i] not in step.split(":")[1].split("=")[0], step   # the sign is the wrong one
+    with pytest.raises(ValueError, match="mistake kinds must be among"):
+        inject_mistake(rows[0], rng, kinds=["typo"])

@@ -45,7 +45,7 @@ LEVEL_SPEC = {
 
 
 def _no_carry(a: int, k: int, op: str) -> bool:
-    """a + k without a carry / a - k without a borrow, in every digit (halving: every digit even)."""
+    """a + k without a carry / a - k without a borrow, in every digit."""
     while k:
         da, dk = a % 10, k % 10
         if (op == "+" and da + dk > 9) or (op == "-" and dk > da):
@@ -142,8 +142,8 @@ def _sample_chain(level: int, start: int, rng: random.Random) -> dict[str, Any] 
     for _ in range(spec["n_ops"]):
         choices = []
         for op, hi in (("+", min(spec["max_k"], spec["max_value"] - value)), ("-", min(spec["max_k"], value - 1))):
-            ks = [k for k in range(1, hi + 1) if _no_carry(value, k, op)]
-            if op in spec["ops"] and ks:
+            ks = [k for k in range(1, hi + 1) if _no_carry(value, k, op)] if op in spec["ops"] else []
+            if ks:
                 choices.append((op, rng.choice(ks)))
         if "*" in spec["ops"]:
             ks = [k for k in spec["mul"] if value * k <= spec["max_value"]]
@@ -235,15 +235,20 @@ def _wrong_step(program: dict[str, Any], i: int, a: int, kind: str, rng: random.
     raise ValueError(f"unknown mistake kind {kind!r}")
 
 
+def check_mistake_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in MISTAKE_KINDS]
+    if not kinds or bad:
+        raise ValueError(f"mistake kinds must be among {list(MISTAKE_KINDS)}; got {list(kinds)}")
+    return kinds
+
+
 def inject_mistake(problem_row: dict[str, Any], rng: random.Random,
                    kinds: Sequence[str] = MISTAKE_KINDS) -> tuple[str, int]:
     """A plausible wrong solution: steps before index i are right, step i is wrong (one of `kinds`: slip,
     wrong operand, wrong operation, or a dropped step), and later steps continue consistently from the
     wrong value to a wrong boxed answer. Returns (solution_text, i)."""
-    kinds = tuple(kinds)
-    bad = [k for k in kinds if k not in MISTAKE_KINDS]
-    if not kinds or bad:
-        raise ValueError(f"mistake kinds must be among {list(MISTAKE_KINDS)}; got {list(kinds)}")
+    kinds = check_mistake_kinds(kinds)
     program = _program(problem_row)
     vals = _values(program)
     n = len(program["ops"])

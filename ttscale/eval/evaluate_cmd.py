@@ -15,9 +15,9 @@ from ttscale.eval.allocation import allocate, compute_optimal_efficiency, policy
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import default_curves, evaluate_runs, pass_at_k_curve
 from ttscale.eval.report import build_summary, write_report
+from ttscale.eval.runs import load_runs
 
 BASELINES = ("weighted-best-of-n", "best-of-n", "majority")
-from ttscale.eval.runs import load_runs
 
 
 @dataclass
@@ -97,13 +97,12 @@ def run(cfg: Config) -> int:
         curves = default_curves(points)
         base_curves = {m: {b: pt.accuracy()[0] for b, pt in curves[m].items()} for m in BASELINES if m in curves}
         baseline = cfg.baseline if cfg.baseline in base_curves else next(iter(base_curves), None)
-        base_curve = base_curves.get(baseline, {})
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
                                      ["no PRM scores in the difficulty run: the policy bins on oracle difficulty, "
                                       "which needs gold answers (not usable at test time)"])
         co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
-              "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline, "baseline_curve": base_curve,
-              "efficiency": compute_optimal_efficiency(base_curve, alloc.curve),
+              "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
+              "efficiency": compute_optimal_efficiency(base_curves.get(baseline, {}), alloc.curve),
               "baseline_curves": base_curves,
               "efficiency_by_baseline": {m: compute_optimal_efficiency(c, alloc.curve) for m, c in base_curves.items()},
               "policy": str(policy_path),

@@ -162,8 +162,7 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
                   "interpolation; None = not reached); against every parallel-sampling baseline: "
                   + ", ".join(f"{m} {_r(e)}" for m, e in (co.get("efficiency_by_baseline") or {}).items()), ""]
         cb = sorted(int(b) for b in co["curve"])
-        bases = co.get("baseline_curves") or ({str(co.get("baseline")): co["baseline_curve"]}
-                                              if co.get("baseline_curve") else {})
+        bases = co.get("baseline_curves") or {}
         lines += [_table(["", *[f"N={b}" for b in cb]],
                          [["compute-optimal", *[_pct(co["curve"].get(b)) for b in cb]],
                           *[[m, *[_pct(c.get(b)) for b in cb]] for m, c in bases.items()]]), ""]

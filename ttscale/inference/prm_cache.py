@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from ttscale.inference.loading import cache_kwarg
+
 if TYPE_CHECKING:
     from ttscale.inference.scorers import PRMScorer
 
@@ -93,8 +95,6 @@ def supports_incremental(scorer: "PRMScorer") -> bool:
     """Only ttscale-native inputs are prefix-stable, and the model must take and fill a full-attention cache."""
     from transformers import DynamicCache
 
-    from ttscale.inference.loading import cache_kwarg
-
     if scorer.spec.style != "ttscale" or cache_kwarg(scorer.model) is None:
         return False
     config = getattr(scorer.model, "config", None)
@@ -137,8 +137,6 @@ def _bounds(cache: PrefixCache, scorer: "PRMScorer", problem: str, positions: li
 def _forward(scorer: "PRMScorer", rows: list[_Plan]) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]]:
     """One batched forward of each row's new tokens on top of its cached prefix -> (full-row KV, new probs)."""
     from transformers import DynamicCache
-
-    from ttscale.inference.loading import cache_kwarg
 
     dev = scorer.device
     past, new = max(r.cached for r in rows), max(len(r.new) for r in rows)

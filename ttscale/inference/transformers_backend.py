@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ttscale.inference.base import Completion, SamplingParams
-from ttscale.inference.loading import derive_seed, find_stop, resolve_dtype
+from ttscale.inference.loading import cache_kwarg, derive_seed, find_stop, resolve_dtype
 
 
 def resolve_device(device: str) -> str:
@@ -102,6 +102,7 @@ class TransformersGenerator:
         self.eos_ids = self._eos_ids()
         self.pad_id = next(iter(x for x in (tok.pad_token_id, tok.eos_token_id, 0) if x is not None))
         self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._cache_arg = cache_kwarg(self.model) or "past_key_values"
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -153,9 +154,7 @@ class TransformersGenerator:
     # --- the decode loop ----------------------------------------------------------------------------
 
     def _forward(self, past_key_values=None, **kw):
-        from ttscale.inference.loading import cache_kwarg
-
-        kw[cache_kwarg(self.model) or "past_key_values"] = past_key_values
+        kw[self._cache_arg] = past_key_values
         if self._keep_arg:
             kw["logits_to_keep"] = 1
         return self.model(use_cache=True, **kw)
