@@ -50,8 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, summary = STAGES[stage]
     module = importlib.import_module(module_name)
     cfg = parse_config(module.Config, rest, prog=f"ttscale {stage}", description=summary)
-    rc = module.run(cfg)
+    try:
+        rc = module.run(cfg)
+    finally:
+        _close_process_group()
     return int(rc or 0)
+
+
+def _close_process_group() -> None:
+    """Under `accelerate launch` a stage leaves torch.distributed initialised; exiting with the gloo/NCCL
+    group alive lets its worker threads die in static destructors, which aborts a rank now and then
+    ("terminate called without an active exception", SIGABRT) after the job's work is done."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
