@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from ttscale.data.steps import join_steps, split_steps
-from ttscale.data.toy_world import check_steps, final_answer, generate_problems, inject_mistake
+from ttscale.data.toy_world import check_steps, final_answer, first_mistake, generate_problems, inject_mistake
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,40 @@ def test_mistake_kinds_restrict_what_is_injected(rows):
         assert r["program"]["ops"][i] not in step.split(":")[1].split("=")[0], step   # the sign is the wrong one
     with pytest.raises(ValueError, match="mistake kinds must be among"):
         inject_mistake(rows[0], rng, kinds=["typo"])
+
+
+def test_first_mistake_names_kind_and_index():
+    row = {"problem": "", "answer": "18", "program": {"start": 10, "ops": ["+", "*", "-"], "operands": [4, 2, 10],
+           "name": "Mia", "pronoun": "she", "item": "pens",
+           "clauses": ["{p} finds {k} more", "{p} ends up with {k} times as many", "{p} sells {k}"]}}
+    good = ["She finds 4 more: 10 + 4 = 14.", "She ends up with 2 times as many: 14 * 2 = 28.",
+            "She sells 10: 28 - 10 = 18. The answer is \\boxed{18}."]
+    assert first_mistake(row, good) is None
+    cases = {
+        "slip": ["She finds 4 more: 10 + 4 = 15."],
+        "operand": ["She finds 4 more: 10 + 5 = 15."],
+        "operation": [good[0], "She ends up with 2 times as many: 14 + 2 = 16."],
+        "drop": [good[0], "She sells 10: 14 - 10 = 4. The answer is \\boxed{4}."],
+        "copy": [good[0], "She ends up with 2 times as many: 15 * 2 = 30."],
+        "answer": [good[0], good[1] + " The answer is \\boxed{28}."],
+        "extra": good[:2] + ["She sells 10: 28 - 10 = 18.", "She sells 10: 18 - 10 = 8. The answer is \\boxed{8}."],
+        "other": ["She finds 4 more, so 14."],
+    }
+    for kind, steps in cases.items():
+        assert first_mistake(row, steps) == (len(steps) - 1 if kind != "extra" else 3, kind), kind
+
+
+def test_first_mistake_recovers_injected_kinds(rows):
+    rng = random.Random(4)
+    for kind in ("slip", "operand", "operation", "drop"):
+        found = []
+        for r in rows[:200]:
+            try:
+                text, i = inject_mistake(r, rng, kinds=[kind])
+            except RuntimeError:   # e.g. no step of this row can be dropped detectably
+                continue
+            found.append(first_mistake(r, split_steps(text)))
+            assert found[-1][0] == i
+        assert len(found) >= 150, kind
+        # a wrong sign can equal the next operation (- 3 then + 3), which reads as a skipped step
+        assert sum(f[1] == kind for f in found) >= 0.95 * len(found), (kind, Counter(f[1] for f in found))

@@ -209,6 +209,34 @@ def check_steps(problem_row: dict[str, Any], solution_text: str) -> list[bool]:
     return labels
 
 
+
+def first_mistake(problem_row: dict[str, Any], steps: Sequence[str]) -> tuple[int, str] | None:
+    """(index, kind) of a solution's first wrong step, None if every step is right. Kind: operation, operand,
+    slip (right equation, wrong result), drop (the step does the next operation: one was skipped), copy (the
+    step starts from a wrong quantity), answer (right equation, but the answer comes too early or is
+    missing), extra (a step after the last operation), or other (not one equation)."""
+    labels = check_steps(problem_row, join_steps(steps))
+    if all(labels):
+        return None
+    j = labels.index(False)
+    program = _program(problem_row)
+    vals, ops, ks = _values(program), program["ops"], [int(k) for k in program["operands"]]
+    if j >= len(ops):
+        return j, "extra"
+    eqs = EQUATION_RE.findall(steps[j])
+    if len(eqs) != 1:
+        return j, "other"
+    a, sym, k, c = int(eqs[0][0]), SYMBOLS[eqs[0][1]], int(eqs[0][2]), int(eqs[0][3])
+    if a != vals[j]:
+        return j, "copy"
+    if j + 1 < len(ops) and (sym, k) == (ops[j + 1], ks[j + 1]) != (ops[j], ks[j]):
+        return j, "drop"
+    if sym != ops[j]:
+        return j, "operation"
+    if k != ks[j]:
+        return j, "operand"
+    return j, "slip" if c != apply_op(a, sym, k) else "answer"
+
 _WRONG_OP = {"+": "-", "-": "+", "*": "+", "/": "*"}
 MISTAKE_KINDS = ("slip", "operand", "operation", "drop")
 
