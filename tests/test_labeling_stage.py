@@ -6,11 +6,9 @@ use the trained toy policy fixture.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -60,20 +58,27 @@ def test_uninterrupted_run_writes_dataset_and_summary(reference_run, toy_problem
         f"part-{c:05d}.jsonl" for c in range(4)]
 
 
+# The child SIGKILLs itself right after part 1 is on disk: a real kill mid-run, at a chosen point (polling
+# for the part raced the run, which sometimes wrote every part before the kill landed).
+_KILL_AFTER_PART_1 = """
+import os, signal, sys
+from ttscale.data.mc import label_cmd
+from ttscale.cli import main
+_write = label_cmd.write_table
+def write_then_die(rows, path, *a, **k):
+    _write(rows, path, *a, **k)
+    if str(path).endswith("part-00001.jsonl"):
+        os.kill(os.getpid(), signal.SIGKILL)
+label_cmd.write_table = write_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigkill_then_resume_gives_the_identical_dataset(reference_run, toy_problems, tiny_lm_dir, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ttscale", *_args(toy_problems, tiny_lm_dir, out)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    try:
-        while not (out / "parts" / "part-00001.jsonl").exists():  # kill mid-run: some parts done, not all
-            assert proc.poll() is None, "label finished before it could be killed; make the run longer"
-            assert time.time() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    cmd = [sys.executable, "-c", _KILL_AFTER_PART_1, *_args(toy_problems, tiny_lm_dir, out)]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=240)
+    assert proc.returncode == -signal.SIGKILL
     done = len(list((out / "parts").glob("part-*.jsonl")))
     assert 1 <= done < 4 and not (out / "dataset").exists()
     assert main(_args(toy_problems, tiny_lm_dir, out)) == 0
