@@ -26,12 +26,11 @@ from ttscale.search.voting import aggregate
 SELECTIONS = (("min", "prm-max"), ("min", "prm-vote"))
 
 
-def with_oracle(run: Run, rows: dict[str, dict], blind: str | None) -> Run:
+def with_oracle(run: Run, mistakes: dict[str, list], blind: str | None) -> Run:
     """A copy of the run whose step scores are an oracle's that cannot see mistakes of kind `blind`."""
     out = copy.deepcopy(run)
     for p in out.problems:
-        for c in p.candidates:
-            found = first_mistake(rows[p.id], c.steps)
+        for c, found in zip(p.candidates, mistakes[p.id]):
             cut = len(c.steps) if found is None or found[1] == blind else found[0]
             c.step_scores = [1.0 if i < cut else 0.0 for i in range(len(c.steps))]
     return out
@@ -56,10 +55,11 @@ def main() -> None:
     run = load_run(args.run)
     if missing := [p.id for p in run.problems if p.id not in rows]:
         raise SystemExit(f"{args.problems}: no row for problem(s) {missing[:3]} of {args.run}")
+    mistakes = {p.id: [first_mistake(rows[p.id], c.steps) for c in p.candidates] for p in run.problems}
     kinds, wins = Counter(), defaultdict(list)
     for p in run.problems:
-        scored = [((found[1] if (found := first_mistake(rows[p.id], c.steps)) else "correct"),
-                   aggregate(c.step_scores, "min")) for c in p.candidates]
+        scored = [(found[1] if found else "correct", aggregate(c.step_scores, "min"))
+                  for c, found in zip(p.candidates, mistakes[p.id])]
         right = [s for kind, s in scored if kind == "correct"]
         for kind, s in scored:
             if kind != "correct":
@@ -69,9 +69,9 @@ def main() -> None:
           "count, and how often the run's PRM ranks a correct candidate of the same problem above it:")
     for kind, n in kinds.most_common():
         print(f"  {kind:<10} {n:>5}  {sum(wins[kind]) / max(len(wins[kind]), 1):.3f} over {len(wins[kind])} pairs")
-    table = {"run's PRM": curves(run, args.subsamples), "oracle": curves(with_oracle(run, rows, None), args.subsamples)}
+    table = {"run's PRM": curves(run, args.subsamples), "oracle": curves(with_oracle(run, mistakes, None), args.subsamples)}
     for kind, _ in kinds.most_common():
-        table[f"oracle blind to {kind}"] = curves(with_oracle(run, rows, kind), args.subsamples)
+        table[f"oracle blind to {kind}"] = curves(with_oracle(run, mistakes, kind), args.subsamples)
     budgets = sorted(table["oracle"]["prm-max"])
     print(f"\n{'verifier':<26} {'selection':<10} " + " ".join(f"N={b:<5}" for b in budgets))
     for name, by_voting in table.items():

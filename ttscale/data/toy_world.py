@@ -209,7 +209,6 @@ def check_steps(problem_row: dict[str, Any], solution_text: str) -> list[bool]:
     return labels
 
 
-
 def first_mistake(problem_row: dict[str, Any], steps: Sequence[str]) -> tuple[int, str] | None:
     """(index, kind) of a solution's first wrong step, None if every step is right. Kind: operation, operand,
     slip (right equation, wrong result), drop (the step does the next operation: one was skipped), copy (the
@@ -236,6 +235,7 @@ def first_mistake(problem_row: dict[str, Any], steps: Sequence[str]) -> tuple[in
     if k != ks[j]:
         return j, "operand"
     return j, "slip" if c != apply_op(a, sym, k) else "answer"
+
 
 _WRONG_OP = {"+": "-", "-": "+", "*": "+", "/": "*"}
 MISTAKE_KINDS = ("slip", "operand", "operation", "drop")

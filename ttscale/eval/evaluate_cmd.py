@@ -97,14 +97,14 @@ def run(cfg: Config) -> int:
         curves = default_curves(points)
         base_curves = {m: {b: pt.accuracy()[0] for b, pt in curves[m].items()} for m in BASELINES if m in curves}
         baseline = cfg.baseline if cfg.baseline in base_curves else next(iter(base_curves), None)
+        efficiency = {m: compute_optimal_efficiency(c, alloc.curve) for m, c in base_curves.items()}
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
                                      ["no PRM scores in the difficulty run: the policy bins on oracle difficulty, "
                                       "which needs gold answers (not usable at test time)"])
         co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
               "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
-              "efficiency": compute_optimal_efficiency(base_curves.get(baseline, {}), alloc.curve),
-              "baseline_curves": base_curves,
-              "efficiency_by_baseline": {m: compute_optimal_efficiency(c, alloc.curve) for m, c in base_curves.items()},
+              "efficiency": efficiency.get(baseline), "baseline_curves": base_curves,
+              "efficiency_by_baseline": efficiency,
               "policy": str(policy_path),
               "notes": notes}
     coverage = {r.path: pass_at_k_curve(r) for r in runs if r.parallel}
