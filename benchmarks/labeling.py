@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from ttscale.data.mc.labeler import LabelSettings, label_chunk
-from ttscale.data.mc.rollouts import RolloutCache, RolloutEngine
+from ttscale.train.labeling.labeler import LabelSettings, label_chunk
+from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
 from ttscale.data.toy_world import generate_problems
 from ttscale.inference.transformers_backend import TransformersGenerator
 

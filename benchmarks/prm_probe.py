@@ -17,7 +17,7 @@ import torch
 
 from ttscale.data import toy_world as tw
 from ttscale.data.steps import split_steps
-from ttscale.inference.scorers import load_scorer
+from ttscale.inference.scorers_load import load_scorer
 
 KINDS = ("slip", "operand", "operation")
 

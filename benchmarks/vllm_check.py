@@ -23,7 +23,7 @@ import time
 
 from ttscale.data.steps import build_prompt
 from ttscale.inference.base import SamplingParams
-from ttscale.inference.loading import find_stop
+from ttscale.inference.backend_rules import find_stop
 
 PROBLEMS = [
     "What is 3 + 4?", "Tom has 5 apples and eats 2. How many are left?", "Compute 12 * 11.",

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ttscale.eval.allocation import (allocate, budget_to_reach, choose_config, compute_optimal_efficiency,
-                                     load_policy, policy_dict, write_policy)
+from ttscale.eval.allocation import (allocate, allocation_dict, budget_to_reach, compute_optimal_efficiency,
+                                     write_allocation)
+from ttscale.search.allocation_file import choose_config, load_allocation
 from ttscale.eval.bins import fixed_binning
 from ttscale.eval.metrics import Point
 
@@ -48,7 +49,7 @@ def test_policy_file_round_trip_and_choose_config(tmp_path):
     alloc = allocate(points, BINS, folds=2)
     binning = fixed_binning((0.5,), ("hard", "easy"))
     for suffix in ("yaml", "json"):
-        policy = load_policy(write_policy(policy_dict(alloc, binning, "predicted"), tmp_path / f"policy.{suffix}"))
+        policy = load_allocation(write_allocation(allocation_dict(alloc, binning, "predicted"), tmp_path / f"policy.{suffix}"))
         easy, hard = choose_config(policy, 0.9, 4), choose_config(policy, 0.1, 8)   # 8 -> the policy's N=4
         assert (easy["strategy"], easy["bin"]) == ("best-of-n", "easy")
         assert (hard["strategy"], hard["beam_width"], hard["budget"], hard["bin"]) == ("beam", 4, 4, "hard")
@@ -58,7 +59,7 @@ def test_policy_file_round_trip_and_choose_config(tmp_path):
             choose_config(policy, 0.5, 2)
     (tmp_path / "bad.yaml").write_text("a: 1\n")
     with pytest.raises(ValueError, match="bad.yaml: not a ttscale policy"):
-        load_policy(tmp_path / "bad.yaml")
+        load_allocation(tmp_path / "bad.yaml")
 
 
 def test_efficiency_on_constructed_curves():

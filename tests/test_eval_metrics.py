@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from eval_runs import cand, row, save_run
-from ttscale.eval.bins import (Binning, fixed_binning, oracle_difficulty, predicted_difficulty,
-                               predicted_difficulty_of, quantile_binning)
+from ttscale.eval.bins import fixed_binning, oracle_difficulty, predicted_difficulty, quantile_binning
+from ttscale.search.allocation_file import Binning, predicted_difficulty_of
 from ttscale.eval.metrics import evaluate_run, evaluate_runs, parallel_budgets, pass_at_k, pass_at_k_curve
 from ttscale.eval.runs import load_run
 from ttscale.search.registry import get_strategy

@@ -1,4 +1,4 @@
-"""`ttscale evaluate` end to end on run folders built as search-output rows: report, plots, summary, policy."""
+"""`ttscale evaluate` end to end on run folders built as search-output rows: report, plots, summary, allocation file."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from eval_runs import save_run, synthetic_rows
 from ttscale.cli import main
-from ttscale.eval.allocation import choose_config, load_policy
+from ttscale.search.allocation_file import choose_config, load_allocation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +64,7 @@ def test_summary_keys_and_values(evaluated):
 
 def test_policy_file_drives_choose_config(evaluated):
     out, s = evaluated
-    policy = load_policy(out / "policy.yaml")
+    policy = load_allocation(out / "allocation.yaml")
     assert policy["budgets"] == [1, 2, 4, 8] and policy["difficulty"]["measure"] == "predicted"
     cfg = choose_config(policy, 0.7, 8)
     assert cfg["budget"] <= 8 and cfg["strategy"] in ("majority", "best-of-n", "weighted-best-of-n", "beam",

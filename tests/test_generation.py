@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ttscale.inference.base import Completion, Generator, SamplingParams
-from ttscale.inference.loading import GeneratorArgs, derive_seed, find_stop
+from ttscale.inference.loading import GeneratorArgs
+from ttscale.inference.backend_rules import derive_seed, find_stop
 from ttscale.inference.transformers_backend import TransformersGenerator
 
 PROMPTS = ["What is 3 + 4?", "Tom has 5 apples and buys 7 more.", "Step 2: 4 * 6 ="]

@@ -10,10 +10,10 @@ import random
 
 import pytest
 
-from ttscale.data.mc.labeler import LabelSettings, label_chunk
+from ttscale.train.labeling.labeler import LabelSettings, label_chunk
 from ttscale.data.labels import derive_labels
-from ttscale.data.mc.methods import label_solution
-from ttscale.data.mc.rollouts import RolloutCache, RolloutEngine
+from ttscale.train.labeling.methods import label_solution
+from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
 from ttscale.data.steps import join_steps
 from ttscale.inference.base import Completion, SamplingParams
 

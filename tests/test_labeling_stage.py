@@ -62,7 +62,7 @@ def test_uninterrupted_run_writes_dataset_and_summary(reference_run, toy_problem
 # for the part raced the run, which sometimes wrote every part before the kill landed).
 _KILL_AFTER_PART_1 = """
 import os, signal, sys
-from ttscale.data.mc import label_cmd
+from ttscale.train.labeling import label_cmd
 from ttscale.cli import main
 _write = label_cmd.write_table
 def write_then_die(rows, path, *a, **k):

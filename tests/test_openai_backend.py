@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from ttscale.inference.base import Completion, SamplingParams
-from ttscale.inference.loading import GeneratorArgs, derive_seed
+from ttscale.inference.loading import GeneratorArgs
+from ttscale.inference.backend_rules import derive_seed
 from ttscale.inference.openai_backend import OpenAIGenerator, ServerError
 
 

@@ -9,14 +9,14 @@ from ttscale.data.toy_world import check_steps, generate_problems
 
 
 def test_mistake_rates_are_linear_in_level():
-    from ttscale.train.policy import mistake_rates
+    from ttscale.train.train_policy_cmd import mistake_rates
 
     assert mistake_rates([1, 3, 5], 0.1, 0.5) == pytest.approx({1: 0.1, 3: 0.3, 5: 0.5})
 
 
 def test_sft_pairs_inject_mistakes_at_the_requested_rate(tiny_tokenizer):
     from ttscale.data.steps import build_prompt
-    from ttscale.train.policy import sft_pairs
+    from ttscale.train.train_policy_cmd import sft_pairs
 
     rows = generate_problems(400, seed=2, levels=[1, 5])
     pairs = sft_pairs(rows, tiny_tokenizer, {1: 0.0, 5: 0.5}, seed=0)
@@ -31,7 +31,7 @@ def test_sft_pairs_inject_mistakes_at_the_requested_rate(tiny_tokenizer):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from ttscale.config import parse_config
-    from ttscale.train.policy import Config, run
+    from ttscale.train.train_policy_cmd import Config, run
 
     out = tmp_path_factory.mktemp("policy")
     cfg = parse_config(Config, [str(out), "--n-train", "96", "--levels", "1", "2", "--max-steps", "25",
@@ -71,7 +71,7 @@ def test_saved_policy_reloads_with_auto_classes(trained):
 
 def test_policy_tokenizer_makes_the_fixed_instruction_a_few_tokens():
     from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt
-    from ttscale.train.policy import tokenizer_corpus
+    from ttscale.train.train_policy_cmd import tokenizer_corpus
     from ttscale.train.tiny import train_tokenizer
 
     rows = generate_problems(500, seed=4)

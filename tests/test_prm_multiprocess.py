@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ttscale.data.io import write_table
-from ttscale.inference.scorers import load_scorer
+from ttscale.inference.scorers_load import load_scorer
 from ttscale.train.prm_data import toy_labelled_rows
 from ttscale.train.train_prm_cmd import Config, train_prm
 

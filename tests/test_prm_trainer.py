@@ -14,7 +14,7 @@ import torch
 
 from ttscale.data.io import read_jsonl, write_table
 from ttscale.inference.prm_inputs import PRMSpec, StepAlignmentError
-from ttscale.inference.scorers import load_scorer
+from ttscale.inference.scorers_load import load_scorer
 from ttscale.train import prm_metrics as pm
 from ttscale.train.prm_data import PRMCollator, encode_rows, split_by_problem, step_targets, toy_labelled_rows
 from ttscale.train.prm_trainer import PRMHead, load_tokenizer

@@ -35,7 +35,7 @@ def test_recipe_options_exist_and_parse(path):
 
 
 def test_demo_has_a_recipe_for_every_step():
-    from ttscale.demo import _steps
+    from ttscale.demo_cmd import _steps
 
     steps = _steps(Path("/tmp/x"), RECIPES / "toy", "1")
     recipes = [a for _, argv, _ in steps for a in argv if a.endswith(".yaml")]
@@ -46,7 +46,7 @@ def test_demo_has_a_recipe_for_every_step():
 
 @pytest.mark.parametrize("jobs", [1, 2, 3])
 def test_demo_lanes_run_every_step_once_after_its_inputs(jobs):
-    from ttscale.demo import _lanes, _steps
+    from ttscale.demo_cmd import _lanes, _steps
 
     names = [name for name, _, _ in _steps(Path("/tmp/x"), RECIPES / "toy", "1")]
     waves = _lanes(names, jobs)

@@ -148,7 +148,7 @@ def revision_rows(toy_samples):
 def test_sft_labels_mask_every_prompt_token(tiny_tokenizer, tiny_lm_dir, revision_rows, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ttscale.train.revision import revision_pairs
+    from ttscale.train.train_revision_cmd import revision_pairs
     from ttscale.train.sft import SFTArgs, sft_trainer
 
     pairs = revision_pairs(revision_rows, tiny_tokenizer)
@@ -235,7 +235,7 @@ def test_train_revision_lora_merges_into_a_plain_checkpoint(tiny_lm_dir, revisio
 
     from ttscale.config import parse_config
     from ttscale.data.io import write_table
-    from ttscale.train.revision import Config, run
+    from ttscale.train.train_revision_cmd import Config, run
 
     data = write_table(revision_rows[:8], tmp_path / "revisions.jsonl")
     cfg = parse_config(Config, [str(data), str(tmp_path / "lora"), "--model", str(tiny_lm_dir), "--lora",

@@ -11,8 +11,9 @@ from ttscale.config import parse_config
 from ttscale.inference.base import Scorer
 from ttscale.inference.prm_inputs import PRMSpec, StepAlignmentError
 from ttscale.train.tiny import tiny_model
-from ttscale.inference.scorers import (CausalLMPRM, MathShepherdPRM, QwenPRM, RLHFlowPRM, ScorerArgs, SkyworkPRM,
-                                       TokenClassificationPRM, load_scorer)
+from ttscale.inference.scorers import (CausalLMPRM, MathShepherdPRM, QwenPRM, RLHFlowPRM, SkyworkPRM,
+                                       TokenClassificationPRM)
+from ttscale.inference.scorers_load import ScorerArgs, load_scorer
 
 ITEMS = [
     ("Tom has 3 apples and buys 4 more. How many apples?", ["He has 3 + 4 = 7 apples.", "The answer is \\boxed{7}."]),

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from search_fakes import ScriptedGenerator, ScriptedScorer, problems
-from ttscale.eval.bins import predicted_difficulty_of
+from ttscale.search.allocation_file import predicted_difficulty_of
 from ttscale.search.registry import get_strategy
 from ttscale.search.types import SearchContext, SearchSettings
 
@@ -23,7 +23,7 @@ def _policy(tmp_path, edge: float):
         "fallback": {"4": {"strategy": "weighted-best-of-n", "budget": 4, "aggregation": "last",
                            "voting": "prm-vote"}},
     }
-    path = tmp_path / "policy.yaml"
+    path = tmp_path / "allocation.yaml"
     path.write_text(yaml.safe_dump(policy))
     return path
 
@@ -61,8 +61,8 @@ def test_auto_routes_problems_by_predicted_difficulty_and_counts_the_probe(tmp_p
 def test_auto_without_policy_file_fails_before_generation(tmp_path):
     gen = ScriptedGenerator()
     ctx = SearchContext(generator=gen, scorer=ScriptedScorer(), settings=SearchSettings())
-    with pytest.raises(ValueError, match="allocation-policy"):
+    with pytest.raises(ValueError, match="--allocation"):
         get_strategy("auto").validate(4, ctx)
-    with pytest.raises(ValueError, match="allocation-policy"):
+    with pytest.raises(ValueError, match="--allocation"):
         get_strategy("auto").run(problems(2), ctx, 4)
     assert gen.calls == []

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from ttscale.inference.base import SamplingParams
-from ttscale.inference.loading import find_stop
+from ttscale.inference.backend_rules import find_stop
 
 
 def test_missing_vllm_names_the_extra(monkeypatch):

@@ -13,19 +13,19 @@ from typing import Sequence
 # stage name -> (module, one-line summary). Order = data flow.
 STAGES: dict[str, tuple[str, str]] = {
     "convert": ("ttscale.data.convert_cmd", "convert step-labelled data between formats (math-shepherd, trl-stepwise, prm800k, processbench, rlhflow)"),
-    "toy-world": ("ttscale.data.toy_cmd", "write a synthetic multi-step arithmetic problem set (the embedded default)"),
-    "convert-gguf": ("ttscale.inference.gguf_cmd", "turn a GGUF file into a save_pretrained checkpoint folder"),
-    "train-policy": ("ttscale.train.policy", "train the tiny toy-world policy (TRL SFTTrainer) used by the demo"),
+    "toy-world": ("ttscale.data.toy_world_cmd", "write a synthetic multi-step arithmetic problem set (the embedded default)"),
+    "convert-gguf": ("ttscale.inference.convert_gguf_cmd", "turn a GGUF file into a save_pretrained checkpoint folder"),
+    "train-policy": ("ttscale.train.train_policy_cmd", "train the tiny toy-world policy (TRL SFTTrainer) used by the demo"),
     "generate": ("ttscale.inference.generate_cmd", "sample step-by-step solutions for a problem set with any generation backend"),
-    "label": ("ttscale.data.mc.label_cmd", "Monte Carlo step labels from a policy (per-step, first-error, binary-search), resumable and shardable"),
-    "merge": ("ttscale.data.mc.merge_cmd", "join sharded `label` runs into one dataset and summary"),
-    "build-revisions": ("ttscale.data.build_revisions_cmd", "revision training data: wrong attempts (closest by edit distance last) then a correct answer"),
-    "train-revision": ("ttscale.train.revision", "fine-tune a revision model (TRL SFTTrainer, loss on the corrected answer only)"),
+    "label": ("ttscale.train.labeling.label_cmd", "Monte Carlo step labels from a policy (per-step, first-error, binary-search), resumable and shardable"),
+    "merge": ("ttscale.train.labeling.merge_cmd", "join sharded `label` runs into one dataset and summary"),
+    "build-revisions": ("ttscale.train.build_revisions_cmd", "revision training data: wrong attempts (closest by edit distance last) then a correct answer"),
+    "train-revision": ("ttscale.train.train_revision_cmd", "fine-tune a revision model (TRL SFTTrainer, loss on the corrected answer only)"),
     "train-prm": ("ttscale.train.train_prm_cmd", "train a process reward model (token classification or causal-LM +/-) on step labels; accelerate-launchable"),
-    "evaluate": ("ttscale.eval.evaluate_cmd", "accuracy vs budget per strategy × aggregation × voting, difficulty bins, compute-optimal policy, report + plots"),
-    "eval-prm": ("ttscale.eval.prm_eval", "ProcessBench-style evaluation of a PRM: first-error accuracy on erroneous/correct rows and F1 per split"),
+    "evaluate": ("ttscale.eval.evaluate_cmd", "accuracy vs budget per strategy × aggregation × voting, difficulty bins, compute-optimal allocation file, report + plots"),
+    "eval-prm": ("ttscale.eval.eval_prm_cmd", "ProcessBench-style evaluation of a PRM: first-error accuracy on erroneous/correct rows and F1 per split"),
     "search": ("ttscale.search.search_cmd", "test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model"),
-    "demo": ("ttscale.demo", "run the whole pipeline on the toy world (what `make demo` runs)"),
+    "demo": ("ttscale.demo_cmd", "run the whole pipeline on the toy world (what `make demo` runs)"),
 }
 
 

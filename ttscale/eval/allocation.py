@@ -4,7 +4,7 @@ For each difficulty bin and budget N, choose the configuration θ (strategy + be
 revision length + aggregation + voting) that maximises accuracy; any configuration whose nominal budget is
 <= N is allowed (spending less is within budget). Ties go to the cheaper, then the earlier-listed one.
 Honest accuracy comes from k-fold cross-validation over the problems, as in the paper: choose on k-1
-folds, score the choice on the held-out fold, and average over all problems. The exported policy is the
+folds, score the choice on the held-out fold, and average over all problems. The exported allocation is the
 choice made on all problems.
 
 compute_optimal_efficiency = B_baseline(a) / B_optimal(a): how many times the budget best-of-N needs to reach
@@ -23,11 +23,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from ttscale.eval.bins import Binning
+from ttscale.search.allocation_file import ALLOCATION_VERSION, Binning
 from ttscale.eval.metrics import Point
-
-POLICY_VERSION = 1
-
 
 @dataclass
 class Allocation:
@@ -109,12 +106,12 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
                       problems=len(ids), folds=k if k >= 2 else 0, notes=notes)
 
 
-# ---------------------------------------------------------------- policy file
+# ---------------------------------------------------------------- allocation file (read by search.allocation_file)
 
 
-def policy_dict(alloc: Allocation, binning: Binning, measure: str) -> dict[str, Any]:
+def allocation_dict(alloc: Allocation, binning: Binning, measure: str) -> dict[str, Any]:
     return {
-        "version": POLICY_VERSION,
+        "version": ALLOCATION_VERSION,
         "difficulty": {"measure": measure, **binning.to_dict(),
                        "how": "mean final-step PRM score over samples" if measure == "predicted"
                        else "pass@1 of the policy (needs gold; not available at test time)"},
@@ -124,43 +121,12 @@ def policy_dict(alloc: Allocation, binning: Binning, measure: str) -> dict[str, 
     }
 
 
-def write_policy(policy: Mapping[str, Any], path: str | Path) -> Path:
+def write_allocation(allocation: Mapping[str, Any], path: str | Path) -> Path:
     path = Path(path)
-    text = json.dumps(policy, indent=1) if path.suffix.lower() == ".json" else yaml.safe_dump(dict(policy),
+    text = json.dumps(allocation, indent=1) if path.suffix.lower() == ".json" else yaml.safe_dump(dict(allocation),
                                                                                              sort_keys=False)
     path.write_text(text)
     return path
-
-
-def load_policy(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.suffix.lower() == ".json" else yaml.safe_load(path.read_text())
-    if not isinstance(data, dict) or "bins" not in data or "difficulty" not in data:
-        raise ValueError(f"{path}: not a ttscale policy file (needs 'difficulty' and 'bins'; "
-                         f"write one with `ttscale evaluate ... --out DIR`)")
-    return data
-
-
-def choose_config(policy: Mapping[str, Any], predicted_difficulty: float | None, budget: int) -> dict[str, Any]:
-    """The configuration to run for a problem of this predicted difficulty at this budget.
-
-    Uses the largest policy budget <= `budget`; `predicted_difficulty` None (e.g. no PRM) uses the fallback
-    chosen over all bins. Returns the config dict (strategy, budget, aggregation, voting, and beam_width /
-    lookahead / revision_length where they apply) plus "bin" (the bin label, or "all" for the fallback).
-    """
-    budgets = sorted(int(b) for b in policy["fallback"])
-    usable = [b for b in budgets if b <= budget]
-    if not usable:
-        raise ValueError(f"budget {budget} is below the smallest budget in the policy ({budgets[0]}); "
-                         f"use a budget >= {budgets[0]}")
-    key = str(usable[-1])
-    if predicted_difficulty is None or (isinstance(predicted_difficulty, float) and math.isnan(predicted_difficulty)):
-        return {**policy["fallback"][key], "bin": "all"}
-    label = Binning.from_dict(policy["difficulty"]).assign(float(predicted_difficulty))
-    per_bin = policy["bins"].get(label, {})
-    if key not in per_bin:
-        return {**policy["fallback"][key], "bin": "all"}
-    return {**per_bin[key], "bin": label}
 
 
 # ---------------------------------------------------------------- efficiency

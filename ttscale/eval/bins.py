@@ -16,47 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ttscale.eval.runs import Run
-from ttscale.search.types import Candidate
-
-LIU_THRESHOLDS = (0.1, 0.5)
-LIU_LABELS = ("hard", "medium", "easy")
-
-
-@dataclass(frozen=True)
-class Binning:
-    """Ascending edges on the difficulty measure; labels[i] covers [edges[i-1], edges[i]) (hardest first)."""
-    kind: str
-    edges: tuple[float, ...]
-    labels: tuple[str, ...]
-
-    def __post_init__(self):
-        if len(self.labels) != len(self.edges) + 1:
-            raise ValueError(f"binning needs one more label than edges; got {len(self.edges)} edges, "
-                             f"labels {list(self.labels)}")
-        if any(b < a for a, b in zip(self.edges, self.edges[1:])):
-            raise ValueError(f"binning edges must ascend, got {list(self.edges)}")
-
-    def assign(self, value: float) -> str:
-        return self.labels[int(np.searchsorted(np.asarray(self.edges, dtype=float), value, side="right"))]
-
-    def assign_all(self, values: Mapping[str, float]) -> dict[str, str]:
-        return {k: self.assign(v) for k, v in values.items()}
-
-    def order(self) -> list[str]:
-        """Labels easiest first (the order tables and plots use)."""
-        return list(reversed(self.labels))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "edges": [float(e) for e in self.edges], "labels": list(self.labels)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Binning":
-        try:
-            return cls(kind=str(d.get("kind", "custom")), edges=tuple(float(e) for e in d["edges"]),
-                       labels=tuple(str(x) for x in d["labels"]))
-        except KeyError as e:
-            raise ValueError(f"binning needs 'edges' and 'labels'; missing {e}") from None
-
+from ttscale.search.allocation_file import LIU_LABELS, LIU_THRESHOLDS, Binning, predicted_difficulty_of
 
 def quantile_binning(values: Sequence[float], n_bins: int = 5) -> Binning:
     """Snell et al. levels: equal-count bins by quantile; level 1 = highest values = easiest."""
@@ -80,15 +40,6 @@ def make_binning(kind: str, values: Sequence[float], n_bins: int = 5,
         labels = LIU_LABELS if len(thresholds) == 2 else tuple(f"bin{i}" for i in range(len(thresholds) + 1))
         return fixed_binning(thresholds, labels)
     raise ValueError(f"binning {kind!r} is unknown; choose quantile or fixed")
-
-
-def predicted_difficulty_of(candidates: Sequence[Candidate]) -> float | None:
-    """Mean final-step PRM score over the samples that were scored; None when none was.
-
-    The search stage can call this on a first round of samples to bin a new problem (no gold needed).
-    """
-    finals = [c.step_scores[-1] for c in candidates if c.step_scores]
-    return float(np.mean(finals)) if finals else None
 
 
 def oracle_difficulty(run: Run) -> dict[str, float]:

@@ -1,7 +1,7 @@
-"""`ttscale evaluate RUN_DIR... --out DIR`: accuracy vs budget, difficulty bins, compute-optimal policy, report.
+"""`ttscale evaluate RUN_DIR... --out DIR`: accuracy vs budget, difficulty bins, compute-optimal allocation, report.
 
-Writes DIR/report.md, DIR/summary.json, DIR/*.png and DIR/policy.yaml (for `ttscale search --strategy auto
---policy DIR/policy.yaml`).
+Writes DIR/report.md, DIR/summary.json, DIR/*.png and DIR/allocation.yaml (for `ttscale search --strategy auto
+--policy DIR/allocation.yaml`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.config import field, to_yaml
-from ttscale.eval.allocation import allocate, compute_optimal_efficiency, policy_dict, write_policy
+from ttscale.eval.allocation import allocate, allocation_dict, compute_optimal_efficiency, write_allocation
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import default_curves, evaluate_runs, pass_at_k_curve
 from ttscale.eval.report import build_summary, write_report
@@ -24,7 +24,7 @@ BASELINES = ("weighted-best-of-n", "best-of-n", "majority")
 class Config:
     runs: list[str] = field(help="search run folders (`ttscale search` outputs; one strategy and budget each)",
                             positional=True)
-    out: str = field("eval", help="output folder for report.md, summary.json, plots and policy.yaml")
+    out: str = field("eval", help="output folder for report.md, summary.json, plots and allocation.yaml")
     subsamples: int = field(16, help="seeded candidate subsets per budget N' < N for parallel-sample runs")
     seed: int = field(0, help="seed for subsampling and the cross-validation folds")
     bins: str = field("quantile", choices=["quantile", "fixed", "none"],
@@ -43,7 +43,7 @@ class Config:
                           help="parallel-sampling curve compute_optimal_efficiency is measured against "
                                "(weighted best-of-N is Snell et al.'s best-of-N baseline); the other two are "
                                "reported beside it")
-    policy_format: str = field("yaml", choices=["yaml", "json"], help="policy file format")
+    allocation_format: str = field("yaml", choices=["yaml", "json"], help="allocation file format")
     extra: list[str] = field(default_factory=list,
                              help="JSON files merged into summary.json (e.g. {\"prm\": ...}, {\"seconds\": ...})")
 
@@ -92,20 +92,20 @@ def run(cfg: Config) -> int:
                       "counts": {lab: sum(v == lab for v in oracle_bins.values()) for lab in order}}
         measure = cfg.allocation_difficulty if predicted_bins else "oracle"
         alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed)
-        policy_path = write_policy(policy_dict(alloc, pbinning if measure == "predicted" else binning, measure),
-                                   out / f"policy.{cfg.policy_format}")
+        allocation_path = write_allocation(allocation_dict(alloc, pbinning if measure == "predicted" else binning, measure),
+                                   out / f"allocation.{cfg.allocation_format}")
         curves = default_curves(points)
         base_curves = {m: {b: pt.accuracy()[0] for b, pt in curves[m].items()} for m in BASELINES if m in curves}
         baseline = cfg.baseline if cfg.baseline in base_curves else next(iter(base_curves), None)
         efficiency = {m: compute_optimal_efficiency(c, alloc.curve) for m, c in base_curves.items()}
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
-                                     ["no PRM scores in the difficulty run: the policy bins on oracle difficulty, "
+                                     ["no PRM scores in the difficulty run: the allocation bins on oracle difficulty, "
                                       "which needs gold answers (not usable at test time)"])
         co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
               "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
               "efficiency": efficiency.get(baseline), "baseline_curves": base_curves,
               "efficiency_by_baseline": efficiency,
-              "policy": str(policy_path),
+              "allocation": str(allocation_path),
               "notes": notes}
     coverage = {r.path: pass_at_k_curve(r) for r in runs if r.parallel}
     summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra), coverage)

@@ -156,7 +156,7 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
     if co.get("curve"):
         lines += ["## Compute-optimal allocation", "",
                   f"Bins: {co.get('measure')} difficulty, {co.get('folds')}-fold held-out accuracy over "
-                  f"{co.get('problems')} problems; baseline: {co.get('baseline')}. Policy file: `{co.get('policy')}`.",
+                  f"{co.get('problems')} problems; baseline: {co.get('baseline')}. Allocation file: `{co.get('allocation')}`.",
                   "", f"compute_optimal_efficiency = {summary.get('compute_optimal_efficiency')} "
                   "(baseline budget ÷ compute-optimal budget to reach the baseline's best accuracy, log-budget "
                   "interpolation; None = not reached); against every parallel-sampling baseline: "

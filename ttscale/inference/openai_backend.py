@@ -32,7 +32,7 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from ttscale.inference.base import Completion, SamplingParams
-from ttscale.inference.loading import count_params_from_config, derive_seed, env_api_key, find_stop
+from ttscale.inference.backend_rules import count_params_from_config, derive_seed, env_api_key, find_stop
 
 logger = logging.getLogger(__name__)
 

@@ -18,14 +18,13 @@ import hashlib
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from ttscale.inference.loading import cache_kwarg
+from ttscale.inference.backend_rules import cache_kwarg
 
-if TYPE_CHECKING:
-    from ttscale.inference.scorers import PRMScorer
+# Functions below take a scorers.PRMScorer (typed Any: scorers imports this module, not the reverse).
 
 
 @dataclass
@@ -91,7 +90,7 @@ def prefix_keys(ids: Sequence[int], bounds: Sequence[int]) -> list[bytes]:
     return out
 
 
-def supports_incremental(scorer: "PRMScorer") -> bool:
+def supports_incremental(scorer: Any) -> bool:
     """Only ttscale-native inputs are prefix-stable, and the model must take and fill a full-attention cache."""
     from transformers import DynamicCache
 
@@ -123,7 +122,7 @@ class _Plan:
         return self.ids[self.cached:]
 
 
-def _bounds(cache: PrefixCache, scorer: "PRMScorer", problem: str, positions: list[int]) -> list[int]:
+def _bounds(cache: PrefixCache, scorer: Any, problem: str, positions: list[int]) -> list[int]:
     # The prompt's length (tokenized once per problem). Any value <= positions[0] (no step tag inside) is a
     # correct boundary, so a left-truncated prompt only costs reuse, never correctness.
     n = cache.prompt_lengths.get(problem)
@@ -134,7 +133,7 @@ def _bounds(cache: PrefixCache, scorer: "PRMScorer", problem: str, positions: li
 
 
 @torch.no_grad()
-def _forward(scorer: "PRMScorer", rows: list[_Plan]) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]]:
+def _forward(scorer: Any, rows: list[_Plan]) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]]:
     """One batched forward of each row's new tokens on top of its cached prefix -> (full-row KV, new probs)."""
     from transformers import DynamicCache
 
@@ -176,7 +175,7 @@ def _forward(scorer: "PRMScorer", rows: list[_Plan]) -> list[tuple[list[tuple[to
     return out
 
 
-def score_incremental(scorer: "PRMScorer", cache: PrefixCache,
+def score_incremental(scorer: Any, cache: PrefixCache,
                       items: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[list[float]], list[int]]:
     """Per-step scores of `items` (as `scorer.score`) and the tokens run through the model for each item."""
     results: list[list[float]] = [[] for _ in items]

@@ -268,8 +268,3 @@ def make_scorer(model: Any, tokenizer: Any, spec: PRMSpec, **kwargs: Any) -> PRM
 
 __all__ = ["PRMScorer", "TokenClassificationPRM", "QwenPRM", "SkyworkPRM", "CausalLMPRM", "MathShepherdPRM",
            "RLHFlowPRM", "StepAlignmentError", "make_scorer", "scorer_class"]
-
-# Loading lives in scorers_load (it imports this module's classes, so it is imported last).
-from ttscale.inference.scorers_load import ScorerArgs, load_scorer, resolve_spec  # noqa: E402
-
-__all__ += ["ScorerArgs", "load_scorer", "resolve_spec"]

@@ -83,7 +83,7 @@ def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: in
     import torch
     from transformers import AutoTokenizer
 
-    from ttscale.inference.loading import resolve_dtype
+    from ttscale.inference.backend_rules import resolve_dtype
     from ttscale.inference.transformers_backend import resolve_device
 
     if threads > 0:

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ttscale.inference.base import Completion, SamplingParams
-from ttscale.inference.loading import cache_kwarg, derive_seed, find_stop, resolve_dtype
+from ttscale.inference.backend_rules import cache_kwarg, derive_seed, find_stop, resolve_dtype
 
 
 def resolve_device(device: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ttscale.inference.base import Completion, SamplingParams
-from ttscale.inference.loading import count_params_from_config, derive_seed
+from ttscale.inference.backend_rules import count_params_from_config, derive_seed
 from ttscale.inference.openai_backend import map_finish
 
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import datasets
 
 from ttscale.data.answers import grade_many
-from ttscale.data.mc.output import collect_parts, part_path
+from ttscale.data.rundir import collect_parts, part_path
 from ttscale.data.io import write_table
 from ttscale.search.types import Candidate, Node, ProblemResult, SearchSettings, Spent
 

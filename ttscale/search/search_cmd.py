@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from ttscale.config import field, to_yaml
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
-from ttscale.inference.scorers import ScorerArgs
-from ttscale.data.mc.output import claim_run_dir, part_path
+from ttscale.inference.scorers_load import ScorerArgs
+from ttscale.data.rundir import claim_run_dir, part_path
 from ttscale.search.output import finalize, result_rows, write_part
 from ttscale.search.registry import STRATEGIES, get_strategy
 from ttscale.search.types import AGGREGATIONS, VOTINGS, SearchContext, SearchSettings
@@ -55,8 +55,8 @@ class Config(GeneratorArgs, ScorerArgs, ProblemArgs):
     step_delimiter: str = field("\n\n", help="step separator (the same as labelling and the PRM)")
     seed: int = field(0, help="sampling seed: same seed, same search")
     problems_per_batch: int = field(16, help="problems searched together (and written as one part)")
-    allocation_policy: str | None = field(None, help="--strategy auto: the compute-optimal policy file written by "
-                                          "`ttscale evaluate` (OUT/policy.yaml): per predicted-difficulty bin and "
+    allocation: str | None = field(None, help="--strategy auto: the compute-optimal allocation file written by "
+                                          "`ttscale evaluate` (OUT/allocation.yaml): per predicted-difficulty bin and "
                                           "budget, the strategy and hyperparameters to run")
     probe_samples: int = field(4, help="--strategy auto: samples per problem whose mean final PRM score predicts "
                                "its difficulty bin (their compute is counted in the spent budget)")
@@ -68,7 +68,7 @@ class Config(GeneratorArgs, ScorerArgs, ProblemArgs):
             top_p=self.top_p, aggregation=self.aggregation, voting=self.voting,
             filter_duplicates=self.filter_duplicates, revision_length=self.revision_length,
             sequential_ratio=self.sequential_ratio, revision_max_attempts=revision_max_attempts, seed=self.seed,
-            delimiter=self.step_delimiter, allocation=self.allocation_policy, probe_samples=self.probe_samples)
+            delimiter=self.step_delimiter, allocation=self.allocation, probe_samples=self.probe_samples)
 
     def __post_init__(self):
         if self.problems_per_batch < 1:
@@ -82,7 +82,7 @@ class Config(GeneratorArgs, ScorerArgs, ProblemArgs):
 _RUN_KEYS = ("strategy", "budget", "policy", "prm", "revision_model", "beam_width", "lookahead", "max_depth",
              "max_step_tokens", "max_new_tokens", "temperature", "top_p", "aggregation", "voting",
              "filter_duplicates", "revision_length", "sequential_ratio", "step_delimiter", "seed",
-             "problems_per_batch", "problems", "limit", "allocation_policy", "probe_samples")
+             "problems_per_batch", "problems", "limit", "allocation", "probe_samples")
 
 
 def build_context(cfg: Config, need_policy: bool) -> tuple[SearchContext, SearchSettings]:

@@ -95,7 +95,7 @@ class SearchSettings:
     seed: int = 0
     delimiter: str = DEFAULT_DELIMITER
     system: str | None = None           # optional system prompt for the policy
-    allocation: str | None = None       # auto: compute-optimal policy file (from `ttscale evaluate`)
+    allocation: str | None = None       # auto: compute-optimal allocation file (from `ttscale evaluate`)
     probe_samples: int = 4              # auto: samples per problem to predict its difficulty
 
     def __post_init__(self):

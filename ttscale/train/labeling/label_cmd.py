@@ -18,10 +18,11 @@ from tqdm.auto import tqdm
 
 from ttscale.config import field, to_yaml
 from ttscale.data.io import write_table
-from ttscale.data.mc.labeler import LabelSettings, label_chunk
-from ttscale.data.mc.methods import METHODS
-from ttscale.data.mc.output import claim_run_dir, finalize, part_path
-from ttscale.data.mc.rollouts import RolloutCache, RolloutEngine
+from ttscale.train.labeling.labeler import LabelSettings, label_chunk
+from ttscale.train.labeling.methods import METHODS
+from ttscale.data.rundir import claim_run_dir, part_path
+from ttscale.train.labeling.output import finalize
+from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
 

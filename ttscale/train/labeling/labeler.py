@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 from ttscale.data.answers import is_correct
 from ttscale.data.labels import derive_labels
-from ttscale.data.mc.methods import Evidence, label_solution
-from ttscale.data.mc.rollouts import RolloutEngine
+from ttscale.train.labeling.methods import Evidence, label_solution
+from ttscale.train.labeling.rollouts import RolloutEngine
 from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt, continuation_prompt, join_steps, split_steps
 from ttscale.inference.base import SamplingParams
 

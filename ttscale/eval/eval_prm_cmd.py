@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.config import field
-from ttscale.inference.scorers import ScorerArgs  # (scorers_load directly would be a circular import)
+from ttscale.inference.scorers_load import ScorerArgs
 from ttscale.train.prm_metrics import best_threshold, first_error, first_error_scores
 
 SPLIT_COLUMNS = ("split", "source")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttscale.config import field
-from ttscale.data.mc.output import finalize
+from ttscale.train.labeling.output import finalize
 
 
 @dataclass
