@@ -23,7 +23,7 @@ def synthetic_run(problems: int, budget: int, seed: int) -> Run:
     for i in range(problems):
         answers = rng.choice(["1", "2", "3"], size=budget, p=[0.5, 0.3, 0.2])
         cands = [Candidate(steps=["a", "b", "c"], step_scores=rng.random(3).tolist(), answer=str(a),
-                           answer_key=str(a), finished=True, tokens=50, group=j) for j, a in enumerate(answers)]
+                           answer_key=str(a), finished=True, tokens=50) for a in answers]
         recs.append(ProblemRecord(id=str(i), gold="1", candidates=cands, correct=[a == "1" for a in answers],
                                   spent={"generated_tokens": 50 * budget, "policy_flops": 1e9}))
     return Run(path="bench", strategy="best-of-n", budget=budget, params={"aggregation": "last"}, problems=recs)

@@ -65,9 +65,9 @@ def main() -> None:
 
     generator, scorer = build_models(args.seed, args.threads, incremental=not args.full_rescoring)
     problems = generate_problems(args.problems, seed=args.seed + 1)
-    ctx = SearchContext(generator=generator, scorer=scorer, settings=SearchSettings(
-        beam_width=args.beam_width, max_depth=args.max_depth, max_step_tokens=args.max_step_tokens, seed=args.seed))
-    beam = get_strategy("beam")
+    ctx = SearchContext(generator=generator, scorer=scorer, settings=SearchSettings(seed=args.seed))
+    beam = get_strategy("beam", {"beam_width": args.beam_width, "max_depth": args.max_depth,
+                                 "max_step_tokens": args.max_step_tokens})
     beam.run(problems[:1], ctx, args.budget)   # warm-up
 
     # CPU time as well as wall time: on a shared machine wall time mostly measures the neighbours

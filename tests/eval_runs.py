@@ -13,8 +13,8 @@ from ttscale.search.types import SearchSettings
 def cand(answer: str | None, correct: bool | None, scores: Sequence[float] = (), finished: bool = True,
          group: int = 0, tokens: int = 10) -> dict[str, Any]:
     return {"steps": ["step one", f"so \\boxed{{{answer}}}"], "step_scores": list(scores), "answer": answer,
-            "answer_key": answer, "finished": finished, "tokens": tokens, "parent": -1, "group": group, "node": -1,
-            "correct": correct}
+            "answer_key": answer, "finished": finished, "tokens": tokens, "node": -1, "subtree": 0, "chain": group,
+            "previous": -1, "correct": correct}
 
 
 def row(pid: str, gold: str | None, strategy: str, budget: int, cands: list[dict], **params) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def test_cheaper_config_wins_ties_and_counts_at_larger_budgets():
     assert alloc.curve == {2: 0.5, 4: 0.5}
 
 
-def test_policy_file_round_trip_and_choose_config(tmp_path):
+def test_allocation_file_round_trip_and_choose_config(tmp_path):
     points = [pt("best-of-n", 4, [1, 1, 1, 1, 0, 0, 0, 0]), pt("beam", 4, [0, 1, 0, 0, 1, 1, 1, 1], beam_width=4),
               pt("best-of-n", 16, [1, 1, 1, 1, 0, 0, 0, 1])]
     alloc = allocate(points, BINS, folds=2)
@@ -58,7 +58,7 @@ def test_policy_file_round_trip_and_choose_config(tmp_path):
         with pytest.raises(ValueError, match="below the smallest budget"):
             choose_config(policy, 0.5, 2)
     (tmp_path / "bad.yaml").write_text("a: 1\n")
-    with pytest.raises(ValueError, match="bad.yaml: not a ttscale policy"):
+    with pytest.raises(ValueError, match="bad.yaml: not a ttscale allocation file"):
         load_allocation(tmp_path / "bad.yaml")
 
 

@@ -1,6 +1,8 @@
 """pass@k, subsampled accuracy vs budget, loading runs, and difficulty bins on hand-computed cases."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -110,15 +112,16 @@ def test_round_trip_through_the_search_writer(tmp_path):
 
     def c(ans, score, group):
         return Candidate(steps=["s", f"\\boxed{{{ans}}}"], step_scores=[0.5, score], answer=ans, answer_key=ans,
-                         finished=True, tokens=5, group=group)
+                         finished=True, tokens=5, chain=group)
     results = [ProblemResult(problem={"id": 1, "problem": "1+1", "answer": "2"},
                              candidates=[c("2", 0.9, 0), c("3", 0.2, 1), c("3", 0.3, 1), c("2", 0.1, 0)],
                              spent=Spent(generated_tokens=20, policy_flops=400.0), prediction="3", chosen=1)]
-    settings = SearchSettings(revision_length=2)
-    write_part(tmp_path, 0, result_rows(results, "parallel-revisions", 4, settings))
+    params = {**dataclasses.asdict(SearchSettings()), "revision_length": 2}
+    write_part(tmp_path, 0, result_rows(results, "parallel-revisions", 4, params))
     finalize(tmp_path)
     run = load_run(tmp_path)
-    assert (run.strategy, run.budget, run.shape()) == ("parallel-revisions", 4, (2, 2))
+    assert (run.strategy, run.budget, run.search.shape(run.budget)) == ("parallel-revisions", 4, (2, 2))
+    assert run.search.family == "revision" and not run.parallel
     assert run.problems[0].correct == [True, False, False, True]
     points = {(p.config["aggregation"], p.config["voting"]): p for p in evaluate_runs([run])}
     assert points[("last", "majority")].hits.tolist() == [[True]]        # 2 vs 2 votes: "2" appears first

@@ -273,9 +273,9 @@ def test_stepwise_search_same_with_and_without_incremental_scoring(strategy, tok
     runs = {}
     for incremental in (True, False):
         scorer = _make("ttscale-tc2", tok, models, batch_size=4, incremental=incremental)
-        settings = SearchSettings(beam_width=2, max_depth=4, lookahead=1 if strategy == "lookahead" else 0)
-        ctx = SearchContext(generator=ScriptedGenerator(4), scorer=scorer, settings=settings)
-        runs[incremental] = (get_strategy(strategy).run(problems(3), ctx, 4), scorer)
+        ctx = SearchContext(generator=ScriptedGenerator(4), scorer=scorer, settings=SearchSettings())
+        search = get_strategy(strategy, {"beam_width": 2, "max_depth": 4, "lookahead": 1})
+        runs[incremental] = (search.run(problems(3), ctx, 4), scorer)
     (inc, inc_scorer), (full, _) = runs[True], runs[False]
     assert [[c.steps for c in r.candidates] for r in inc] == [[c.steps for c in r.candidates] for r in full]
     assert [r.chosen for r in inc] == [r.chosen for r in full]

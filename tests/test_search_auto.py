@@ -1,4 +1,4 @@
-"""`--strategy auto`: each problem's predicted difficulty bin selects the configuration from the policy file."""
+"""`--strategy auto`: each problem's predicted difficulty bin selects the configuration from the allocation file."""
 from __future__ import annotations
 
 import json
@@ -28,19 +28,22 @@ def _policy(tmp_path, edge: float):
     return path
 
 
-def _ctx(path, probe=3):
-    return SearchContext(generator=ScriptedGenerator(depth=3), scorer=ScriptedScorer(),
-                         settings=SearchSettings(allocation=str(path), probe_samples=probe, seed=1))
+def _ctx():
+    return SearchContext(generator=ScriptedGenerator(depth=3), scorer=ScriptedScorer(), settings=SearchSettings(seed=1))
+
+
+def _auto(path, probe=3, **options):
+    return get_strategy("auto", {"allocation": str(path), "probe_samples": probe, **options})
 
 
 def test_auto_routes_problems_by_predicted_difficulty_and_counts_the_probe(tmp_path):
     probs = problems(8)
     # the probe's predicted difficulties, computed the same way auto does
-    probe = get_strategy("majority").run(probs, _ctx(_policy(tmp_path, 0.0)), 3)
+    probe = get_strategy("majority").run(probs, _ctx(), 3)
     diffs = [predicted_difficulty_of(r.candidates) for r in probe]
     edge = sorted(d for d in diffs if d is not None)[len(diffs) // 2]
     path = _policy(tmp_path, edge)
-    results = get_strategy("auto").run(probs, _ctx(path), 4)
+    results = _auto(path).run(probs, _ctx(), 4)
     assert [r.problem["id"] for r in results] == [p["id"] for p in probs]
     for r, d in zip(results, diffs):
         want = "easy" if d is not None and d >= edge else "hard"
@@ -56,9 +59,12 @@ def test_auto_routes_problems_by_predicted_difficulty_and_counts_the_probe(tmp_p
         assert r.spent.generated_tokens > probe[results.index(r)].spent.generated_tokens
     assert {r.choice["bin"] for r in results} >= {"easy", "hard"}
     json.dumps([r.choice for r in results])  # stored as JSON in the run
+    # the chosen strategy takes the run's other options (here the depth limit) beside the entry's own
+    shallow = _auto(path, max_depth=1).run(probs, _ctx(), 4)
+    assert all(n.depth == 0 for r in shallow for n in r.tree) and any(r.tree for r in shallow)
 
 
-def test_auto_without_policy_file_fails_before_generation(tmp_path):
+def test_auto_without_allocation_file_fails_before_generation(tmp_path):
     gen = ScriptedGenerator()
     ctx = SearchContext(generator=gen, scorer=ScriptedScorer(), settings=SearchSettings())
     with pytest.raises(ValueError, match="--allocation"):

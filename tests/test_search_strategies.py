@@ -1,6 +1,7 @@
 """The budget contract of every strategy, pinned with a scripted generator and scorer (outcomes known)."""
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -12,10 +13,25 @@ from ttscale.search.types import SearchContext, SearchSettings
 from ttscale.search.voting import aggregate
 
 
+_SHARED = {f.name for f in dataclasses.fields(SearchSettings)}
+
+
 def ctx(depth=3, reviser=False, scorer=True, **kw):
+    """Shared settings go to the context; the rest are the strategy's own options (see `strat`)."""
     gen = ScriptedGenerator(depth)
-    return SearchContext(generator=gen, scorer=ScriptedScorer() if scorer else None,
-                         reviser=ScriptedGenerator(depth) if reviser else None, settings=SearchSettings(**kw))
+    c = SearchContext(generator=gen, scorer=ScriptedScorer() if scorer else None,
+                      reviser=ScriptedGenerator(depth) if reviser else None,
+                      settings=SearchSettings(**{k: v for k, v in kw.items() if k in _SHARED}))
+    c.options = {k: v for k, v in kw.items() if k not in _SHARED}
+    return c
+
+
+def strat(name, c):
+    return get_strategy(name, c.options)
+
+
+def search(name, probs, c, budget):
+    return strat(name, c).run(probs, c, budget)
 
 
 def total_spent(results, field):
@@ -25,7 +41,7 @@ def total_spent(results, field):
 @pytest.mark.parametrize("name", ["majority", "best-of-n", "weighted-best-of-n"])
 def test_sampling_makes_exactly_n_samples_in_one_call(name):
     c = ctx()
-    res = get_strategy(name).run(problems(3), c, 8)
+    res = search(name, problems(3), c, 8)
     assert len(c.generator.calls) == 1 and c.generator.calls[0]["params"].n == 8
     assert len(c.generator.calls[0]["prompts"]) == 3
     for r in res:
@@ -43,8 +59,8 @@ def test_sampling_makes_exactly_n_samples_in_one_call(name):
 
 
 def test_sampling_selections_differ_only_in_default_voting():
-    a = get_strategy("majority").run(problems(2), ctx(), 8)
-    b = get_strategy("weighted-best-of-n").run(problems(2), ctx(), 8)
+    a = search("majority", problems(2), ctx(), 8)
+    b = search("weighted-best-of-n", problems(2), ctx(), 8)
     assert [[x.steps for x in r.candidates] for r in a] == [[x.steps for x in r.candidates] for r in b]
     for r in a:  # majority = most frequent finished answer
         counts = Counter(x.answer_key for x in r.candidates if x.finished)
@@ -54,7 +70,7 @@ def test_sampling_selections_differ_only_in_default_voting():
 def test_beam_keeps_n_over_m_expands_m_and_returns_at_most_n():
     n, m = 8, 2
     c = ctx(depth=4, beam_width=m, aggregation="last", filter_duplicates=False)
-    res = get_strategy("beam").run(problems(2), c, n)
+    res = search("beam", problems(2), c, n)
     calls = c.generator.calls
     assert calls[0]["params"].n == n and len(calls[0]["prompts"]) == 2
     for call in calls[1:]:
@@ -73,23 +89,28 @@ def test_beam_keeps_n_over_m_expands_m_and_returns_at_most_n():
             assert parents == set(best)
             assert all(Counter(nd.parent for nd in nodes if nd.depth == d)[p] == m for p in parents)
         for x in r.candidates:
-            assert len(x.step_scores) == len(x.steps) and r.tree[x.node].parent == x.parent
+            assert len(x.step_scores) == len(x.steps)
+            texts, i = [], x.node          # the leaf node and its parents spell the candidate's steps
+            while i >= 0:
+                texts.append(nodes[i].text)
+                i = nodes[i].parent
+            assert "\n\n".join(reversed(texts)) == "\n\n".join(x.steps)
     assert total_spent(res, "generated_tokens") == sum(call["tokens"] for call in calls)
 
 
 def test_dvts_subtrees_are_independent_and_vote_only_finished():
     n, m = 8, 2
     c = ctx(depth=4, beam_width=m)
-    res = get_strategy("dvts").run(problems(2), c, n)
+    res = search("dvts", problems(2), c, n)
     for r in res:
         nodes = r.tree
-        groups = {x.group for x in r.candidates}
-        assert groups <= set(range(n // m))
+        groups = {x.subtree for x in r.candidates}
+        assert groups <= set(range(n // m)) and {x.chain for x in r.candidates} == {0}
         group_of = {}
         for x in r.candidates:  # walk each candidate's path: all its nodes belong to its own subtree
             i = x.node
             while i >= 0:
-                assert group_of.setdefault(i, x.group) == x.group
+                assert group_of.setdefault(i, x.subtree) == x.subtree
                 i = nodes[i].parent
         for d in range(1, max(nd.depth for nd in nodes) + 1):
             per_parent = Counter(nd.parent for nd in nodes if nd.depth == d)
@@ -103,7 +124,7 @@ def test_dvts_subtrees_are_independent_and_vote_only_finished():
 def test_lookahead_spent_includes_rollouts():
     k = 2
     c = ctx(depth=5, beam_width=2, lookahead=k)
-    res = get_strategy("lookahead").run(problems(2), c, 4)
+    res = search("lookahead", problems(2), c, 4)
     calls = c.generator.calls
     greedy = [call for call in calls if call["params"].temperature == 0.0]
     assert greedy and all(call["params"].n == 1 for call in greedy)
@@ -111,32 +132,33 @@ def test_lookahead_spent_includes_rollouts():
     step_tokens = sum(call["tokens"] for call in calls if call["params"].temperature > 0)
     assert total_spent(res, "generated_tokens") > step_tokens   # rollouts are paid for
     # one score call per step, on paths extended by up to k rollout steps
-    plain = get_strategy("beam").run(problems(2), ctx(depth=5, beam_width=2), 4)
+    plain = search("beam", problems(2), ctx(depth=5, beam_width=2), 4)
     assert total_spent(res, "prm_tokens") > total_spent(plain, "prm_tokens")
 
 
 def test_revision_chains_have_the_configured_length():
     c = ctx(reviser=True, revision_length=3)
-    res = get_strategy("parallel-revisions").run(problems(2), c, 6)
+    res = search("parallel-revisions", problems(2), c, 6)
     assert len(c.reviser.calls) == 3 and not c.generator.calls
     first = c.reviser.calls[0]
     assert len(first["prompts"]) == 2 and first["params"].n == 2   # 2 chains share the first prompt
     for r in res:
         assert len(r.candidates) == 6
-        assert Counter(x.group for x in r.candidates) == {0: 3, 1: 3}
+        assert Counter(x.chain for x in r.candidates) == {0: 3, 1: 3}
+        assert all(x.node == -1 and x.subtree == 0 for x in r.candidates)   # no tree bookkeeping on chains
         for chain in (0, 1):
-            attempts = [i for i, x in enumerate(r.candidates) if x.group == chain]
-            assert [r.candidates[i].parent for i in attempts] == [-1] + attempts[:-1]
+            attempts = [i for i, x in enumerate(r.candidates) if x.chain == chain]
+            assert [r.candidates[i].previous for i in attempts] == [-1] + attempts[:-1]
     # later prompts carry the chain's previous attempts
     assert all("Previous attempt 2:" in p for p in c.reviser.calls[2]["prompts"])
-    seq = get_strategy("revisions").run(problems(1), ctx(reviser=True), 5)[0]
-    assert [x.parent for x in seq.candidates] == [-1, 0, 1, 2, 3]
+    seq = search("revisions", problems(1), ctx(reviser=True), 5)[0]
+    assert [x.previous for x in seq.candidates] == [-1, 0, 1, 2, 3]
 
 
 def test_ratio_gives_chain_length():
     c = ctx(reviser=True, sequential_ratio=4.0)
-    res = get_strategy("parallel-revisions").run(problems(1), c, 16)   # L = sqrt(16 * 4) = 8, 2 chains
-    assert Counter(x.group for x in res[0].candidates) == {0: 8, 1: 8}
+    res = search("parallel-revisions", problems(1), c, 16)   # L = sqrt(16 * 4) = 8, 2 chains
+    assert Counter(x.chain for x in res[0].candidates) == {0: 8, 1: 8}
 
 
 @pytest.mark.parametrize("name", ["beam", "dvts", "best-of-n", "majority", "parallel-revisions"])
@@ -144,7 +166,7 @@ def test_batching_three_problems_costs_the_same_calls_as_one(name):
     counts = []
     for n_problems in (1, 3):
         c = ctx(depth=4, beam_width=2, reviser=True, revision_length=2)
-        get_strategy(name).run(problems(n_problems), c, 4)
+        search(name, problems(n_problems), c, 4)
         counts.append((len(c.generator.calls), len(c.reviser.calls), c.scorer.usage.calls))
     assert counts[0] == counts[1]
 
@@ -158,21 +180,21 @@ def test_batching_three_problems_costs_the_same_calls_as_one(name):
     ("parallel-revisions", {"reviser": True}, 8, "--revision-length"),
     ("parallel-revisions", {"reviser": True, "revision_length": 3}, 8, "does not divide"),
     ("parallel-revisions", {"reviser": True, "sequential_ratio": 3.0}, 8, "not a whole number"),
-    ("lookahead", {}, 4, "--lookahead K"),
+    ("lookahead", {"lookahead": 0}, 4, "--lookahead K"),
 ])
 def test_invalid_parameters_fail_before_generation(name, kw, budget, needle):
     c = ctx(**kw)
     with pytest.raises(ValueError, match=needle.replace("-", r"\-")):
-        get_strategy(name).validate(budget, c)
+        strat(name, c).validate(budget, c)
     with pytest.raises(ValueError):
-        get_strategy(name).run(problems(1), c, budget)
+        search(name, problems(1), c, budget)
     assert not c.generator.calls
 
 
 def test_same_seed_same_output_and_seed_matters():
-    a = get_strategy("beam").run(problems(2), ctx(beam_width=2, seed=1), 4)
-    b = get_strategy("beam").run(problems(2), ctx(beam_width=2, seed=1), 4)
-    d = get_strategy("beam").run(problems(2), ctx(beam_width=2, seed=2), 4)
+    a = search("beam", problems(2), ctx(beam_width=2, seed=1), 4)
+    b = search("beam", problems(2), ctx(beam_width=2, seed=1), 4)
+    d = search("beam", problems(2), ctx(beam_width=2, seed=2), 4)
     key = lambda rs: [[(x.steps, x.step_scores) for x in r.candidates] for r in rs]  # noqa: E731
     assert key(a) == key(b) and key(a) != key(d)
 
@@ -187,7 +209,7 @@ def _c(answer, scores, finished=True, group=0):
     from ttscale.search.types import Candidate
 
     return Candidate(steps=["s"] * len(scores), step_scores=scores, answer=answer,
-                     answer_key=None if answer is None else answer, finished=finished, group=group)
+                     answer_key=None if answer is None else answer, finished=finished, chain=group)
 
 
 def test_voting_hand_computed():
@@ -212,7 +234,7 @@ def test_rows_without_gold_are_searchable():
     import datasets
 
     res = get_strategy("best-of-n").run([{"id": "a", "problem": "Problem a"}], ctx(), 4)
-    rows = result_rows(res, "best-of-n", 4, SearchSettings())
+    rows = result_rows(res, "best-of-n", 4, dataclasses.asdict(SearchSettings()))
     assert rows[0]["answer"] is None and rows[0]["correct"] is None
     assert all(c["correct"] is None for c in rows[0]["candidates"])
     assert datasets.Dataset.from_list(rows, features=FEATURES)[0]["prediction"] == res[0].prediction

@@ -20,13 +20,12 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ttscale.eval.runs import PARALLEL, REVISIONS, Run
-from ttscale.search.registry import get_strategy
+from ttscale.eval.runs import Run
+from ttscale.search.registry import STRATEGIES, parallel_by_voting
 from ttscale.search.types import AGGREGATIONS
 from ttscale.search.voting import select
 
 PRM_VOTINGS = ("prm-max", "prm-vote")
-PARALLEL_BY_VOTING = {"majority": "majority", "prm-max": "best-of-n", "prm-vote": "weighted-best-of-n"}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -80,6 +79,10 @@ class Point:
         return self.config["strategy"]
 
     @property
+    def family(self) -> str:
+        return STRATEGIES[self.strategy].family
+
+    @property
     def key(self) -> tuple:
         return self.method, self.config["aggregation"], self.config["voting"], self.budget
 
@@ -103,24 +106,15 @@ class _Selection:
 
 
 def method_of(run: Run) -> _Selection:
-    """Name and search hyperparameters of a non-parallel run."""
-    p, s = run.params, run.strategy
-    if s in ("beam", "dvts"):
-        return _Selection(f"{s}(M={p.get('beam_width')})", s, {"beam_width": p.get("beam_width")})
-    if s == "lookahead":
-        return _Selection(f"lookahead(k={p.get('lookahead')},M={p.get('beam_width')})", s,
-                          {"beam_width": p.get("beam_width"), "lookahead": p.get("lookahead")})
-    if s in REVISIONS:
-        chains, length = run.shape()
-        extra = {"revision_length": length} if s == "parallel-revisions" else {}
-        return _Selection(f"{s}(L={length},C={chains})", s, extra)
-    return _Selection(s, s)
+    """Name and search hyperparameters of a non-parallel run (the strategy class says which)."""
+    strategy = run.search
+    return _Selection(strategy.method(run.budget), run.strategy, strategy.config(run.budget))
 
 
 def own_voting(run: Run) -> str:
     """The voting the run was made with: its --voting, or the strategy's default."""
     voting = run.params.get("voting")
-    return get_strategy(run.strategy).default_voting if voting in (None, "default") else voting
+    return run.search.default_voting if voting in (None, "default") else voting
 
 
 def selections(run: Run) -> list[tuple[str, str]]:
@@ -128,7 +122,7 @@ def selections(run: Run) -> list[tuple[str, str]]:
     own = own_voting(run)
     votings = ["majority"]
     if any(c.step_scores for p in run.problems for c in p.candidates):
-        votings += list(PRM_VOTINGS) + (["hierarchical"] if run.strategy in REVISIONS else [])
+        votings += list(PRM_VOTINGS) + (["hierarchical"] if run.search.family == "revision" else [])
     if own not in votings:
         votings.append(own)
     agg = run.params.get("aggregation", "last")
@@ -164,6 +158,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
     own_agg = run.params.get("aggregation", "last")
     budgets = parallel_budgets(run.budget) if run.parallel else [run.budget]
     points = []
+    by_voting = parallel_by_voting()
     for budget in tqdm(budgets, desc=f"evaluate {run.strategy}@{run.budget}", disable=len(budgets) < 3):
         exact = not run.parallel or budget >= run.budget
         draws = 1 if exact else subsamples
@@ -183,7 +178,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
         tokens, flops = cost.mean(axis=(0, 1))
         for (agg, voting), h in hits.items():
             if run.parallel:
-                sel = _Selection(PARALLEL_BY_VOTING.get(voting, run.strategy), PARALLEL_BY_VOTING.get(voting, run.strategy))
+                sel = _Selection(by_voting.get(voting, run.strategy), by_voting.get(voting, run.strategy))
                 default = agg == own_agg or voting == "majority"
             else:
                 sel = method_of(run)
@@ -212,7 +207,3 @@ def default_curves(points: Sequence[Point]) -> dict[str, dict[int, Point]]:
         if pt.default:
             out.setdefault(pt.method, {})[pt.budget] = pt
     return out
-
-
-def is_parallel(method: str) -> bool:
-    return method in PARALLEL

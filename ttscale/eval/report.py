@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 
 from ttscale.eval import plots
 from ttscale.eval.metrics import Point, default_curves
-from ttscale.eval.runs import REVISIONS
 
 EXTRA_SLOTS = ("prm", "label_agreement", "seconds")
 
@@ -59,7 +58,7 @@ def by_bin(points: Sequence[Point], bins: Mapping[str, str], order: Sequence[str
 
 def ratio_sweep(points: Sequence[Point]) -> list[dict[str, Any]]:
     rows = [{"budget": pt.budget, "ratio": _ratio(pt), "method": pt.method, "accuracy": _r(pt.accuracy()[0])}
-            for pt in points if pt.default and pt.strategy in REVISIONS]
+            for pt in points if pt.default and pt.family == "revision"]
     return sorted(rows, key=lambda r: (r["budget"], r["ratio"]))
 
 

@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 from ttscale.data.answers import grade_many
 from ttscale.data.io import read_table
+from ttscale.search.registry import get_strategy
+from ttscale.search.strategy import Strategy
 from ttscale.search.types import Candidate
 
-PARALLEL = ("majority", "best-of-n", "weighted-best-of-n")   # one sample set; re-votable at any N' <= N
-REVISIONS = ("revisions", "parallel-revisions")
 REQUIRED = ("id", "strategy", "budget", "candidates", "spent")
 _CANDIDATE_FIELDS = tuple(f.name for f in dataclasses.fields(Candidate))
 
@@ -41,17 +41,18 @@ class Run:
     problems: list[ProblemRecord]
 
     @property
+    def search(self) -> Strategy:
+        """The strategy class behind the run, with the hyperparameters it ran with."""
+        return get_strategy(self.strategy, self.params)
+
+    @property
     def parallel(self) -> bool:
-        return self.strategy in PARALLEL
+        """One sample set, re-votable at any N' <= N."""
+        return self.search.family == "parallel"
 
     @property
     def graded(self) -> list[ProblemRecord]:
         return [p for p in self.problems if p.gold is not None]
-
-    def shape(self) -> tuple[int, int]:
-        """(chains, length) of a revision run, read off the candidates' chain ids (group)."""
-        chains = max((len({c.group for c in p.candidates}) for p in self.problems), default=1) or 1
-        return chains, max(1, self.budget // chains)
 
 
 def _dataset_path(path: Path) -> Path:
@@ -62,6 +63,8 @@ def _dataset_path(path: Path) -> Path:
 
 def _candidate(raw: dict[str, Any]) -> Candidate:
     c = Candidate(**{k: raw[k] for k in _CANDIDATE_FIELDS if k in raw and raw[k] is not None})
+    if "group" in raw and "chain" not in raw:   # runs written before chain/subtree had fields of their own
+        c.chain = c.subtree = int(raw["group"] or 0)
     c.step_scores = [float(s) for s in (c.step_scores or [])]
     return c
 

@@ -2,8 +2,8 @@
 
 1. Predict each problem's difficulty without its gold answer: a probe of `probe_samples` samples per problem,
    scored by the PRM; difficulty = mean final-step score (the same quantity `evaluate` binned on).
-2. Look up the configuration the allocation file chose for that difficulty bin and budget (strategy, beam width,
-   lookahead k, revision length, aggregation, voting).
+2. Look up the configuration the allocation file chose for that difficulty bin and budget (strategy, its
+   hyperparameters, aggregation, voting).
 3. Run each group of problems that share a configuration with that strategy, all in the same batched calls.
 The probe is part of the spent compute: it is added to every problem's Spent.
 """
@@ -12,12 +12,24 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
-from ttscale.search.types import ProblemResult, SearchContext, Spent, Strategy
+from ttscale.config import field
+from ttscale.search.allocation_file import choose_config, load_allocation, predicted_difficulty_of
+from ttscale.search.strategy import Strategy
+from ttscale.search.types import ProblemResult, SearchContext, Spent
 
-# Allocation-file keys that map onto search settings (the rest — bin, method, accuracy — are reported only).
-_SETTINGS_KEYS = ("aggregation", "voting", "beam_width", "lookahead", "revision_length")
+_SETTINGS_KEYS = ("aggregation", "voting")     # allocation-entry keys that are shared settings, not Params
+
+
+@dataclass(frozen=True)
+class AutoParams:
+    allocation: str | None = field(None, help="--strategy auto: the compute-optimal allocation file written by "
+                                   "`ttscale evaluate` (OUT/allocation.yaml): per predicted-difficulty bin and "
+                                   "budget, the strategy and hyperparameters to run")
+    probe_samples: int = field(4, help="--strategy auto: samples per problem whose mean final PRM score predicts "
+                               "its difficulty bin (their compute is counted in the spent budget)", ge=1)
 
 
 def _add(a: Spent, b: Spent) -> Spent:
@@ -26,37 +38,45 @@ def _add(a: Spent, b: Spent) -> Spent:
 
 class AutoStrategy(Strategy):
     name = "auto"
+    family = "meta"
+    label = "compute-optimal (auto)"
+    budget_meaning = "N as the chosen strategy means it, plus the probe's samples"
+    Params = AutoParams
     needs_scorer = True     # difficulty is predicted from PRM scores
+
+    def bind(self, lookup: Callable[..., Strategy], options: Mapping[str, Any]) -> None:
+        """The registry's lookup and this run's strategy options (search.registry calls this: auto runs other
+        strategies by name, and importing the registry here would close an import cycle)."""
+        self._lookup, self._options = lookup, dict(options)
 
     def validate(self, budget: int, ctx: SearchContext) -> None:
         super().validate(budget, ctx)
-        if not ctx.settings.allocation:
+        if not self.params.allocation:
             raise ValueError("--strategy auto needs --allocation FILE (allocation.yaml from `ttscale evaluate`)")
-        if ctx.settings.probe_samples < 1:
+        if self.params.probe_samples < 1:
             raise ValueError("--probe-samples must be >= 1 for --strategy auto")
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
-        from ttscale.search.allocation_file import choose_config, load_allocation, predicted_difficulty_of
-        from ttscale.search.registry import get_strategy
-
         self.validate(budget, ctx)
-        allocation = load_allocation(ctx.settings.allocation)
+        allocation = load_allocation(self.params.allocation)
         probe_ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, voting="majority"))
-        probe = get_strategy("majority").run(problems, probe_ctx, ctx.settings.probe_samples)
+        probe = self._lookup("majority").run(problems, probe_ctx, self.params.probe_samples)
         groups: dict[str, list[int]] = defaultdict(list)
         choices: list[dict[str, Any]] = []
         for i, res in enumerate(probe):
             choice = choose_config(allocation, predicted_difficulty_of(res.candidates), budget)
             choice["predicted_difficulty"] = predicted_difficulty_of(res.candidates)
             choices.append(choice)
-            key = json.dumps({k: choice.get(k) for k in ("strategy", "budget", *_SETTINGS_KEYS)}, sort_keys=True)
+            key = json.dumps({k: v for k, v in choice.items() if k not in ("bin", "accuracy",
+                                                                            "predicted_difficulty")}, sort_keys=True)
             groups[key].append(i)
         results: list[ProblemResult | None] = [None] * len(problems)
         for key, members in groups.items():
             conf = json.loads(key)
-            overrides = {k: conf[k] for k in _SETTINGS_KEYS if conf.get(k) is not None}
-            sub_ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, **overrides))
-            strategy = get_strategy(conf["strategy"])
+            settings = {k: conf[k] for k in _SETTINGS_KEYS if conf.get(k) is not None}
+            sub_ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, **settings))
+            # the chosen strategy's hyperparameters from the entry; the rest (depth, step tokens) as this run set them
+            strategy = self._lookup(conf["strategy"], {**self._options, **conf})
             strategy.validate(int(conf["budget"]), sub_ctx)
             for i, res in zip(members, strategy.run([problems[i] for i in members], sub_ctx, int(conf["budget"]))):
                 res.spent = _add(res.spent, probe[i].spent)

@@ -16,15 +16,15 @@ def has_final_answer(step: str) -> bool:
     return "\\boxed" in step and extract_answer(step) is not None
 
 
-def make_candidate(steps: Sequence[str], finish_reason: str, tokens: int = 0, parent: int = -1,
-                   group: int = 0) -> Candidate:
+def make_candidate(steps: Sequence[str], finish_reason: str, tokens: int = 0, **where: int) -> Candidate:
+    """`where`: the strategy's bookkeeping fields (node/subtree for trees, chain/previous for revisions)."""
     steps = list(steps)
     finished = finish_reason == "eos" or bool(steps and has_final_answer(steps[-1]))
     answer = extract_answer(steps[-1]) if steps else None
     if answer is None and finished:  # an answer stated in an earlier step still counts once the text is done
         answer = extract_answer("\n".join(steps))
     return Candidate(steps=steps, answer=answer, answer_key=answer_key(answer) if answer is not None else None,
-                     finished=finished, tokens=tokens, parent=parent, group=group)
+                     finished=finished, tokens=tokens, **where)
 
 
 def policy_prompt(problem: str, prefix: Sequence[str], tokenizer, st: SearchSettings) -> str:

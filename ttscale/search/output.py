@@ -1,8 +1,8 @@
 """A search run on disk: one row per problem, written as resumable parts, joined into a `datasets` folder.
 
 Row columns: id, problem, answer (gold; None when absent), level (as text; None when absent), strategy,
-budget, params (the SearchSettings struct), candidates (list of structs: steps, step_scores, answer,
-answer_key, finished, tokens, parent, group, node, correct), spent (struct), prediction (default selection),
+budget, params (the shared SearchSettings and every strategy's hyperparameters), candidates (list of
+structs: steps, step_scores, answer, answer_key, finished, tokens, node, subtree, chain, previous, correct), spent (struct), prediction (default selection),
 chosen (its candidate index, -1 = none), correct (prediction vs gold; None without gold), tree (beam/DVTS/
 lookahead node list: parent, depth, text, score; empty for other strategies), choice (auto: the chosen
 configuration as JSON, with the predicted difficulty and bin; None for other strategies).
@@ -24,6 +24,7 @@ import datasets
 from ttscale.data.answers import grade_many
 from ttscale.data.rundir import collect_parts, part_path
 from ttscale.data.io import write_table
+from ttscale.search.registry import strategy_options
 from ttscale.search.types import Candidate, Node, ProblemResult, SearchSettings, Spent
 
 _SCALARS = {int: datasets.Value("int64"), float: datasets.Value("float64"), bool: datasets.Value("bool"),
@@ -32,24 +33,22 @@ _SCALARS = {int: datasets.Value("int64"), float: datasets.Value("float64"), bool
 
 def _struct(cls: type, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """datasets features of a dataclass of scalars / lists of scalars (Optional[X] -> X, nullable anyway)."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        if overrides and f.name in overrides:
-            out[f.name] = overrides[f.name]
-            continue
-        tp = typing.get_type_hints(cls)[f.name]
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if typing.get_origin(tp) is list:
-            out[f.name] = datasets.Sequence(_SCALARS[args[0]])
-        else:
-            out[f.name] = _SCALARS[args[0] if args else tp]
-    return out
+    hints = typing.get_type_hints(cls)
+    return {f.name: (overrides or {}).get(f.name) or _feature(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _feature(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is list:
+        return datasets.Sequence(_SCALARS[args[0]])
+    return _SCALARS[args[0] if args else tp]
 
 
 FEATURES = datasets.Features({
     "id": datasets.Value("string"), "problem": datasets.Value("string"), "answer": datasets.Value("string"),
     "level": datasets.Value("string"), "strategy": datasets.Value("string"), "budget": datasets.Value("int64"),
-    "params": _struct(SearchSettings),
+    # the shared settings and every strategy's hyperparameters (one schema for all runs, so runs concatenate)
+    "params": {**_struct(SearchSettings), **{name: _feature(tp) for name, tp, _ in strategy_options()}},
     "candidates": [{**_struct(Candidate), "correct": datasets.Value("bool")}],
     "spent": _struct(Spent),
     "prediction": datasets.Value("string"), "chosen": datasets.Value("int64"), "correct": datasets.Value("bool"),
@@ -63,7 +62,7 @@ def _text(value: Any) -> str | None:
 
 
 def result_rows(results: Sequence[ProblemResult], strategy: str, budget: int,
-                settings: SearchSettings) -> list[dict[str, Any]]:
+                params: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows for finished problems; candidates and predictions are graded against gold when there is one."""
     pairs, where = [], []
     for r_i, r in enumerate(results):
@@ -83,7 +82,7 @@ def result_rows(results: Sequence[ProblemResult], strategy: str, budget: int,
         rows.append({
             "id": str(r.problem["id"]), "problem": r.problem["problem"], "answer": _text(r.problem.get("answer")),
             "level": _text(r.problem.get("level")), "strategy": strategy, "budget": budget,
-            "params": dataclasses.asdict(settings), "candidates": cands, "spent": r.spent.to_dict(),
+            "params": params, "candidates": cands, "spent": r.spent.to_dict(),
             "prediction": r.prediction, "chosen": r.chosen,
             "correct": (cands[r.chosen]["correct"] if r.chosen >= 0 else False) if has_gold else None,
             "tree": [n.to_dict() for n in r.tree],

@@ -5,7 +5,8 @@ from typing import Sequence
 
 from ttscale.inference.base import Scorer
 from ttscale.search.meter import Meter
-from ttscale.search.types import Candidate, Node, ProblemResult, SearchContext, Strategy
+from ttscale.search.strategy import Strategy
+from ttscale.search.types import Candidate, Node, ProblemResult, SearchContext
 from ttscale.search.voting import select
 
 

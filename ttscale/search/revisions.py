@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Sequence
 
+from ttscale.config import field
 from ttscale.data.revision_format import revision_prompt
 from ttscale.data.steps import join_steps, split_steps
 from ttscale.inference.base import Completion, SamplingParams
 from ttscale.search.candidates import make_candidate
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results, score_finished
-from ttscale.search.types import Candidate, ProblemResult, SearchContext, Strategy
+from ttscale.search.strategy import Strategy
+from ttscale.search.types import Candidate, ProblemResult, SearchContext
 
 
 def _divisors(n: int) -> list[int]:
@@ -51,24 +54,29 @@ def generate_distinct(meter: Meter, ctx: SearchContext, prompts: Sequence[str], 
 
 class RevisionChains(Strategy):
     name = "revisions"
+    family = "revision"
+    label = "sequential revisions"
+    budget_meaning = "N attempts of the revision model in one chain"
     default_voting = "hierarchical"
     needs_policy = False
+    needs_reviser = True
 
-    def shape(self, budget: int, ctx: SearchContext) -> tuple[int, int]:
+    def shape(self, budget: int) -> tuple[int, int]:
         """(chains, length)."""
         return 1, budget
 
+    def method(self, budget: int) -> str:
+        chains, length = self.shape(budget)
+        return f"{self.name}(L={length},C={chains})"
+
     def validate(self, budget: int, ctx: SearchContext) -> None:
         super().validate(budget, ctx)
-        if ctx.reviser is None:
-            raise ValueError(f"{self.name} needs a revision model: set --revision-model PATH (a model trained with "
-                             f"`ttscale train-revision`)")
-        self.shape(budget, ctx)
+        self.shape(budget)
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
         self.validate(budget, ctx)
         st = ctx.settings
-        chains, length = self.shape(budget, ctx)
+        chains, length = self.shape(budget)
         meter = Meter(len(problems))
         candidates: list[list[Candidate]] = [[] for _ in problems]
         last = [[-1] * chains for _ in problems]         # index of each chain's latest attempt
@@ -83,7 +91,7 @@ class RevisionChains(Strategy):
             for k, comp in enumerate(comps):
                 p, c = divmod(k, chains)
                 cand = make_candidate(split_steps(comp.text, st.delimiter), comp.finish_reason, comp.num_tokens,
-                                      parent=last[p][c], group=c)
+                                      chain=c, previous=last[p][c])
                 candidates[p].append(cand)
                 last[p][c] = len(candidates[p]) - 1
         score_finished(meter, ctx.scorer, problems, candidates)
@@ -95,22 +103,35 @@ class RevisionChains(Strategy):
         out = []
         while idx >= 0:
             out.append(join_steps(cands[idx].steps, delimiter))
-            idx = cands[idx].parent
+            idx = cands[idx].previous
         return out[::-1]
+
+
+@dataclass(frozen=True)
+class ChainParams:
+    revision_length: int = field(0, help="parallel-revisions: attempts per chain (chains = N / length)", ge=0)
+    sequential_ratio: float = field(0.0, help="parallel-revisions: length / chains, used when --revision-length "
+                                    "is 0", ge=0)
 
 
 class ParallelRevisions(RevisionChains):
     name = "parallel-revisions"
+    label = "parallel revision chains"
+    budget_meaning = "C chains x L attempts = N (L from --revision-length or --sequential-ratio L/C)"
+    Params = ChainParams
 
-    def shape(self, budget: int, ctx: SearchContext) -> tuple[int, int]:
-        st = ctx.settings
+    def config(self, budget: int) -> dict:
+        return {"revision_length": self.shape(budget)[1]}
+
+    def shape(self, budget: int) -> tuple[int, int]:
+        cp = self.params
         valid = ", ".join(map(str, _divisors(budget)))
-        if st.revision_length:
-            length = st.revision_length
-        elif st.sequential_ratio:
-            length = math.sqrt(budget * st.sequential_ratio)   # L / C = r and L · C = N
+        if cp.revision_length:
+            length = cp.revision_length
+        elif cp.sequential_ratio:
+            length = math.sqrt(budget * cp.sequential_ratio)   # L / C = r and L · C = N
             if abs(length - round(length)) > 1e-9:
-                raise ValueError(f"{self.name}: --sequential-ratio {st.sequential_ratio} gives chain length "
+                raise ValueError(f"{self.name}: --sequential-ratio {cp.sequential_ratio} gives chain length "
                                  f"{length:.3g} for budget {budget}, not a whole number; pick a ratio L²/N with L in "
                                  f"{{{valid}}}, or set --revision-length")
             length = round(length)

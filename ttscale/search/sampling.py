@@ -1,7 +1,8 @@
 """Parallel sampling strategies: N full samples per problem, finished ones scored once, then a selection.
 
 majority, best-of-n and weighted-best-of-n run the same search and differ only in their default selection
-(majority / prm-max / prm-vote); any of them can be re-voted offline from the stored candidates.
+(majority / prm-max / prm-vote); any of them can be re-voted offline from the stored candidates, and `evaluate`
+re-votes a run of N samples at every N' <= N (the family "parallel" says so).
 """
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from ttscale.inference.base import SamplingParams
 from ttscale.search.candidates import make_candidate, policy_prompt
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results, score_finished
-from ttscale.search.types import ProblemResult, SearchContext, Strategy
+from ttscale.search.strategy import Strategy
+from ttscale.search.types import ProblemResult, SearchContext
 
 
 class SampleAndSelect(Strategy):
     """N samples per problem from ONE generate call (n=N) covering all problems."""
+
+    family = "parallel"
+    budget_meaning = "N full samples per problem"
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
         self.validate(budget, ctx)
@@ -26,24 +31,27 @@ class SampleAndSelect(Strategy):
         params = SamplingParams(n=budget, temperature=st.temperature, top_p=st.top_p,
                                 max_new_tokens=st.max_new_tokens, seed=st.seed)
         outs = meter.generate(gen, prompts, list(range(len(problems))), params)
-        candidates = [[make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens, group=j)
-                       for j, c in enumerate(comps)] for comps in outs]
+        candidates = [[make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens)
+                       for c in comps] for comps in outs]
         score_finished(meter, ctx.scorer, problems, candidates)
         return build_results(self, ctx, problems, candidates, meter)
 
 
 class Majority(SampleAndSelect):
     name = "majority"
+    label = "majority vote"
     default_voting = "majority"
 
 
 class BestOfN(SampleAndSelect):
     name = "best-of-n"
+    label = "best-of-N (PRM-max)"
     default_voting = "prm-max"
     needs_scorer = True
 
 
 class WeightedBestOfN(SampleAndSelect):
     name = "weighted-best-of-n"
+    label = "weighted best-of-N (PRM-vote)"
     default_voting = "prm-vote"
     needs_scorer = True

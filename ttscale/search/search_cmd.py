@@ -7,10 +7,12 @@ summary.json; the resolved options are in config.yaml. Invalid options fail befo
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -20,69 +22,66 @@ from ttscale.inference.loading import GeneratorArgs
 from ttscale.inference.scorers_load import ScorerArgs
 from ttscale.data.rundir import claim_run_dir, part_path
 from ttscale.search.output import finalize, result_rows, write_part
-from ttscale.search.registry import STRATEGIES, get_strategy
+from ttscale.search.registry import STRATEGIES, get_strategy, strategy_options
+from ttscale.search.strategy import Strategy
 from ttscale.search.types import AGGREGATIONS, VOTINGS, SearchContext, SearchSettings
 
 _PENDING = object()   # stands for a model that will be loaded, so options are checked before loading any
 
+# Every strategy's hyperparameters become flags of this stage, once each (see registry.strategy_options).
+StrategyOptions = dataclasses.make_dataclass(
+    "StrategyOptions", [(name, tp, dataclasses.field(default=f.default, metadata=f.metadata))
+                        for name, tp, f in strategy_options()], kw_only=True)
+
 
 @dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
-class Config(GeneratorArgs, ScorerArgs, ProblemArgs):
+class Config(StrategyOptions, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True)
     policy: str | None = field(None, help="policy model: a local save_pretrained dir, a hub id, a PEFT adapter dir, "
                                "a .gguf file, or (backend openai) the served model name; not needed for revisions")
     strategy: str = field("weighted-best-of-n", choices=list(STRATEGIES),
-                          help="search strategy; all mean the same by --budget N (see ttscale.search.types)")
-    budget: int = field(16, help="N: samples (BoN), beams (beam/lookahead), N/M subtrees (dvts), attempts (revisions)")
+                          help="search strategy; the budget N means: " + "; ".join(
+                              f"{name}: {cls.budget_meaning}" for name, cls in STRATEGIES.items()))
+    budget: int = field(16, help="N, the same compute for every strategy (see --strategy)")
     revision_model: str | None = field(None, help="revision model folder (from `ttscale train-revision`); same "
                                        "backend options as the policy")
-    beam_width: int = field(4, help="M: beam/lookahead keep N/M beams and expand each M times; dvts runs N/M "
-                            "subtrees of width M")
-    lookahead: int = field(0, help="k: greedy rollout steps scored per candidate (strategy lookahead)")
-    max_depth: int = field(20, help="step-wise strategies stop after this many steps")
-    max_step_tokens: int = field(128, help="token limit per generated step (step-wise strategies)")
     max_new_tokens: int = field(512, help="token limit per full sample or revision attempt")
     temperature: float = field(0.8, help="sampling temperature (rollouts for lookahead are greedy)")
     top_p: float = field(1.0, help="nucleus sampling")
     aggregation: str = field("last", choices=list(AGGREGATIONS), help="step scores -> candidate score")
     voting: str = field("default", choices=["default", *VOTINGS],
-                        help="final selection; default: majority (majority), prm-max (best-of-n), prm-vote "
-                        "(weighted-best-of-n, beam, lookahead, dvts), hierarchical (revisions)")
-    filter_duplicates: bool = field(True, help="beam/lookahead: drop beams whose text repeats a kept one")
-    revision_length: int = field(0, help="parallel-revisions: attempts per chain (chains = N / length)")
-    sequential_ratio: float = field(0.0, help="parallel-revisions: length / chains, used when --revision-length is 0")
+                        help="final selection; default: " + ", ".join(
+                            f"{cls.default_voting} ({name})" for name, cls in STRATEGIES.items()))
     step_delimiter: str = field("\n\n", help="step separator (the same as labelling and the PRM)")
     seed: int = field(0, help="sampling seed: same seed, same search")
     problems_per_batch: int = field(16, help="problems searched together (and written as one part)")
-    allocation: str | None = field(None, help="--strategy auto: the compute-optimal allocation file written by "
-                                          "`ttscale evaluate` (OUT/allocation.yaml): per predicted-difficulty bin and "
-                                          "budget, the strategy and hyperparameters to run")
-    probe_samples: int = field(4, help="--strategy auto: samples per problem whose mean final PRM score predicts "
-                               "its difficulty bin (their compute is counted in the spent budget)")
 
     def settings(self, revision_max_attempts: int = 4) -> SearchSettings:
         return SearchSettings(
-            beam_width=self.beam_width, lookahead=self.lookahead, max_depth=self.max_depth,
-            max_step_tokens=self.max_step_tokens, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-            top_p=self.top_p, aggregation=self.aggregation, voting=self.voting,
-            filter_duplicates=self.filter_duplicates, revision_length=self.revision_length,
-            sequential_ratio=self.sequential_ratio, revision_max_attempts=revision_max_attempts, seed=self.seed,
-            delimiter=self.step_delimiter, allocation=self.allocation, probe_samples=self.probe_samples)
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+            aggregation=self.aggregation, voting=self.voting, seed=self.seed, delimiter=self.step_delimiter,
+            revision_max_attempts=revision_max_attempts)
+
+    def strategy_options(self) -> dict[str, Any]:
+        """Every strategy hyperparameter as set for this run (the row's params keep all of them)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(StrategyOptions)}
+
+    def make_strategy(self) -> Strategy:
+        return get_strategy(self.strategy, self.strategy_options())
 
     def __post_init__(self):
         if self.problems_per_batch < 1:
             raise ValueError(f"--problems-per-batch must be >= 1, got {self.problems_per_batch}")
         dry = SearchContext(generator=_PENDING if self.policy else None, scorer=_PENDING if self.prm else None,
                             reviser=_PENDING if self.revision_model else None, settings=self.settings())
-        get_strategy(self.strategy).validate(self.budget, dry)
+        self.make_strategy().validate(self.budget, dry)
 
 
 # Options that change results: a resumed run must use the same ones as the parts already written.
-_RUN_KEYS = ("strategy", "budget", "policy", "prm", "revision_model", "beam_width", "lookahead", "max_depth",
-             "max_step_tokens", "max_new_tokens", "temperature", "top_p", "aggregation", "voting",
-             "filter_duplicates", "revision_length", "sequential_ratio", "step_delimiter", "seed",
-             "problems_per_batch", "problems", "limit", "allocation", "probe_samples")
+_RUN_KEYS = ("strategy", "budget", "policy", "prm", "revision_model", "max_new_tokens", "temperature", "top_p",
+             "aggregation", "voting", "step_delimiter", "seed", "problems_per_batch", "problems", "limit",
+             *(f.name for f in dataclasses.fields(StrategyOptions)))
 
 
 def build_context(cfg: Config, need_policy: bool) -> tuple[SearchContext, SearchSettings]:
@@ -101,7 +100,7 @@ def build_context(cfg: Config, need_policy: bool) -> tuple[SearchContext, Search
 def run(cfg: Config) -> int:
     out = Path(cfg.output_dir)
     problems = cfg.load()
-    strategy = get_strategy(cfg.strategy)
+    strategy = cfg.make_strategy()
     size = cfg.problems_per_batch
     n_parts = (len(problems) + size - 1) // size
     claim_run_dir(out, {**{k: getattr(cfg, k) for k in _RUN_KEYS}, "n_chunks": n_parts}, "search")
@@ -119,7 +118,8 @@ def run(cfg: Config) -> int:
         for c in todo:
             batch = problems.select(range(c * size, min((c + 1) * size, len(problems)))).to_list()
             results = strategy.run(batch, ctx, cfg.budget)
-            write_part(out, c, result_rows(results, cfg.strategy, cfg.budget, settings))
+            write_part(out, c, result_rows(results, cfg.strategy, cfg.budget,
+                                           {**dataclasses.asdict(settings), **cfg.strategy_options()}))
             done += len(batch)
             bar.update(len(batch))
             bar.set_postfix(problems_per_s=f"{done / max(time.time() - start, 1e-9):.2f}")

@@ -19,15 +19,17 @@ score call per step for the whole batch (plus k greedy rollout calls per step fo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field as dc_field
 from typing import Sequence
 
+from ttscale.config import field
 from ttscale.data.steps import join_steps, split_steps
 from ttscale.inference.base import SamplingParams
 from ttscale.search.candidates import make_candidate, policy_prompt
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results
-from ttscale.search.types import Candidate, Node, ProblemResult, SearchContext, SearchSettings, Strategy
+from ttscale.search.strategy import Strategy
+from ttscale.search.types import Candidate, Node, ProblemResult, SearchContext
 from ttscale.search.voting import aggregate
 
 
@@ -37,7 +39,7 @@ class _Tree:
     group: int
     budget: int                     # B
     keep: int                       # K
-    active: list[int] = field(default_factory=lambda: [-1])   # node ids of the kept paths (-1 = root)
+    active: list[int] = dc_field(default_factory=lambda: [-1])   # node ids of the kept paths (-1 = root)
     finished: int = 0
     done: bool = False
 
@@ -45,10 +47,10 @@ class _Tree:
 @dataclass
 class _State:
     """One problem's search: its node list (parent pointers) and the candidates it has produced."""
-    nodes: list[Node] = field(default_factory=list)
-    paths: list[list[str]] = field(default_factory=list)     # steps from the root to each node
-    tokens: list[int] = field(default_factory=list)          # generated tokens along that path
-    candidates: list[Candidate] = field(default_factory=list)
+    nodes: list[Node] = dc_field(default_factory=list)
+    paths: list[list[str]] = dc_field(default_factory=list)     # steps from the root to each node
+    tokens: list[int] = dc_field(default_factory=list)          # generated tokens along that path
+    candidates: list[Candidate] = dc_field(default_factory=list)
 
     def path(self, node: int) -> list[str]:
         return [] if node < 0 else self.paths[node]
@@ -64,20 +66,44 @@ class _Child:
     key: float = 0.0                # selection score
 
 
+@dataclass(frozen=True)
+class TreeParams:
+    """Hyperparameters every step-wise strategy has."""
+    beam_width: int = field(4, help="M: beam/lookahead keep N/M beams and expand each M times; dvts runs N/M "
+                            "subtrees of width M", ge=1)
+    max_depth: int = field(20, help="step-wise strategies stop after this many steps", ge=1)
+    max_step_tokens: int = field(128, help="token limit per generated step (step-wise strategies)", ge=1)
+    filter_duplicates: bool = field(True, help="beam/lookahead: drop beams whose text repeats a kept one")
+
+
+@dataclass(frozen=True)
+class LookaheadParams(TreeParams):
+    lookahead: int = field(1, help="k: greedy rollout steps scored per candidate (strategy lookahead; >= 1, "
+                           "k = 0 is plain beam search)", ge=0)
+
+
 class StepwiseSearch(Strategy):
+    family = "tree"
+    Params = TreeParams
     needs_scorer = True
     default_voting = "prm-vote"
 
-    def shapes(self, budget: int, width: int) -> list[tuple[int, int]]:
+    def shapes(self, budget: int) -> list[tuple[int, int]]:
         """(B, K) of each tree of a problem."""
-        return [(budget, budget // width)]
+        return [(budget, budget // self.params.beam_width)]
 
-    def rollout_steps(self, st: SearchSettings) -> int:
+    def rollout_steps(self) -> int:
         return 0
+
+    def method(self, budget: int) -> str:
+        return f"{self.name}(M={self.params.beam_width})"
+
+    def config(self, budget: int) -> dict:
+        return {"beam_width": self.params.beam_width}
 
     def validate(self, budget: int, ctx: SearchContext) -> None:
         super().validate(budget, ctx)
-        m = ctx.settings.beam_width
+        m = self.params.beam_width
         if budget % m:
             raise ValueError(f"{self.name}: budget {budget} is not a multiple of --beam-width {m}; use a budget "
                              f"like {max(m, budget // m * m)} or a beam width that divides {budget}")
@@ -86,32 +112,33 @@ class StepwiseSearch(Strategy):
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
         self.validate(budget, ctx)
-        st = ctx.settings
+        tp = self.params
         meter = Meter(len(problems))
         states = [_State() for _ in problems]
         trees = [_Tree(p, g, b, k) for p in range(len(problems))
-                 for g, (b, k) in enumerate(self.shapes(budget, st.beam_width))]
+                 for g, (b, k) in enumerate(self.shapes(budget))]
         # A scorer with a prefix KV cache (PRMScorer.score_incremental) starts empty and hands memory back after.
         reset = getattr(ctx.scorer, "reset_cache", None) or (lambda: None)
         reset()
         try:
-            for depth in range(st.max_depth):
+            for depth in range(tp.max_depth):
                 live = [t for t in trees if not t.done]
                 if not live:
                     break
                 children = self._expand(meter, ctx, problems, states, live, depth, budget)
                 self._score(meter, ctx, problems, states, children)
                 for tree in live:
-                    self._select(tree, [c for c in children if c.tree is tree], states[tree.problem], st,
-                                 last=depth == st.max_depth - 1)
+                    self._select(tree, [c for c in children if c.tree is tree], states[tree.problem],
+                                 ctx.settings.delimiter, last=depth == tp.max_depth - 1)
         finally:
             reset()
         return build_results(self, ctx, problems, [s.candidates for s in states], meter,
                              trees=[s.nodes for s in states])
 
-    def _step_params(self, st: SearchSettings, n: int, depth: int) -> SamplingParams:
-        return SamplingParams(n=n, temperature=st.temperature, top_p=st.top_p, max_new_tokens=st.max_step_tokens,
-                              stop=(st.delimiter,), seed=st.seed + depth)
+    def _step_params(self, ctx: SearchContext, n: int, depth: int) -> SamplingParams:
+        st = ctx.settings
+        return SamplingParams(n=n, temperature=st.temperature, top_p=st.top_p,
+                              max_new_tokens=self.params.max_step_tokens, stop=(st.delimiter,), seed=st.seed + depth)
 
     def _expand(self, meter: Meter, ctx: SearchContext, problems, states: list[_State], live: list[_Tree],
                 depth: int, budget: int) -> list[_Child]:
@@ -124,10 +151,10 @@ class StepwiseSearch(Strategy):
             requests = [(p, -1, [(t, t.budget) for t in ts]) for p, ts in by_problem.items()]
             n = budget
         else:
-            requests = [(t.problem, node, [(t, st.beam_width)]) for t in live for node in t.active]
-            n = st.beam_width
+            requests = [(t.problem, node, [(t, self.params.beam_width)]) for t in live for node in t.active]
+            n = self.params.beam_width
         prompts = [policy_prompt(problems[p]["problem"], states[p].path(node), tok, st) for p, node, _ in requests]
-        outs = meter.generate(ctx.generator, prompts, [p for p, _, _ in requests], self._step_params(st, n, depth))
+        outs = meter.generate(ctx.generator, prompts, [p for p, _, _ in requests], self._step_params(ctx, n, depth))
         children = []
         for (p, parent, slices), comps in zip(requests, outs):
             state, it = states[p], iter(comps)
@@ -140,17 +167,17 @@ class StepwiseSearch(Strategy):
                     state.nodes.append(Node(parent=parent, depth=depth, text=join_steps(new, st.delimiter), score=0.0))
                     state.paths.append(path)
                     state.tokens.append(tokens)
-                    cand = make_candidate(path, c.finish_reason, tokens, parent=parent, group=tree.group)
-                    cand.node = len(state.nodes) - 1
+                    cand = make_candidate(path, c.finish_reason, tokens, node=len(state.nodes) - 1,
+                                          subtree=tree.group)
                     children.append(_Child(tree, cand))
         return children
 
     def _rollouts(self, meter: Meter, ctx: SearchContext, problems, children: list[_Child]) -> list[list[str]]:
         """k greedy steps after each unfinished child (lookahead); their tokens count in the problem's spend."""
-        st, k = ctx.settings, self.rollout_steps(ctx.settings)
+        st, k = ctx.settings, self.rollout_steps()
         extra: list[list[str]] = [[] for _ in children]
         running = [i for i, c in enumerate(children) if not c.cand.finished]
-        params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=st.max_step_tokens,
+        params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=self.params.max_step_tokens,
                                 stop=(st.delimiter,), seed=st.seed)
         for _ in range(k):
             if not running:
@@ -177,21 +204,21 @@ class StepwiseSearch(Strategy):
             child.key = aggregate(s, ctx.settings.aggregation)
             states[child.tree.problem].nodes[child.cand.node].score = child.key
 
-    def _select(self, tree: _Tree, children: list[_Child], state: _State, st: SearchSettings, last: bool) -> None:
+    def _select(self, tree: _Tree, children: list[_Child], state: _State, delimiter: str, last: bool) -> None:
         for c in children:
             if c.cand.finished:
                 state.candidates.append(c.cand)
                 tree.finished += 1
         open_ = [c for c in children if not c.cand.finished]
-        if st.filter_duplicates:
+        if self.params.filter_duplicates:
             seen, unique = set(), []
             for c in open_:
-                text = join_steps(c.cand.steps, st.delimiter)
+                text = join_steps(c.cand.steps, delimiter)
                 if text not in seen:
                     seen.add(text)
                     unique.append(c)
             open_ = unique
-        n_keep = 0 if last else min(tree.keep, (tree.budget - tree.finished) // st.beam_width)
+        n_keep = 0 if last else min(tree.keep, (tree.budget - tree.finished) // self.params.beam_width)
         if n_keep == 0 or not open_:
             tree.done = True
             state.candidates.extend(c.cand for c in open_)   # reported as unfinished, never voted on
@@ -202,23 +229,36 @@ class StepwiseSearch(Strategy):
 
 class BeamSearch(StepwiseSearch):
     name = "beam"
+    label = "beam search"
+    budget_meaning = "N beams: N first steps, then the best N/M kept and expanded M times per step"
 
 
 class LookaheadSearch(StepwiseSearch):
     name = "lookahead"
+    label = "lookahead search"
+    budget_meaning = "N beams as in beam, each child scored after a k-step greedy rollout (costs about N(k+1))"
+    Params = LookaheadParams
 
-    def rollout_steps(self, st: SearchSettings) -> int:
-        return st.lookahead
+    def rollout_steps(self) -> int:
+        return self.params.lookahead
+
+    def method(self, budget: int) -> str:
+        return f"lookahead(k={self.params.lookahead},M={self.params.beam_width})"
+
+    def config(self, budget: int) -> dict:
+        return {**super().config(budget), "lookahead": self.params.lookahead}
 
     def validate(self, budget: int, ctx: SearchContext) -> None:
         super().validate(budget, ctx)
-        if ctx.settings.lookahead < 1:
+        if self.params.lookahead < 1:
             raise ValueError("lookahead: set --lookahead K >= 1 (rollout steps per candidate); with K = 0 it is "
                              "plain beam search, use --strategy beam")
 
 
 class DVTS(StepwiseSearch):
     name = "dvts"
+    label = "DVTS"
+    budget_meaning = "N/M independent subtrees of width M, each keeping its best path"
 
-    def shapes(self, budget: int, width: int) -> list[tuple[int, int]]:
-        return [(width, 1)] * (budget // width)
+    def shapes(self, budget: int) -> list[tuple[int, int]]:
+        return [(self.params.beam_width, 1)] * (budget // self.params.beam_width)
