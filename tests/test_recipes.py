@@ -11,8 +11,7 @@ import yaml
 
 from ttscale.cli import STAGES
 from ttscale.config import _coerce
-
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+from ttscale.demo_cmd import RECIPES_ROOT as RECIPES
 STAGE_OF = {"problems_train": "toy-world", "problems_test": "toy-world", "prm_heldout": "toy-world",
             "policy": "train-policy", "label": "label", "prm": "train-prm", "eval_prm": "eval-prm",
             "build_revisions": "build-revisions", "train_revision": "train-revision", "evaluate": "evaluate"}
@@ -20,6 +19,15 @@ STAGE_OF = {"problems_train": "toy-world", "problems_test": "toy-world", "prm_he
 
 def _stage(path: Path) -> str:
     return "search" if path.stem.startswith("search_") else STAGE_OF[path.stem]
+
+
+def test_recipes_live_in_the_package_and_the_demo_reads_them_there():
+    import ttscale
+    from ttscale.demo_cmd import RECIPES as DEMO_RECIPES
+
+    assert RECIPES == Path(ttscale.__file__).resolve().parent / "recipes"
+    assert DEMO_RECIPES == RECIPES / "toy"
+    assert len(list((RECIPES / "toy").glob("*.yaml"))) >= 10 and list((RECIPES / "real").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -3,9 +3,10 @@
 tiny policy -> sample + Monte Carlo step labels -> train PRM (+ eval on held-out ProcessBench-style data)
 -> revision data + revision model -> search sweep over strategies and budgets -> evaluate -> report.
 
-Each stage reads its options from a recipe in recipes/toy/ (printed with the exact command as it runs),
+Each stage reads its options from a recipe in ttscale/recipes/toy/ (printed with the exact command as it runs),
 writes its output under --out, and is skipped when that output already exists, so a killed demo resumes.
-On a GPU with real checkpoints the same stages run with the recipes in recipes/ (see README).
+On a GPU with real checkpoints the same stages run with the recipes in ttscale/recipes/real/ (see its README).
+The recipes ship inside the package, so an installed ttscale (not only a checkout) finds them.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from pathlib import Path
 
 from ttscale.config import field
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "toy"
+# Package data (pyproject.toml [tool.setuptools.package-data]): next to this module in a checkout and in an
+# installed wheel alike. Stages get these as --config paths, so they must be real files, not zip members.
+RECIPES_ROOT = Path(__file__).resolve().parent / "recipes"   # toy/ (the demo's) and real/ (GPU examples)
+RECIPES = RECIPES_ROOT / "toy"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """`ttscale evaluate RUN_DIR... --out DIR`: accuracy vs budget, difficulty bins, compute-optimal allocation, report.
 
 Writes DIR/report.md, DIR/summary.json, DIR/*.png and DIR/allocation.yaml (for `ttscale search --strategy auto
---policy DIR/allocation.yaml`).
+--allocation DIR/allocation.yaml`).
 """
 from __future__ import annotations
 
