@@ -28,6 +28,13 @@ from ttscale.search.types import AGGREGATIONS, VOTINGS, SearchContext, SearchSet
 
 _PENDING = object()   # stands for a model that will be loaded, so options are checked before loading any
 
+def _default_votings() -> str:
+    by_voting: dict[str, list[str]] = {}
+    for name, cls in STRATEGIES.items():
+        by_voting.setdefault(cls.default_voting, []).append(name)
+    return "; ".join(f"{v} for {', '.join(names)}" for v, names in by_voting.items())
+
+
 # Every strategy's hyperparameters become flags of this stage, once each (see registry.strategy_options).
 StrategyOptions = dataclasses.make_dataclass(
     "StrategyOptions", [(name, tp, dataclasses.field(default=f.default, metadata=f.metadata))
@@ -51,8 +58,7 @@ class Config(StrategyOptions, GeneratorArgs, ScorerArgs, ProblemArgs):
     top_p: float = field(1.0, help="nucleus sampling")
     aggregation: str = field("last", choices=list(AGGREGATIONS), help="step scores -> candidate score")
     voting: str = field("default", choices=["default", *VOTINGS],
-                        help="final selection; default: " + ", ".join(
-                            f"{cls.default_voting} ({name})" for name, cls in STRATEGIES.items()))
+                        help="final selection; default: the strategy's own, " + _default_votings())
     step_delimiter: str = field("\n\n", help="step separator (the same as labelling and the PRM)")
     seed: int = field(0, help="sampling seed: same seed, same search")
     problems_per_batch: int = field(16, help="problems searched together (and written as one part)")
