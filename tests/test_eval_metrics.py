@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from eval_runs import cand, row, save_run
+from eval_runs import cand, row, save_run, synthetic_rows
 from ttscale.eval.bins import fixed_binning, oracle_difficulty, predicted_difficulty, quantile_binning
 from ttscale.search.allocation_file import Binning, predicted_difficulty_of
 from ttscale.eval.metrics import evaluate_run, evaluate_runs, parallel_budgets, pass_at_k, pass_at_k_curve
@@ -129,3 +129,55 @@ def test_round_trip_through_the_search_writer(tmp_path):
     assert points[("avg", "prm-vote")].hits.tolist() == [[True]]         # 0.7 + 0.3 vs 0.35 + 0.4
     assert points[("last", "hierarchical")].method == "parallel-revisions(L=2,C=2)"
     assert points[("last", "hierarchical")].config["revision_length"] == 2
+
+
+def _run_with(tmp_path, name, strategy, budget, data_seed, run_seed, **params):
+    rows = synthetic_rows(strategy, budget, n_problems=10, seed=data_seed, **params)
+    for r in rows:
+        r["params"]["seed"] = run_seed
+    return load_run(save_run(rows, tmp_path / name))
+
+
+def test_two_seeds_are_pooled_into_one_point_with_both_counted(tmp_path):
+    a = _run_with(tmp_path, "s0", "beam", 4, data_seed=1, run_seed=0, beam_width=2)
+    b = _run_with(tmp_path, "s1", "beam", 4, data_seed=2, run_seed=1, beam_width=2)
+    notes: list[str] = []
+    pooled = {p.key: p for p in evaluate_runs([a, b], notes=notes)}
+    single = {p.key: p for p in evaluate_runs([a])}
+    other = {p.key: p for p in evaluate_runs([b])}
+    assert pooled.keys() == single.keys() and not notes
+    for key, pt in pooled.items():
+        assert pt.seeds == 2 and pt.hits.shape == (2, 10)          # one row per seed, nothing dropped
+        assert pt.accuracy()[0] == pytest.approx((single[key].accuracy()[0] + other[key].accuracy()[0]) / 2)
+
+
+def test_runs_that_differ_in_more_than_the_seed_never_collide(tmp_path):
+    a = _run_with(tmp_path, "d8", "beam", 4, data_seed=1, run_seed=0, beam_width=2, max_depth=8)
+    b = _run_with(tmp_path, "d20", "beam", 4, data_seed=2, run_seed=0, beam_width=2, max_depth=20)
+    methods = {p.method for p in evaluate_runs([a, b])}
+    assert methods == {"beam(M=2)[max_depth=8]", "beam(M=2)[max_depth=20]"}
+
+
+def test_a_subsampled_budget_comes_from_the_larger_run_and_says_so(tmp_path):
+    small = _run_with(tmp_path, "b4", "best-of-n", 4, data_seed=1, run_seed=0)
+    big = _run_with(tmp_path, "b8", "best-of-n", 8, data_seed=2, run_seed=0)
+    notes: list[str] = []
+    points = evaluate_runs([small, big], notes=notes)
+    at4 = [p for p in points if p.budget == 4]
+    assert at4 and all(p.source_budget == 8 for p in at4)
+    assert notes and all("N=8 run, not the N=4 run" in n for n in notes)
+
+
+def test_paired_difference_hand_computed():
+    from ttscale.eval.metrics import Point, paired_difference
+
+    def pt(ids, hits):
+        return Point(method="m", config={"strategy": "beam", "aggregation": "last", "voting": "prm-vote"}, budget=4,
+                     ids=ids, hits=np.array([hits], dtype=bool), tokens=0.0, flops=0.0, default=True)
+    a = pt(["p1", "p2", "p3", "p4"], [1, 1, 0, 1])
+    b = pt(["p4", "p3", "p2", "p9"], [1, 0, 0, 1])       # other order, p1/p9 not shared
+    mean, lo, hi = paired_difference(a, b)
+    assert mean == pytest.approx(1 / 3)                   # p2: 1-0, p3: 0-0, p4: 1-1
+    assert 0.0 <= lo <= mean <= hi <= 1.0
+    same = paired_difference(a, a)
+    assert same == (0.0, 0.0, 0.0)

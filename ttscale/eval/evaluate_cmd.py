@@ -75,7 +75,8 @@ def run(cfg: Config) -> int:
         runs = load_runs(cfg.runs)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"ttscale evaluate: {e}") from None
-    points = evaluate_runs(runs, cfg.subsamples, cfg.seed)
+    run_notes: list[str] = []
+    points = evaluate_runs(runs, cfg.subsamples, cfg.seed, notes=run_notes)
     oracle_bins = predicted_bins = None
     order: list[str] = []
     difficulty: dict[str, Any] = {}
@@ -109,8 +110,11 @@ def run(cfg: Config) -> int:
               "notes": notes}
     coverage = {r.path: pass_at_k_curve(r) for r in runs if r.parallel}
     summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra), coverage)
+    summary["notes"] = run_notes
     written = write_report(out, points, summary, oracle_bins, order)
     print(f"evaluated {len(runs)} run(s), {len(points)} points -> {written['report']}")
+    for note in run_notes:
+        print(f"  note: {note}")
     for method, per in summary["accuracy"].items():
         print(f"  {method}: " + ", ".join(f"N={b}: {a}" for b, a in per.items()))
     if co:

@@ -14,6 +14,8 @@ Compute per point (x-axes): nominal N, and generated tokens and FLOPs (policy + 
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -73,6 +75,7 @@ class Point:
     flops: float                # mean policy + PRM FLOPs per problem
     default: bool               # the strategy's own aggregation and voting
     source_budget: int = 0      # the budget of the run it came from (bigger runs win duplicates)
+    seeds: int = 1              # runs pooled into it that differ only in their seed
 
     @property
     def strategy(self) -> str:
@@ -190,14 +193,82 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
     return points
 
 
-def evaluate_runs(runs: Sequence[Run], subsamples: int = 16, seed: int = 0) -> list[Point]:
-    """All runs' points; a (method, aggregation, voting, budget) several runs give comes from the largest run."""
-    best: dict[tuple, Point] = {}
+def run_identity(run: Run) -> str:
+    """What makes two runs the same experiment: strategy, budget and every option but the seed."""
+    return json.dumps({"strategy": run.strategy, "budget": run.budget,
+                       "params": {k: v for k, v in sorted(run.params.items()) if k != "seed"}}, default=str)
+
+
+def pool_seeds(points: Sequence[Point]) -> Point:
+    """One point from the same configuration run with several seeds: the hit rows of every seed stacked (so the
+    interval covers problems × seeds), on the problems every seed graded; cost is the mean over seeds."""
+    first = points[0]
+    if len(points) == 1:
+        return first
+    ids = [i for i in first.ids if all(i in p.ids for p in points[1:])]
+    hits = np.concatenate([p.hits[:, [p.ids.index(i) for i in ids]] for p in points], axis=0)
+    return dataclasses.replace(first, ids=ids, hits=hits, tokens=float(np.mean([p.tokens for p in points])),
+                               flops=float(np.mean([p.flops for p in points])),
+                               seeds=sum(p.seeds for p in points))
+
+
+def _disambiguate(runs: Sequence[Run]) -> dict[str, str]:
+    """identity -> a suffix for its method label where two different experiments would share one label (e.g.
+    two beam runs with other depth limits): the options in which they differ. Empty where labels are unique."""
+    by_label: dict[tuple, dict[str, Run]] = {}
     for run in runs:
+        by_label.setdefault((run.search.method(run.budget), run.budget), {})[run_identity(run)] = run
+    out: dict[str, str] = {}
+    for group in by_label.values():
+        if len(group) < 2:
+            continue
+        keys = sorted({k for r in group.values() for k in r.params if k != "seed"})
+        differ = [k for k in keys if len({json.dumps(r.params.get(k), default=str) for r in group.values()}) > 1]
+        for ident, run in group.items():
+            out[ident] = "[" + ",".join(f"{k}={run.params.get(k)}" for k in differ) + "]"
+    return out
+
+
+def evaluate_runs(runs: Sequence[Run], subsamples: int = 16, seed: int = 0,
+                  notes: list[str] | None = None) -> list[Point]:
+    """All runs' points. Runs that differ only in seed are pooled into one point per (method, aggregation,
+    voting, budget), with the number of seeds kept; runs that differ in anything else get distinct labels.
+    A budget that several parallel runs reach by subsampling (N=4 from an N=8 and an N=16 run) comes from the
+    largest run, and `notes` says so — nothing is dropped silently."""
+    suffix = _disambiguate(runs)
+    pooled: dict[tuple, list[Point]] = {}
+    for run in runs:
+        ident = run_identity(run)
         for pt in evaluate_run(run, subsamples, seed):
-            if pt.key not in best or pt.source_budget > best[pt.key].source_budget:
-                best[pt.key] = pt
+            if ident in suffix:
+                pt.method += suffix[ident]
+            pooled.setdefault((ident, pt.key), []).append(pt)
+    best: dict[tuple, Point] = {}
+    for (ident, key), pts in pooled.items():
+        pt = pool_seeds(pts)
+        if key in best:
+            keep, drop = (pt, best[key]) if pt.source_budget > best[key].source_budget else (best[key], pt)
+            if notes is not None:
+                notes.append(f"{keep.method} {key[1]}/{key[2]} at N={key[3]}: taken from the N={keep.source_budget}"
+                             f" run, not the N={drop.source_budget} run")
+            pt = keep
+        best[key] = pt
     return list(best.values())
+
+
+def paired_difference(a: Point, b: Point, replicates: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy of `a` minus `b` on the problems both graded, with a 95% bootstrap interval that resamples
+    problems jointly (paired: the same problems for both methods, so problem difficulty cancels out)."""
+    ids = [i for i in a.ids if i in set(b.ids)]
+    if not ids:
+        return float("nan"), float("nan"), float("nan")
+    da = a.per_problem()[[a.ids.index(i) for i in ids]]
+    db = b.per_problem()[[b.ids.index(i) for i in ids]]
+    diff = da - db
+    rng = np.random.default_rng(seed)
+    boots = diff[rng.integers(0, len(ids), size=(replicates, len(ids)))].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
 
 
 def default_curves(points: Sequence[Point]) -> dict[str, dict[int, Point]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ttscale.eval import plots
-from ttscale.eval.metrics import Point, default_curves
+from ttscale.eval.metrics import Point, default_curves, paired_difference
 
 EXTRA_SLOTS = ("prm", "label_agreement", "seconds")
 
@@ -40,8 +40,22 @@ def sweep_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
         rows.append({"method": pt.method, "aggregation": pt.config["aggregation"], "voting": pt.config["voting"],
                      "budget": pt.budget, "default": pt.default, "accuracy": _r(mean), "low": _r(lo),
                      "high": _r(hi), "tokens": _r(pt.tokens), "flops": pt.flops, "subsamples": pt.hits.shape[0],
-                     "problems": pt.hits.shape[1]})
+                     "problems": pt.hits.shape[1], "seeds": pt.seeds})
     return rows
+
+
+def paired_rows(curves: Mapping[str, Mapping[int, Point]], baseline: str | None) -> dict[str, Any]:
+    """method -> budget -> [accuracy difference to the baseline, low, high] on the same problems (paired)."""
+    if baseline is None:
+        baseline = next((m for m in ("weighted-best-of-n", "majority") if m in curves), None)
+    base = curves.get(baseline or "", {})
+    out: dict[str, Any] = {"baseline": baseline}
+    for m, per in curves.items():
+        if m != baseline:
+            rows = {b: [_r(x) for x in paired_difference(pt, base[b])] for b, pt in per.items() if b in base}
+            if rows:
+                out[m] = rows
+    return out
 
 
 def by_bin(points: Sequence[Point], bins: Mapping[str, str], order: Sequence[str]) -> dict[str, dict[str, dict]]:
@@ -73,6 +87,8 @@ def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None
                         for m, per in curves.items()},
         "cost": {m: {b: {"tokens": _r(pt.tokens), "flops": pt.flops} for b, pt in per.items()}
                  for m, per in curves.items()},
+        "seeds": {m: {b: pt.seeds for b, pt in per.items()} for m, per in curves.items()},
+        "paired_vs_baseline": paired_rows(curves, (compute_optimal or {}).get("baseline")),
         "pass_at_k": {run: {k: _r(v) for k, v in per.items()} for run, per in (pass_at_k or {}).items()},
         "accuracy_by_bin": {}, "accuracy_by_predicted_bin": {},
         "difficulty": dict(difficulty or {}),
@@ -174,6 +190,8 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
             out / "compute_optimal.png")
         lines += ["![compute-optimal](compute_optimal.png)", ""]
         lines += [f"- {n}" for n in co.get("notes", [])]
+    if summary.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in summary["notes"]] + [""]
     for slot in EXTRA_SLOTS:
         if summary.get(slot) is not None:
             lines += [f"## {slot}", "", "```json", json.dumps(summary[slot], indent=1), "```", ""]
