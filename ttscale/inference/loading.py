@@ -25,18 +25,26 @@ class GeneratorArgs:
                                                   "openai (any OpenAI-compatible server, e.g. `vllm serve`)")
     dtype: str = field("auto", help="weights dtype: auto (checkpoint dtype on GPU, float32 on CPU), float32, "
                                     "bfloat16, float16")
-    device: str = field("auto", run_key=False, help="transformers backend device: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
-    threads: int | None = field(None, ge=1, run_key=False, help="torch CPU threads for the transformers backend (default: torch's)")
-    batch_size: int = field(32, ge=1, run_key=False, help="transformers backend: sequences decoded together (prompts x n)")
-    gguf_file: str | None = field(None, model_specific=True, help="GGUF file name inside --policy (a dir or hub repo); or give the "
-                                             ".gguf path as --policy directly")
+    # run_key=False: how a run goes, not what it writes (see config.run_identity)
+    device: str = field("auto", run_key=False,
+                        help="transformers backend device: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+    threads: int | None = field(None, ge=1, run_key=False,
+                                help="torch CPU threads for the transformers backend (default: torch's)")
+    batch_size: int = field(32, ge=1, run_key=False,
+                            help="transformers backend: sequences decoded together (prompts x n)")
+    # model_specific: a --reviser-* group neither offers nor inherits these (config.prefixed)
+    gguf_file: str | None = field(None, model_specific=True, help="GGUF file name inside --policy (a dir or hub "
+                                  "repo); or give the .gguf path as --policy directly")
     adapter: str | None = field(None, model_specific=True, help="PEFT (LoRA) adapter dir applied on top of --policy")
-    base_url: str = field("http://127.0.0.1:8000/v1", run_key=False, help="openai backend: server URL (ending in /v1)")
-    api_key: str | None = field(None, run_key=False, help="openai backend: API key (default: $OPENAI_API_KEY, if set)")
+    base_url: str = field("http://127.0.0.1:8000/v1", run_key=False,
+                          help="openai backend: server URL (ending in /v1)")
+    api_key: str | None = field(None, run_key=False,
+                                help="openai backend: API key (default: $OPENAI_API_KEY, if set)")
     max_concurrency: int = field(16, ge=1, run_key=False, help="openai backend: requests in flight at once")
     tokenizer: str | None = field(None, help="tokenizer to build prompts (chat template) and count tokens with, "
                                              "for backend openai (default: none; plain-text prompts)")
-    gpu_memory_utilization: float = field(0.9, gt=0, le=1, run_key=False, help="vllm backend: fraction of GPU memory vLLM may take")
+    gpu_memory_utilization: float = field(0.9, gt=0, le=1, run_key=False,
+                                          help="vllm backend: fraction of GPU memory vLLM may take")
 
     def build(self):
         """The Generator these options describe."""
