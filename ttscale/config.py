@@ -209,7 +209,8 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
     for f in dataclasses.fields(cls):
         why = _violation(f, values[f.name]) if f.name in values else None
         if why:
-            parser.error(f"{config_path}: {f.name}: " * (f.name in from_yaml) + f"{_flag(f)} {why}")
+            where = f"{config_path}: {f.name}: " if f.name in from_yaml else ""   # a YAML value: name the file
+            parser.error(f"{where}{_flag(f)} {why}")
     missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
     if missing:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ttscale.config import field, overrides
-
 from ttscale.data.answers import is_correct
 from ttscale.data.labels import derive_labels
 from ttscale.train.labeling.methods import METHODS, Evidence, label_solution
