@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ttscale.train.labeling.labeler import LabelSettings, label_chunk
+from ttscale.train.labeling.labeler import LabelArgs, label_chunk
 from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
 from ttscale.data.toy_world import generate_problems
 from ttscale.inference.transformers_backend import TransformersGenerator
@@ -45,7 +45,7 @@ def main() -> None:
         results: dict[str, dict] = {}
         reference = None
         for method in ("per-step", "first-error", "binary-search"):
-            st = LabelSettings(method=method, num_solutions=args.solutions, rollouts=args.rollouts,
+            st = LabelArgs(method=method, num_solutions=args.solutions, rollouts=args.rollouts,
                                max_new_tokens=160, seed=args.seed, prefilter=False)
             before, t0 = engine.stats.generated, time.time()
             rows, _ = label_chunk(problems, engine, gen.tokenizer, st)

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from ttscale.train.labeling.labeler import LabelSettings, label_chunk
+from ttscale.train.labeling.labeler import LabelArgs, label_chunk
 from ttscale.data.labels import derive_labels
 from ttscale.train.labeling.methods import label_solution
 from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
@@ -109,7 +109,7 @@ def test_chunk_batches_all_solutions_and_prefilter(tmp_path):
     gen = ScriptedGenerator(rate=0.5, solutions=sols)
     cache = RolloutCache(tmp_path / "cache.sqlite")
     engine = RolloutEngine(gen, model_id="scripted", cache=cache)
-    st = LabelSettings(method="per-step", num_solutions=2, rollouts=4)
+    st = LabelArgs(method="per-step", num_solutions=2, rollouts=4)
     rows, dropped = label_chunk(problems, engine, None, st)
     assert dropped == 2 and len(rows) == 8
     # one sampling call, then ONE batched call for every probed prefix of every solution
@@ -121,6 +121,6 @@ def test_chunk_batches_all_solutions_and_prefilter(tmp_path):
         assert r["rollouts"] == 4 * 4 and r["solution_correct"] == (not bad)
     # a second method over the same data reuses the cached rollouts: nothing new generated
     before = engine.stats.generated
-    rows2, _ = label_chunk(problems, engine, None, LabelSettings(method="binary-search", num_solutions=2, rollouts=4))
+    rows2, _ = label_chunk(problems, engine, None, LabelArgs(method="binary-search", num_solutions=2, rollouts=4))
     assert engine.stats.generated == before
     assert [r["first_error"] for r in rows2] == [r["first_error"] for r in rows]

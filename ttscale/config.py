@@ -7,11 +7,22 @@ Field metadata understood:
   flag        the command-line spelling when it differs from `--field-name` (e.g. "--from")
   positional  True for positional arguments (INPUT OUTPUT ...)
   choices     allowed values
+  gt ge lt le bounds, checked for command-line and YAML values alike ("--top-p must be in (0, 1], got 2")
+  run_key     False for options that do not change a run's results (threads, batch sizes, devices, where
+              outputs go): `run_identity` leaves them out of what a resumed run must match
+  model_specific  True for options naming one model's own files (adapter, GGUF file): a `prefixed` copy
+              of the group for a second model neither offers nor inherits them
+
+Composition: stage configs inherit option groups (GeneratorArgs, SamplingArgs, ProblemArgs, ...);
+`overrides` gives an inherited option a stage's own default without redeclaring it, and `prefixed`
+derives a group for a second model (--reviser-*) whose unset options fall back to the first model's.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import operator
+import re
 import sys
 import types
 import typing
@@ -69,6 +80,55 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     return value
 
 
+def _flag(f: dataclasses.Field) -> str:
+    """How --help and error messages name an option: its flag, or NAME for a positional argument."""
+    if f.metadata.get("positional"):
+        return f.name.upper()
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+
+
+_BOUNDS = {"gt": (operator.gt, ">", "("), "ge": (operator.ge, ">=", "["),
+           "lt": (operator.lt, "<", ")"), "le": (operator.le, "<=", "]")}
+
+
+def _violation(f: dataclasses.Field, value: Any) -> str | None:
+    """Why `value` breaks the field's choices / gt ge lt le ("must be in (0, 1], got 2"); None if it fits.
+    None (an unset optional) always fits; a list is checked item by item."""
+    meta = f.metadata
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if v is None:
+            continue
+        if "choices" in meta and v not in meta["choices"]:
+            return f"must be one of {', '.join(map(str, meta['choices']))}, got {v!r}"
+        limits = [(k, meta[k]) for k in _BOUNDS if k in meta]
+        if all(_BOUNDS[k][0](v, bound) for k, bound in limits):
+            continue
+        lo = next(((k, b) for k, b in limits if k in ("gt", "ge")), None)
+        hi = next(((k, b) for k, b in limits if k in ("lt", "le")), None)
+        if lo and hi:
+            rng = f"in {_BOUNDS[lo[0]][2]}{lo[1]}, {hi[1]}{_BOUNDS[hi[0]][2]}"
+        else:
+            k, bound = lo or hi  # type: ignore[misc]
+            rng = f"{_BOUNDS[k][1]} {bound}"
+        return f"must be {rng}, got {v!r}"
+    return None
+
+
+def check_options(obj: Any) -> None:
+    """Check a config built in code (not by parse_config) against its fields' bounds; ValueError names the flag."""
+    for f in dataclasses.fields(obj):
+        why = _violation(f, getattr(obj, f.name)) if f.init else None
+        if why:
+            raise ValueError(f"{_flag(f)} {why}")
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """The options a resumed run must share with the parts already written: every option except those
+    marked run_key=False (they change how a run goes, not what it writes)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if f.init and f.metadata.get("run_key", True)}
+
+
 def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(cls)
     parser = argparse.ArgumentParser(
@@ -115,7 +175,7 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
             kwargs["metavar"] = f.name.upper()
             parser.add_argument(f.name, **kwargs)
         else:
-            flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+            flag = _flag(f)
             kwargs["help"] = kwargs["help"] + (f" (default: {default!r})" if default is not None else "")
             parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, **kwargs)
     # ArgumentDefaultsHelpFormatter would print "==SUPPRESS=="; defaults are in the help text instead.
@@ -144,7 +204,13 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
                 values[key] = _coerce(hints[key], v, key)
             except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
                 parser.error(f"{config_path}: {e}")
+    from_yaml = set(values) - set(ns)
     values.update(ns)
+    for f in dataclasses.fields(cls):
+        why = _violation(f, values[f.name]) if f.name in values else None
+        if why:
+            where = f"{config_path}: {f.name}: " if f.name in from_yaml else ""   # a YAML value: name the file
+            parser.error(f"{where}{_flag(f)} {why}")
     missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
     if missing:
@@ -168,3 +234,81 @@ def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any
 def to_yaml(obj: Any) -> str:
     """The resolved config of a run, written beside its outputs."""
     return yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False)
+
+
+class tweak:  # noqa: N801 - reads as a call inside overrides(...)
+    """An `overrides` entry changing more than the default: tweak(256, help="...", ge=1)."""
+
+    def __init__(self, default: Any = dataclasses.MISSING, **meta: Any):
+        self.default, self.meta = default, meta
+
+
+OMIT = object()   # overrides(x=OMIT): the stage has no use for inherited option x; it keeps its default, unlisted
+
+
+def _inherited(cls: type, name: str) -> tuple[dataclasses.Field, Any]:
+    """(field, resolved type) of option `name` as the nearest dataclass base of `cls` declares it."""
+    for base in cls.__mro__[1:]:
+        f = getattr(base, "__dataclass_fields__", {}).get(name)
+        if f is not None:
+            return f, typing.get_type_hints(base)[name]
+    raise TypeError(f"{cls.__name__} inherits no option {name!r} to override")
+
+
+def overrides(**changes: Any):
+    """Class decorator, placed under @dataclass: inherited options get this stage's default (a value),
+    default and metadata (`tweak`), or are hidden (`OMIT`), keeping their help, bounds and place in --help:
+
+        @dataclass(kw_only=True)
+        @overrides(max_new_tokens=256, seed=tweak(help="..."))
+        class Config(SamplingArgs, ...): ...
+    """
+    def apply(cls: type) -> type:
+        if "__annotations__" not in cls.__dict__:   # else setting one would write into a base's dict
+            cls.__annotations__ = {}
+        for name, change in changes.items():
+            old, tp = _inherited(cls, name)
+            t = change if isinstance(change, tweak) else tweak(change)
+            default = t.default
+            if change is OMIT or default is dataclasses.MISSING:
+                default = old.default if old.default_factory is dataclasses.MISSING else old.default_factory()
+            kw: dict[str, Any] = {"default": default}
+            if isinstance(default, (list, dict, set)):   # dataclasses refuse mutable defaults
+                kw = {"default_factory": lambda d=default: type(d)(d)}
+            cls.__annotations__[name] = tp
+            setattr(cls, name, dataclasses.field(**kw, init=change is not OMIT, metadata={**old.metadata, **t.meta}))
+        return cls
+    return apply
+
+
+def prefixed(cls: type, prefix: str, *, subject: str, rename: dict[str, str] | None = None,
+             help: dict[str, str] | None = None) -> type:
+    """A copy of the option group `cls` for a second model: option x becomes `{prefix}x` (flag --{prefix}x,
+    or the name `rename` gives it), with the same type, choices and bounds, defaulting to None = "the same
+    as --x". Options marked model_specific are left out (the second model does not inherit the first's
+    adapter or GGUF file). `help` replaces the derived help text of the named new fields.
+    The copy's `resolve(base)` returns a `cls` holding `base`'s values with the ones given here in place."""
+    rename, help = rename or {}, help or {}
+    hints = typing.get_type_hints(cls)
+    names: dict[str, str] = {}   # option of cls -> its name in the copy
+    specs = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.metadata.get("model_specific"):
+            continue
+        new = names[f.name] = rename.get(f.name, prefix + f.name)
+        own = re.sub(r"\s*\(default: [^)]*\)$", "", f.metadata["help"])   # the copy's default is another
+        text = help.get(new, f"{subject}: {own} (default: the same as {_flag(f)})")
+        meta = {k: v for k, v in f.metadata.items() if k not in ("flag", "positional")}
+        specs.append((new, typing.Optional[hints[f.name]],
+                      dataclasses.field(default=None, kw_only=True, metadata={**meta, "help": text})))
+
+    def resolve(self, base: Any) -> Any:
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)
+                  if f.init and not f.metadata.get("model_specific")}
+        values.update({old: getattr(self, new) for old, new in names.items() if getattr(self, new) is not None})
+        return cls(**values)
+
+    name = prefix.strip("_").title() + cls.__name__
+    return dataclasses.make_dataclass(name, specs, namespace={"resolve": resolve, "__module__": cls.__module__,
+                                                             "__doc__": f"{cls.__name__} options for the {subject}"},
+                                      kw_only=True)

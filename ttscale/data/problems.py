@@ -174,7 +174,7 @@ class ProblemArgs:
     solution_field: str = field("solution", help="column holding a reference solution, if any")
     split: str = field("train", help="split to load when --problems is a hub dataset name")
     skip_invalid: bool = field(False, help="skip rows with a missing/empty problem or answer instead of failing")
-    limit: int | None = field(None, help="use only the first N problems (after skipping invalid rows)")
+    limit: int | None = field(None, ge=0, help="use only the first N problems (after skipping invalid rows)")
     allow_missing_answer: bool = field(False, help="keep problems without a gold answer (answer = null); only "
                                        "stages that need no gold (search) accept this")
 

@@ -11,43 +11,38 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ttscale.config import field, to_yaml
+from ttscale.config import field, overrides, to_yaml
 from ttscale.data.io import write_table
 from ttscale.data.problems import ProblemArgs
-from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt
+from ttscale.data.steps import build_prompt
 from ttscale.inference.base import SamplingParams
 from ttscale.inference.loading import GeneratorArgs
+from ttscale.inference.sampling_args import SamplingArgs
 
 
 @dataclass(kw_only=True)
-class Config(GeneratorArgs, ProblemArgs):
+@overrides(temperature=0.7)
+class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
     """Sample step-by-step solutions for a problem set."""
-    output: str = field(help="where to write the samples: .jsonl, .parquet, or a datasets folder", positional=True)
+    output: str = field(help="where to write the samples: .jsonl, .parquet, or a datasets folder", positional=True,
+                        run_key=False)
     allow_missing_answer: bool = field(True, help="keep problems without a gold answer (sampling needs none)")
-    n: int = field(1, help="samples per problem")
-    temperature: float = field(0.7, help="sampling temperature (0 = greedy)")
-    top_p: float = field(1.0, help="nucleus sampling")
-    max_new_tokens: int = field(512, help="token limit per sample")
-    seed: int = field(0, help="sampling seed: same seed, same samples (sample j of a problem never depends "
-                              "on the other problems)")
+    n: int = field(1, ge=1, help="samples per problem (sample j of a problem never depends on the other problems)")
     until: str = field("solution", choices=["solution", "step"],
                        help="solution: sample whole solutions (stop at EOS / --stop); step: stop after the first "
                             "step (at the step delimiter)")
     stop: list[str] = field(default_factory=list, help="extra stop strings (kept in the completion)")
-    step_delimiter: str = field(DEFAULT_DELIMITER, help="step separator (the same as labelling and the PRM)")
     system: str | None = field(None, help="system message for chat-template prompts")
-    problems_per_call: int = field(64, help="problems sent to the backend per call (progress is shown per call)")
+    problems_per_call: int = field(64, ge=1, run_key=False,
+                                   help="problems sent to the backend per call (progress is shown per call)")
 
     def __post_init__(self):
-        if self.n < 1 or self.max_new_tokens < 1 or self.problems_per_call < 1:
-            raise ValueError("--n, --max-new-tokens and --problems-per-call must be >= 1")
         if not self.problems:
             raise ValueError("give the problem set with --problems FILE")
 
     def sampling(self) -> SamplingParams:
         stops = tuple(self.stop) + ((self.step_delimiter,) if self.until == "step" else ())
-        return SamplingParams(n=self.n, temperature=self.temperature, top_p=self.top_p,
-                              max_new_tokens=self.max_new_tokens, stop=stops, seed=self.seed)
+        return self.params(self.n, stop=stops)
 
 
 def run(cfg: Config) -> int:

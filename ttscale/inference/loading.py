@@ -1,6 +1,7 @@
 """Pick and build a generation backend from options every model-running stage shares.
 
-Stage configs inherit `GeneratorArgs`, so `--policy/--backend/--dtype/...` mean the same everywhere.
+Stage configs inherit `GeneratorArgs`, so `--policy/--backend/--dtype/...` mean the same everywhere;
+`ReviserArgs` is the same group for a revision model (`--revision-model --reviser-backend ...`).
 The rules every backend follows live in inference.backend_rules.
 """
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from ttscale.config import field
+from ttscale.config import field, prefixed
 
 Backend = Literal["transformers", "vllm", "openai"]
 
@@ -24,18 +25,26 @@ class GeneratorArgs:
                                                   "openai (any OpenAI-compatible server, e.g. `vllm serve`)")
     dtype: str = field("auto", help="weights dtype: auto (checkpoint dtype on GPU, float32 on CPU), float32, "
                                     "bfloat16, float16")
-    device: str = field("auto", help="transformers backend device: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
-    threads: int | None = field(None, help="torch CPU threads for the transformers backend (default: torch's)")
-    batch_size: int = field(32, help="transformers backend: sequences decoded together (prompts x n)")
-    gguf_file: str | None = field(None, help="GGUF file name inside --policy (a dir or hub repo); or give the "
-                                             ".gguf path as --policy directly")
-    adapter: str | None = field(None, help="PEFT (LoRA) adapter dir applied on top of --policy")
-    base_url: str = field("http://127.0.0.1:8000/v1", help="openai backend: server URL (ending in /v1)")
-    api_key: str | None = field(None, help="openai backend: API key (default: $OPENAI_API_KEY, if set)")
-    max_concurrency: int = field(16, help="openai backend: requests in flight at once")
+    # run_key=False: how a run goes, not what it writes (see config.run_identity)
+    device: str = field("auto", run_key=False,
+                        help="transformers backend device: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+    threads: int | None = field(None, ge=1, run_key=False,
+                                help="torch CPU threads for the transformers backend (default: torch's)")
+    batch_size: int = field(32, ge=1, run_key=False,
+                            help="transformers backend: sequences decoded together (prompts x n)")
+    # model_specific: a --reviser-* group neither offers nor inherits these (config.prefixed)
+    gguf_file: str | None = field(None, model_specific=True, help="GGUF file name inside --policy (a dir or hub "
+                                  "repo); or give the .gguf path as --policy directly")
+    adapter: str | None = field(None, model_specific=True, help="PEFT (LoRA) adapter dir applied on top of --policy")
+    base_url: str = field("http://127.0.0.1:8000/v1", run_key=False,
+                          help="openai backend: server URL (ending in /v1)")
+    api_key: str | None = field(None, run_key=False,
+                                help="openai backend: API key (default: $OPENAI_API_KEY, if set)")
+    max_concurrency: int = field(16, ge=1, run_key=False, help="openai backend: requests in flight at once")
     tokenizer: str | None = field(None, help="tokenizer to build prompts (chat template) and count tokens with, "
                                              "for backend openai (default: none; plain-text prompts)")
-    gpu_memory_utilization: float = field(0.9, help="vllm backend: fraction of GPU memory vLLM may take")
+    gpu_memory_utilization: float = field(0.9, gt=0, le=1, run_key=False,
+                                          help="vllm backend: fraction of GPU memory vLLM may take")
 
     def build(self):
         """The Generator these options describe."""
@@ -60,6 +69,23 @@ class GeneratorArgs:
             return load_generator("openai", self.policy, base_url=self.base_url, api_key=self.api_key,
                                   max_concurrency=self.max_concurrency, tokenizer=tok)
         raise ValueError(f"unknown backend {self.backend!r}; choose transformers, vllm or openai")
+
+
+_ReviserOptions = prefixed(
+    GeneratorArgs, "reviser_", subject="revision model", rename={"policy": "revision_model"},
+    help={"revision_model": "revision model (from `ttscale train-revision`): a save_pretrained dir, hub id, PEFT "
+                            "adapter dir or .gguf file; loaded with the policy's backend options unless a "
+                            "--reviser-* option says otherwise"})
+
+
+@dataclasses.dataclass(kw_only=True)
+class ReviserArgs(_ReviserOptions):
+    """--revision-model and --reviser-backend/--reviser-dtype/...: each unset one is the policy's option."""
+
+    def reviser_generator_args(self, policy: GeneratorArgs) -> GeneratorArgs | None:
+        """The revision model's GeneratorArgs (None without --revision-model): the policy's options with the
+        --reviser-* ones given in place; the policy's --adapter and --gguf-file are not carried over."""
+        return self.resolve(policy) if self.revision_model else None
 
 
 def load_generator(backend: str, model: Any, **kw: Any):

@@ -104,12 +104,15 @@ class ScorerArgs:
     prm: str | None = field(None, help="PRM checkpoint folder (or hub name) that scores each step")
     prm_style: str = field("auto", choices=list(STYLE_CHOICES),
                            help=f"how the PRM reads its input; auto = the folder's {SPEC_FILE}")
-    prm_batch_size: int = field(8, help="candidates per PRM forward pass (batched across problems)")
-    prm_max_length: int | None = field(None, help=f"max tokens per candidate (default: the checkpoint's {SPEC_FILE})")
+    prm_batch_size: int = field(8, ge=1, run_key=False,
+                                help="candidates per PRM forward pass (batched across problems)")
+    prm_max_length: int | None = field(None, ge=1,
+                                       help=f"max tokens per candidate (default: the checkpoint's {SPEC_FILE})")
     prm_dtype: str = field("auto", help="PRM weights dtype: auto (checkpoint dtype on GPU, float32 on CPU), float32, "
                                         "bfloat16, float16; probabilities are computed in float32 either way")
-    prm_device: str = field("auto", help="device for the PRM: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
-    prm_threads: int = field(0, help="CPU threads for torch (0 = leave torch's default)")
+    prm_device: str = field("auto", run_key=False,
+                            help="device for the PRM: auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+    prm_threads: int = field(0, ge=0, run_key=False, help="CPU threads for torch (0 = leave torch's default)")
     prm_trust_remote_code: bool = field(False, help="allow checkpoints that ship their own model code (Qwen PRM)")
 
     def build(self) -> PRMScorer:

@@ -12,37 +12,32 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ttscale.config import field
+from ttscale.config import OMIT, field, overrides, tweak
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
+from ttscale.inference.sampling_args import SamplingArgs
 
 
 @dataclass(kw_only=True)
-class Config(GeneratorArgs, ProblemArgs):
+@overrides(max_new_tokens=256, step_delimiter=OMIT,   # answers are graded whole: steps play no part
+           seed=tweak(help="seed for sampling and for choosing the attempts; same seed, same rows"))
+class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
     """Revision training data: 0-4 wrong attempts (the closest by edit distance last), then a correct answer."""
     output: str = field(help="where to write the revision rows: .jsonl, .parquet, or a datasets folder",
-                        positional=True)
+                        positional=True, run_key=False)
     policy: str = field("", help="policy model to sample answers from (a save_pretrained dir, hub id, adapter dir, "
                         ".gguf, or the served model name for backend openai); not needed with --samples")
     samples: str = field("", help="use answers already generated instead of sampling: a table with rows "
                          "{id, completion} (e.g. the output of `ttscale generate`), several rows per problem id")
-    samples_per_problem: int = field(16, help="answers sampled per problem (Snell et al. use 64)")
-    temperature: float = field(0.8, help="sampling temperature")
-    top_p: float = field(1.0, help="nucleus sampling")
-    max_new_tokens: int = field(256, help="token limit per answer")
-    seed: int = field(0, help="seed for sampling and for choosing the attempts; same seed, same rows")
-    max_incorrect: int = field(4, help="most incorrect attempts put in context before a correct answer")
-    prompt_batch: int = field(16, help="problems per generate call (progress is shown per call)")
-    save_samples: str = field("", help="also write the sampled answers {id, completion, finish_reason} here, "
-                              "to reuse them with --samples")
+    samples_per_problem: int = field(16, ge=1, help="answers sampled per problem (Snell et al. use 64)")
+    max_incorrect: int = field(4, ge=0, help="most incorrect attempts put in context before a correct answer")
+    prompt_batch: int = field(16, ge=1, run_key=False, help="problems per generate call (progress is shown per call)")
+    save_samples: str = field("", run_key=False, help="also write the sampled answers {id, completion, "
+                              "finish_reason} here, to reuse them with --samples")
 
     def __post_init__(self):
         if not self.samples and not self.policy:
             raise ValueError("give --policy MODEL to sample answers, or --samples FILE with answers already generated")
-        if self.samples_per_problem < 1 or self.prompt_batch < 1:
-            raise ValueError("--samples-per-problem and --prompt-batch must be >= 1")
-        if self.max_incorrect < 0:
-            raise ValueError(f"--max-incorrect must be >= 0, got {self.max_incorrect}")
 
 
 def read_samples(path: str, problem_ids: set[str]) -> dict[str, list[str]]:
@@ -74,10 +69,8 @@ def sample_answers(generator: Any, problems: Sequence[dict[str, Any]], cfg: Conf
     from tqdm.auto import tqdm
 
     from ttscale.data.steps import build_prompt
-    from ttscale.inference.base import SamplingParams
 
-    params = SamplingParams(n=cfg.samples_per_problem, temperature=cfg.temperature, top_p=cfg.top_p,
-                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    params = cfg.params(cfg.samples_per_problem)
     tokenizer = getattr(generator, "tokenizer", None)
     out: dict[str, list[Any]] = {}
     with tqdm(total=len(problems), desc="sampling answers", unit="problem") as bar:

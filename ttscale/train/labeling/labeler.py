@@ -8,38 +8,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from ttscale.config import field, overrides
 from ttscale.data.answers import is_correct
 from ttscale.data.labels import derive_labels
-from ttscale.train.labeling.methods import Evidence, label_solution
+from ttscale.train.labeling.methods import METHODS, Evidence, label_solution
 from ttscale.train.labeling.rollouts import RolloutEngine
-from ttscale.data.steps import DEFAULT_DELIMITER, build_prompt, continuation_prompt, join_steps, split_steps
-from ttscale.inference.base import SamplingParams
+from ttscale.data.steps import build_prompt, continuation_prompt, join_steps, split_steps
+from ttscale.inference.sampling_args import SamplingArgs
 
 
-@dataclass(frozen=True)
-class LabelSettings:
-    method: str = "per-step"
-    num_solutions: int = 4          # S: sampled solutions per problem
-    rollouts: int = 8               # k: rollouts per probed prefix
-    temperature: float = 0.8
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    seed: int = 0
-    threshold: float = 0.0          # τ: a step is correct if its rollout success rate > τ
-    label_mode: str = "hard"        # which labels the `labels` column holds (evidence is always kept)
-    min_pass: float = 0.0           # keep problems whose solution pass rate is in (min_pass, max_pass)
-    max_pass: float = 1.0
-    prefilter: bool = True
-    delimiter: str = DEFAULT_DELIMITER
+@dataclass(kw_only=True)
+@overrides(max_new_tokens=256)
+class LabelArgs(SamplingArgs):
+    """What labelling does (`ttscale label` inherits these; `label_chunk` takes them as they are)."""
+    method: str = field("per-step", choices=list(METHODS),
+                        help="per-step: roll out after every step (Math-Shepherd); first-error: scan steps in "
+                             "order, stop at the first prefix with no correct rollout; binary-search: find that "
+                             "first error in O(k log M) rollouts (OmegaPRM)")
+    num_solutions: int = field(4, ge=1, help="S: solutions sampled per problem (ignored with --solutions-field)")
+    rollouts: int = field(8, ge=1, help="k: rollouts per probed step prefix")
+    threshold: float = field(0.0, ge=0, lt=1, help="τ: a step is correct when its rollout success rate > τ "
+                                                     "(0 = any rollout correct)")
+    label_mode: str = field("hard", choices=["hard", "soft"],
+                            help="what the `labels` column holds: hard (0/1 by τ) or soft (the success rate); "
+                                 "mc_correct/mc_total are always stored so either can be re-derived")
+    prefilter: bool = field(True, help="drop problems whose sampled solutions' pass rate is <= --min-pass or "
+                            ">= --max-pass (no step signal there)")
+    min_pass: float = field(0.0, ge=0, le=1, help="pre-filter lower bound (exclusive)")
+    max_pass: float = field(1.0, ge=0, le=1, help="pre-filter upper bound (exclusive)")
+    solutions_field: str = field("", help="label the solutions in this problem column (str or list of str) "
+                                 "instead of sampling them")
 
-    def params(self, n: int) -> SamplingParams:
-        return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p,
-                              max_new_tokens=self.max_new_tokens, seed=self.seed)
 
-
-def _solutions(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any, st: LabelSettings,
-               solutions_field: str | None, on_batch) -> list[tuple[list[str], str]]:
+def _solutions(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any, st: LabelArgs,
+               on_batch) -> list[tuple[list[str], str]]:
     """(solution texts, source) per problem: the user's own column, or S samples from the policy."""
+    solutions_field = st.solutions_field
     if solutions_field:
         out = []
         for p in problems:
@@ -54,11 +58,10 @@ def _solutions(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any, 
     return [([c.text for c in cs], "policy") for cs in comps]
 
 
-def label_chunk(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any, st: LabelSettings,
-                solutions_field: str | None = None,
+def label_chunk(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any, st: LabelArgs,
                 on_batch: Callable[[int], None] | None = None) -> tuple[list[dict], int]:
     """Returns (labelled rows, number of problems dropped by the pre-filter)."""
-    sols = _solutions(problems, engine, tokenizer, st, solutions_field, on_batch)
+    sols = _solutions(problems, engine, tokenizer, st, on_batch)
     jobs: list[dict] = []
     dropped = 0
     for p, (texts, source) in zip(problems, sols):
@@ -69,7 +72,7 @@ def label_chunk(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any,
             continue
         prompt = build_prompt(p["problem"], tokenizer)
         for j, (text, ok) in enumerate(zip(texts, verdicts)):
-            steps = split_steps(text, st.delimiter)
+            steps = split_steps(text, st.step_delimiter)
             if not steps:
                 continue
             coro = label_solution(st.method, len(steps), st.rollouts, ok, st.threshold)
@@ -90,7 +93,7 @@ def label_chunk(problems: Sequence[dict], engine: RolloutEngine, tokenizer: Any,
         if not active:
             break
         reqs = [(job, length) for job in active for length in job["pending"]]
-        prompts = [continuation_prompt(job["prompt"], job["steps"][:length], st.delimiter) for job, length in reqs]
+        prompts = [continuation_prompt(job["prompt"], job["steps"][:length], st.step_delimiter) for job, length in reqs]
         golds = [job["problem"]["answer"] for job, _ in reqs]
         counts = engine.count_correct(prompts, golds, params, on_batch=on_batch)
         by_job: dict[int, list[int]] = {}
@@ -110,7 +113,7 @@ def _true_labels(problem: dict, steps: list[str]) -> list[bool] | None:
     return check_steps(problem, join_steps(steps))
 
 
-def _row(job: dict, st: LabelSettings) -> dict:
+def _row(job: dict, st: LabelArgs) -> dict:
     ev: Evidence = job["evidence"]
     p = job["problem"]
     return {
