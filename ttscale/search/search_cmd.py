@@ -10,15 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from ttscale.config import field, to_yaml
+from ttscale.config import field, overrides, run_identity, to_yaml, tweak
 from ttscale.data.problems import ProblemArgs
-from ttscale.inference.loading import GeneratorArgs
+from ttscale.inference.loading import GeneratorArgs, ReviserArgs
+from ttscale.inference.sampling_args import SamplingArgs
 from ttscale.inference.scorers_load import ScorerArgs
 from ttscale.data.rundir import claim_run_dir, part_path
 from ttscale.search.output import finalize, result_rows, write_part
@@ -27,6 +28,7 @@ from ttscale.search.strategy import Strategy
 from ttscale.search.types import AGGREGATIONS, VOTINGS, SearchContext, SearchSettings
 
 _PENDING = object()   # stands for a model that will be loaded, so options are checked before loading any
+
 
 def _default_votings() -> str:
     by_voting: dict[str, list[str]] = {}
@@ -41,27 +43,24 @@ StrategyOptions = dataclasses.make_dataclass(
                         for name, tp, f in strategy_options()], kw_only=True)
 
 
+@overrides(temperature=tweak(help="sampling temperature (rollouts for lookahead are greedy)"),
+           max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
+           seed=tweak(help="sampling seed: same seed, same search"))
 @dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
-class Config(StrategyOptions, GeneratorArgs, ScorerArgs, ProblemArgs):
+class Config(StrategyOptions, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model."""
-    output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True)
+    output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
+                            run_key=False)
     policy: str | None = field(None, help="policy model: a local save_pretrained dir, a hub id, a PEFT adapter dir, "
                                "a .gguf file, or (backend openai) the served model name; not needed for revisions")
     strategy: str = field("weighted-best-of-n", choices=list(STRATEGIES),
                           help="search strategy; the budget N means: " + "; ".join(
                               f"{name}: {cls.budget_meaning}" for name, cls in STRATEGIES.items()))
-    budget: int = field(16, help="N, the same compute for every strategy (see --strategy)")
-    revision_model: str | None = field(None, help="revision model folder (from `ttscale train-revision`); same "
-                                       "backend options as the policy")
-    max_new_tokens: int = field(512, help="token limit per full sample or revision attempt")
-    temperature: float = field(0.8, help="sampling temperature (rollouts for lookahead are greedy)")
-    top_p: float = field(1.0, help="nucleus sampling")
+    budget: int = field(16, ge=1, help="N, the same compute for every strategy (see --strategy)")
     aggregation: str = field("last", choices=list(AGGREGATIONS), help="step scores -> candidate score")
     voting: str = field("default", choices=["default", *VOTINGS],
                         help="final selection; default: the strategy's own, " + _default_votings())
-    step_delimiter: str = field("\n\n", help="step separator (the same as labelling and the PRM)")
-    seed: int = field(0, help="sampling seed: same seed, same search")
-    problems_per_batch: int = field(16, help="problems searched together (and written as one part)")
+    problems_per_batch: int = field(16, ge=1, help="problems searched together (and written as one part)")
 
     def settings(self, revision_max_attempts: int = 4) -> SearchSettings:
         return SearchSettings(
@@ -77,26 +76,19 @@ class Config(StrategyOptions, GeneratorArgs, ScorerArgs, ProblemArgs):
         return get_strategy(self.strategy, self.strategy_options())
 
     def __post_init__(self):
-        if self.problems_per_batch < 1:
-            raise ValueError(f"--problems-per-batch must be >= 1, got {self.problems_per_batch}")
         dry = SearchContext(generator=_PENDING if self.policy else None, scorer=_PENDING if self.prm else None,
                             reviser=_PENDING if self.revision_model else None, settings=self.settings())
         self.make_strategy().validate(self.budget, dry)
 
 
-# Options that change results: a resumed run must use the same ones as the parts already written.
-_RUN_KEYS = ("strategy", "budget", "policy", "prm", "revision_model", "max_new_tokens", "temperature", "top_p",
-             "aggregation", "voting", "step_delimiter", "seed", "problems_per_batch", "problems", "limit",
-             *(f.name for f in dataclasses.fields(StrategyOptions)))
-
-
 def build_context(cfg: Config, need_policy: bool) -> tuple[SearchContext, SearchSettings]:
     reviser, max_attempts = None, 4
-    if cfg.revision_model:
+    reviser_args = cfg.reviser_generator_args(cfg)
+    if reviser_args is not None:
         from ttscale.data.revision_format import read_revision_info
 
         max_attempts = read_revision_info(cfg.revision_model)["max_attempts"]
-        reviser = replace(cfg, policy=cfg.revision_model, adapter=None, gguf_file=None).build()
+        reviser = reviser_args.build()
     settings = cfg.settings(max_attempts)
     generator = cfg.build() if cfg.policy and need_policy else None
     scorer = ScorerArgs.build(cfg) if cfg.prm else None
@@ -109,7 +101,7 @@ def run(cfg: Config) -> int:
     strategy = cfg.make_strategy()
     size = cfg.problems_per_batch
     n_parts = (len(problems) + size - 1) // size
-    claim_run_dir(out, {**{k: getattr(cfg, k) for k in _RUN_KEYS}, "n_chunks": n_parts}, "search")
+    claim_run_dir(out, {**run_identity(cfg), "n_chunks": n_parts}, "search")
     (out / "config.yaml").write_text(to_yaml(cfg))
 
     todo = [c for c in range(n_parts) if not part_path(out, c).exists()]
