@@ -187,10 +187,12 @@ class QwenPRM(TokenClassificationPRM):
 
 
 class SkyworkPRM(TokenClassificationPRM):
-    """Skywork-o1-Open-PRM: value head, one scalar per token ([B,T] or [B,T,1]); sigmoid at each step's end."""
+    """Skywork-o1-Open-PRM: value head, one scalar per token ([B,T] or [B,T,1]); sigmoid at each step's end.
+
+    load_scorer builds the model as ttscale.inference.value_head.ValueHeadLM (returns the values [B,T])."""
 
     style = "skywork"
-    output_index = -1    # Skywork's own PRM_MODEL returns (lm_logits, loss, value)
+    output_index = -1    # a model returning Skywork's own tuple (lm_logits, loss, value) works as well
 
 
 # ---------------------------------------------------------------------------------------- "+/-" heads

@@ -41,12 +41,21 @@ def resolve_spec(path: str | Path, style: str = "auto", architectures: list[str]
 def _architectures(path: str | Path, trust_remote_code: bool) -> list[str]:
     from transformers import AutoConfig
 
-    return list(getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "architectures", None)
-                or [])
+    text = str(path)
+    # A hub name is "org/name"; anything else that does not exist is a mistyped local folder.
+    if not Path(text).exists() and (text.startswith((".", "/", "~")) or text.count("/") > 1):
+        raise FileNotFoundError(f"PRM folder {text} does not exist; pass --prm a checkpoint folder (or a hub name)")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as e:  # transformers' way of saying the folder or hub name holds no usable checkpoint
+        raise UserError(f"cannot load the PRM {text}: {e}") from e
+    return list(getattr(config, "architectures", None) or [])
 
 
 def _check_fits(path: str | Path, spec: PRMSpec, archs: list[str]) -> None:
     """A causal LM read as a classifier (or the reverse) gives meaningless scores: refuse with the fix."""
+    if spec.style == "skywork":
+        return  # a causal LM by design: its value head is loaded beside it (ttscale.inference.value_head)
     causal = any(a.endswith("ForCausalLM") for a in archs)
     classifier = any(a.endswith("ForTokenClassification") for a in archs)
     if spec.formulation == "token-classification" and causal:
@@ -72,9 +81,12 @@ def _load_model(path: str | Path, spec: PRMSpec, archs: list[str], dtype: Any, t
             raise UserError(f"{path}: Qwen2.5-Math-PRM checkpoints ship their own model code; pass "
                              f"--prm-trust-remote-code true if you trust it")
         return tf.AutoModel.from_pretrained(path, **kw)
-    raise UserError(f"{path}: a Skywork-o1-Open-PRM value-head checkpoint ({', '.join(archs)}) needs the model "
-                     f"class from SkyworkAI/skywork-o1-prm-inference; load it yourself and call "
-                     f"make_scorer(model, tokenizer, PRMSpec.for_style('skywork'))")
+    if spec.style == "skywork":
+        from ttscale.inference.value_head import ValueHeadLM
+
+        return ValueHeadLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    raise UserError(f"{path}: PRM style {spec.style!r} has no loader for a {', '.join(archs) or 'model'} "
+                    f"checkpoint; pass --prm-style")
 
 
 def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: int = 8, max_length: int | None = None,
