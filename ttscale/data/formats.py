@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 from tqdm.auto import tqdm
 
 from ttscale.errors import UserError
-from ttscale.data.formats_prm800k import read_prm800k
+from ttscale.data.formats_prm800k import read_prm800k, write_prm800k
 from ttscale.data.io import read_jsonl, read_table, table_kind, write_table
 from ttscale.data.labels import first_error_index, harden, is_hard, validate_row
 
@@ -263,7 +263,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("trl-stepwise", "TRL stepwise supervision {prompt, completions, labels: list[bool]}",
            read_trl_stepwise, write_trl_stepwise),
     Format("prm800k", "raw PRM800K lines {question.problem, label.steps[*].completions[*].rating, ...}; "
-           "READ-ONLY; follows the chosen trajectory to the first -1", read_prm800k, None),
+           "follows the chosen trajectory to the first -1; id <-> top-level id", read_prm800k, write_prm800k),
     Format("processbench", "{id, problem, steps, label = index of the first wrong step or -1}",
            read_processbench, write_processbench),
     Format("rlhflow", "RLHFlow PRM data {conversations: [{role: user, content: 'problem Step 1: ...'}, "
