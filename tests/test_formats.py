@@ -79,6 +79,11 @@ def test_round_trips_are_exact(fmt, ext, tmp_path):
     rows = _native("a")
     if fmt == "processbench":  # it carries labels up to the first error: steps after it stay unlabelled
         rows[1]["labels"], rows[2]["labels"] = [1.0, 0.0], [0.0]
+    if fmt == "prm800k":  # a trajectory stops at its first -1 step; rows read from PRM800K name their source
+        rows[1]["steps"], rows[1]["labels"] = rows[1]["steps"][:2], [1.0, 0.0]
+        rows[2]["steps"], rows[2]["labels"] = rows[2]["steps"][:1], [0.0]
+        rows = [{**r, "source": "prm800k"} for r in rows]
+        rows[0]["answer"] = "7"
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConversionWarning)  # a lossless round trip must not warn
         # native -> X -> native
@@ -159,8 +164,11 @@ def test_prm800k_human_completion_and_errors(tmp_path):
     with pytest.warns(ConversionWarning, match="1 of 2 rows: invalid rows skipped"):
         (row,) = read_rows("prm800k", src, skip_invalid=True)
     assert row["steps"] == ["Let x = 2.", "So 2x = 4."] and row["labels"] == [1.0, 1.0]
-    with pytest.raises(ValueError, match="read-only"):
-        write_rows("prm800k", [row], tmp_path / "x.jsonl")
+    with pytest.warns(ConversionWarning, match="steps after the first error dropped"):
+        write_rows("prm800k", [{**row, "steps": ["a", "b", "c"], "labels": [1.0, 0.0, 1.0]}], tmp_path / "x.jsonl")
+    (line,) = _records(tmp_path / "x.jsonl")
+    assert [s["completions"][0]["rating"] for s in line["label"]["steps"]] == [1, -1]
+    assert line["label"]["finish_reason"] == "found_error" and line["label"]["steps"][1]["chosen_completion"] is None
 
 
 def test_processbench_real_row_and_first_error_loss(tmp_path):
@@ -242,7 +250,7 @@ def test_cli_convert_end_to_end(tmp_path, capsys):
     (rec,) = _records(tmp_path / "rl")
     assert [t["content"] for t in rec["conversations"][1::2]] == ["+", "-"]
 
-    assert main(["convert", "--from", "processbench", str(src), str(tmp_path / "x.jsonl")]) == 1
+    assert main(["convert", "--from", "processbench", str(src), str(tmp_path / "x.jsonl")]) == 2
     assert "row 1 (processbench): field 'problem'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["convert", "--help"])

@@ -265,7 +265,8 @@ def test_eval_prm_on_processbench_file(verb_prm, toy_data, tmp_path, capsys):
     test = _verb_rows(toy_data["test"])  # first "error" = first step that does not add
     bench = [{"id": r["id"], "problem": r["problem"], "steps": r["steps"], "label": pm.first_error(r["labels"]),
               "split": "easy" if len(r["steps"]) <= 2 else "hard"} for r in test]
-    write_table(bench, tmp_path / "bench.jsonl")
+    write_table(bench[:30], tmp_path / "fit.jsonl")    # threshold fitted here ...
+    write_table(bench[30:], tmp_path / "bench.jsonl")  # ... and reported here
     preds = tmp_path / "preds.jsonl"
     argv = ["eval-prm", "--data", str(tmp_path / "bench.jsonl"), "--prm", str(verb_prm),
             "--predictions", str(preds), "--prm-threads", "1"]
@@ -275,14 +276,15 @@ def test_eval_prm_on_processbench_file(verb_prm, toy_data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.index("{\n"):]) == given  # the printed JSON summary
     rows = read_jsonl(preds)
-    assert len(rows) == len(bench) and {"pred", "scores", "match", "split"} <= set(rows[0])
+    assert len(rows) == len(bench) - 30 and {"pred", "scores", "match", "split"} <= set(rows[0])
     for name, split in given["splits"].items():  # F1 recomputed from the written predictions
         part = [r for r in rows if r["split"] == name]
         assert split["f1"] == pytest.approx(pm.first_error_scores([r["pred"] for r in part],
                                                                    [r["label"] for r in part])["f1"])
     assert given["f1"] == pytest.approx(np.mean([s["f1"] for s in given["splits"].values()]))
     assert given["f1"] > 0.8, given  # measured 0.96 pooled
-    assert main(argv + ["--threshold-split", "all", "--summary", str(out)]) == 0
+    assert given["step_auc"] > 0.9, given  # the verb signal is step-local: measured 0.98 in training
+    assert main(argv + ["--threshold-from", str(tmp_path / "fit.jsonl"), "--summary", str(out)]) == 0
     tuned = json.loads(out.read_text())
-    assert tuned["overall"]["f1"] >= given["overall"]["f1"] - 1e-9
-    assert "max F1" in tuned["threshold_from"] and not math.isnan(tuned["threshold"])
+    assert tuned["threshold_source"] == "threshold-from" and tuned["threshold_fit"]["rows"] == 30
+    assert not math.isnan(tuned["threshold"]) and tuned["skipped"] == 0

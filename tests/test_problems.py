@@ -143,3 +143,52 @@ def test_problem_args_from_cli_and_yaml(tmp_path):
 def test_problem_args_without_problems_explains():
     with pytest.raises(ValueError, match="pass --problems"):
         ProblemArgs().load()
+
+
+# ------------------------------------------------------------------ broken JSON lines and user errors at the CLI
+
+def _broken(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"id": "a", "problem": "What is 1 + 1?", "answer": "2"}\n'
+                    '{"id": "b", "problem": "What is 2 + 2?", "answer": \n'   # cut off mid-row
+                    '\n'
+                    '{"id": "a", "problem": "What is 3 + 3?", "answer": "6"}\n')
+    return path
+
+
+def test_broken_json_line_names_file_and_line_or_is_skipped(tmp_path):
+    from ttscale.data.problems import load_problems_with_skips
+    from ttscale.errors import UserError
+
+    path = _broken(tmp_path)
+    with pytest.raises(UserError, match=r"broken\.jsonl:2: invalid JSON .*--skip-invalid"):
+        load_problems_with_skips(path)
+    # skipped; the rows after it keep their own line numbers (the duplicate id is on line 4, not 3)
+    with pytest.raises(UserError, match=r"duplicate id 'a' at .*broken\.jsonl:1 and .*broken\.jsonl:4"):
+        load_problems_with_skips(path, skip_invalid=True)
+    path.write_text(path.read_text().replace('"id": "a", "problem": "What is 3', '"id": "c", "problem": "What is 3'))
+    ds, skipped = load_problems_with_skips(path, skip_invalid=True)
+    assert list(ds["id"]) == ["a", "c"] and len(skipped) == 1 and "broken.jsonl:2: invalid JSON" in skipped[0]
+
+
+def test_cli_user_error_is_one_line_exit_2_and_debug_shows_the_traceback(tmp_path, tiny_lm_dir, capsys):
+    from ttscale.cli import main
+
+    path = _broken(tmp_path)
+    path.write_text(path.read_text().replace('"id": "a", "problem": "What is 3', '"id": "c", "problem": "What is 3'))
+    argv = ["search", str(tmp_path / "out"), "--problems", str(path), "--policy", str(tiny_lm_dir),
+            "--strategy", "majority", "--budget", "1", "--max-new-tokens", "4", "--device", "cpu", "--threads", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith("ttscale search: error: ") and "broken.jsonl:2: invalid JSON" in line
+    with pytest.raises(ValueError, match="invalid JSON"):
+        main(["--debug"] + argv)
+    # a missing file is a user error too
+    assert main(argv[:3] + [str(tmp_path / "nope.jsonl")] + argv[4:]) == 2
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
+    # --skip-invalid skips the broken line and the search runs on the two good problems
+    assert main(argv + ["--skip-invalid"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["problems"] == 2, summary

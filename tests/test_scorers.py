@@ -285,3 +285,45 @@ def test_stepwise_search_same_with_and_without_incremental_scoring(strategy, tok
     spent = lambda rs: sum(r.spent.prm_tokens for r in rs)  # noqa: E731
     assert spent(inc) == inc_scorer.usage.tokens and spent(inc) < spent(full) / 1.5
     assert len(inc_scorer.kv_cache) == 0   # handed back when the search ends
+
+
+# ------------------------------------------------------------------ Skywork-style value-head checkpoint
+
+def test_skywork_value_head_checkpoint_loads_from_the_cli_options(tok, tmp_path):
+    from safetensors import safe_open
+
+    from ttscale.errors import UserError
+    from ttscale.inference.value_head import ValueHeadLM
+
+    backbone = _model(tok, "causal-lm", 5)
+    vh = ValueHeadLM(backbone)
+    torch.manual_seed(5)
+    torch.nn.init.normal_(vh.v_head.summary.weight, std=0.5)
+    torch.nn.init.normal_(vh.v_head.summary.bias, std=0.5)
+    vh.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), framework="pt") as f:  # Skywork's layout
+        keys = set(f.keys())
+    assert {"v_head.summary.weight", "v_head.summary.bias", "model.embed_tokens.weight"} <= keys
+
+    scorer = parse_config(ScorerArgs, ["--prm", str(tmp_path), "--prm-style", "skywork", "--prm-device", "cpu"]).build()
+    assert isinstance(scorer, SkyworkPRM)
+    got = scorer.score(ITEMS)
+    # By hand: sigmoid(w . h_last + b) at each step's newline, h_last from the plain causal LM's hidden states.
+    w, b = vh.v_head.summary.weight[0].detach(), vh.v_head.summary.bias[0].detach()
+    for (problem, steps), scores in zip(ITEMS, got):
+        if not steps:
+            assert scores == []
+            continue
+        ids, _ = scorer.encode(problem, steps)
+        pos = _expected_positions(tok, "skywork", ids)
+        with torch.no_grad():
+            h = backbone(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
+        want = torch.sigmoid(h[pos] @ w + b).tolist()
+        assert scores == pytest.approx(want, abs=1e-5)
+
+    bare = tmp_path / "bare"  # a plain causal LM: no value head to read
+    backbone.save_pretrained(bare)
+    tok.save_pretrained(bare)
+    with pytest.raises(UserError, match="no v_head.summary.weight"):
+        load_scorer(bare, "skywork", device="cpu")

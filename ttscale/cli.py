@@ -2,13 +2,16 @@
 
 Each stage lives in its own module exposing `Config` (a dataclass, see ttscale.config) and
 `run(cfg) -> int | None`. Stages are imported lazily so `ttscale --help` stays fast and a stage's
-heavy dependencies load only when it runs.
+heavy dependencies load only when it runs. A user error (ttscale.errors.UserError, a missing file,
+sys.exit("message")) prints `ttscale <stage>: error: ...` and exits 2; `--debug` shows its traceback.
 """
 from __future__ import annotations
 
 import importlib
 import sys
 from typing import Sequence
+
+from ttscale.errors import UserError
 
 # stage name -> (module, one-line summary). Order = data flow.
 STAGES: dict[str, tuple[str, str]] = {
@@ -36,10 +39,14 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from ttscale.config import parse_config
+# What a user can fix: printed as one line (exit 2). Anything else may be a bug and keeps its traceback.
+USER_ERRORS = (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args  # global: accepted before or after the stage
+    args = [a for a in args if a != "--debug"]
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -47,6 +54,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"ttscale: unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    try:
+        return _run_stage(stage, rest)
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        return _user_error(stage, e)
+    except SystemExit as e:
+        # sys.exit("message") from a stage is a user error too; argparse's exits (int codes) pass through
+        if debug or e.code is None or isinstance(e.code, int):
+            raise
+        return _user_error(stage, e.code)
+
+
+def _run_stage(stage: str, rest: list[str]) -> int:
+    from ttscale.config import parse_config
+
     module_name, summary = STAGES[stage]
     module = importlib.import_module(module_name)
     cfg = parse_config(module.Config, rest, prog=f"ttscale {stage}", description=summary)
@@ -55,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         _close_process_group()
     return int(rc or 0)
+
+
+def _user_error(stage: str, error: object) -> int:
+    print(f"ttscale {stage}: error: {error} (--debug shows the traceback)", file=sys.stderr)
+    return 2
 
 
 def _close_process_group() -> None:

@@ -21,7 +21,7 @@ class Config:
     output: str = field(help="file to write, format by extension: .jsonl, .parquet, or a path without "
                         "extension for a datasets directory", positional=True)
     from_format: str = field("ttscale", flag="--from", choices=list(FORMATS),
-                             help="format of INPUT (prm800k is read-only: it can only be a source). "
+                             help="format of INPUT. "
                              "Formats: " + _FORMAT_HELP)
     to_format: str = field("ttscale", flag="--to", choices=[n for n, f in FORMATS.items() if f.write],
                            help="format of OUTPUT; fields it has no place for (answer, mc_correct/mc_total, "
@@ -57,9 +57,9 @@ def run(cfg: Config) -> int:
                 rows = [relabel(r, cfg.relabel, cfg.hard_threshold) for r in rows]
             n = write_rows(cfg.to_format, rows, cfg.output, hard_threshold=cfg.hard_threshold,
                            skip_invalid=cfg.skip_invalid)
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError) as e:  # a bad row or file: one line, exit 2 like every stage
             print(f"ttscale convert: error: {e}", file=sys.stderr)
-            return 1
+            return 2
     for w in caught:
         if issubclass(w.category, ConversionWarning):
             print(f"warning: {w.message}", file=sys.stderr)

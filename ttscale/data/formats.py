@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
-from ttscale.data.formats_prm800k import read_prm800k
+from ttscale.errors import UserError
+from ttscale.data.formats_prm800k import read_prm800k, write_prm800k
 from ttscale.data.io import read_jsonl, read_table, table_kind, write_table
 from ttscale.data.labels import first_error_index, harden, is_hard, validate_row
 
@@ -45,8 +46,8 @@ class Context:
     def where(self) -> str:
         return f"{self.path}: row {self.index + 1}"
 
-    def fail(self, field_name: str, msg: str) -> ValueError:
-        return ValueError(f"{self.where} ({self.fmt}): field {field_name!r}: {msg}")
+    def fail(self, field_name: str, msg: str) -> UserError:
+        return UserError(f"{self.where} ({self.fmt}): field {field_name!r}: {msg}")
 
     def lose(self, what: str) -> None:
         """Record that the current row lost information of kind `what` (counted once per row)."""
@@ -262,7 +263,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("trl-stepwise", "TRL stepwise supervision {prompt, completions, labels: list[bool]}",
            read_trl_stepwise, write_trl_stepwise),
     Format("prm800k", "raw PRM800K lines {question.problem, label.steps[*].completions[*].rating, ...}; "
-           "READ-ONLY; follows the chosen trajectory to the first -1", read_prm800k, None),
+           "follows the chosen trajectory to the first -1; id <-> top-level id", read_prm800k, write_prm800k),
     Format("processbench", "{id, problem, steps, label = index of the first wrong step or -1}",
            read_processbench, write_processbench),
     Format("rlhflow", "RLHFlow PRM data {conversations: [{role: user, content: 'problem Step 1: ...'}, "
@@ -272,13 +273,13 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 
 def _format(name: str) -> Format:
     if name not in FORMATS:
-        raise ValueError(f"unknown format {name!r}; choose one of: {', '.join(FORMATS)}")
+        raise UserError(f"unknown format {name!r}; choose one of: {', '.join(FORMATS)}")
     return FORMATS[name]
 
 
-def _records(path: str | Path) -> list[dict]:
+def _records(path: str | Path, skip_invalid: bool = False) -> list[dict]:
     # JSON lines are read as plain dicts: raw dumps (PRM800K) mix types that Arrow cannot infer one schema for
-    return read_jsonl(path) if table_kind(path) == "jsonl" else read_table(path).to_list()
+    return read_jsonl(path, skip_invalid) if table_kind(path) == "jsonl" else read_table(path).to_list()
 
 
 def _convert_all(items: Iterable[Any], total: int, ctx: Context, convert: Callable[[Any], list[dict]],
@@ -308,13 +309,13 @@ def read_rows(fmt: str, path: str | Path, *, neutral: str = "correct", alternati
     """
     spec = _format(fmt)
     if neutral not in ("correct", "incorrect"):
-        raise ValueError(f"neutral must be 'correct' or 'incorrect', got {neutral!r}")
+        raise UserError(f"neutral must be 'correct' or 'incorrect', got {neutral!r}")
     ctx = Context(fmt, str(path), neutral=neutral, alternatives=alternatives)
-    records = _records(path)
+    records = _records(path, skip_invalid)
 
     def convert(rec: Any) -> list[dict]:
         if not isinstance(rec, dict):
-            raise ValueError(f"{ctx.where}: expected an object, got {type(rec).__name__}")
+            raise UserError(f"{ctx.where}: expected an object, got {type(rec).__name__}")
         return [validate_row(r, ctx.where) for r in spec.read(rec, ctx)]
 
     rows = _convert_all(records, len(records), ctx, convert, skip_invalid, f"read {fmt}")
@@ -330,7 +331,7 @@ def write_rows(fmt: str, rows: Iterable[dict], path: str | Path, *, hard_thresho
     """
     spec = _format(fmt)
     if spec.write is None:
-        raise ValueError(f"format {fmt!r} is read-only; write one of: "
+        raise UserError(f"format {fmt!r} is read-only; write one of: "
                          + ", ".join(n for n, f in FORMATS.items() if f.write))
     rows = list(rows)
     ctx = Context(fmt, str(path), hard_threshold=hard_threshold)
@@ -341,7 +342,7 @@ def write_rows(fmt: str, rows: Iterable[dict], path: str | Path, *, hard_thresho
 
     out = _convert_all(rows, len(rows), ctx, convert, skip_invalid, f"write {fmt}")
     if not out:
-        raise ValueError(f"{path}: nothing to write ({len(rows)} input rows, none convertible to {fmt})")
+        raise UserError(f"{path}: nothing to write ({len(rows)} input rows, none convertible to {fmt})")
     write_table(out, path)
     ctx.warn_losses(len(rows), "writing")
     return len(out)

@@ -1,4 +1,4 @@
-"""Read raw PRM800K rows (github.com/openai/prm800k, data/phase{1,2}_{train,test}.jsonl) as native rows.
+"""Read and write raw PRM800K rows (github.com/openai/prm800k, data/phase{1,2}_{train,test}.jsonl) as native rows.
 
 One PRM800K line is one labelled solution: `question.problem`, `question.ground_truth_answer`, and
 `label.steps[*]` with candidate `completions[*]` (`text`, `rating` in -1/0/+1), the index of the
@@ -8,12 +8,19 @@ instead, or when labeling stopped at this step), and `label.finish_reason`.
 The native row follows the chosen trajectory and stops at its first -1 step (steps after an error
 carry no label, like ProcessBench). Where labeling stopped with nothing chosen (phase 2
 "found_error"), the pre-generated step `completions[0]` is kept if it was rated -1. Rating 0
-("neutral": fine but no progress) becomes correct or incorrect per `neutral`. Read-only: writing
-PRM800K back would need labeler metadata the native row does not keep.
+("neutral": fine but no progress) becomes correct or incorrect per `neutral`.
+
+Writing gives one line per native row in the same schema: each labelled step is a single pre-generated
+completion rated +1 or -1, chosen (chosen_completion 0) while correct; the first -1 step ends the
+trajectory with nothing chosen, as in phase-2 "found_error" lines. The row id goes to a top-level `id`
+(raw PRM800K lines have none), the answer to question.ground_truth_answer. Labeler metadata (labeler,
+timestamps, flags) is not in a native row and is not written.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from ttscale.data.labels import first_error_index, harden, is_hard
 
 RATING_FIELD = "label.steps[{s}].completions[{c}].rating"
 
@@ -97,3 +104,25 @@ def read_prm800k(rec: dict, ctx) -> list[dict]:
         ctx.lose("skipped: no rated step on the trajectory")
         return alternatives
     return [{**base, "steps": steps, "labels": labels}] + alternatives
+
+
+def write_prm800k(row: dict, ctx) -> dict | None:
+    labels = row["labels"]
+    if not is_hard(labels):
+        ctx.lose(f"soft labels made hard: label > {ctx.hard_threshold} counts as correct (--hard-threshold)")
+    labels = harden(labels, ctx.hard_threshold)
+    k = first_error_index(labels)
+    if k >= 0 and len(row["steps"]) > k + 1:
+        ctx.lose("steps after the first error dropped (PRM800K trajectories stop at the first -1)")
+    if k < 0 and len(labels) < len(row["steps"]):
+        ctx.lose("unlabelled steps dropped (every PRM800K step carries a rating)")
+    n = k + 1 if k >= 0 else len(labels)
+    if n == 0:
+        ctx.lose("skipped: no labelled step")
+        return None
+    steps = [{"completions": [{"text": text, "rating": 1 if ok else -1}], "human_completion": None,
+              "chosen_completion": 0 if ok else None}
+             for text, ok in zip(row["steps"][:n], labels[:n])]
+    finish = "found_error" if k >= 0 else "solution" if n == len(row["steps"]) else "give_up"
+    return {"id": row["id"], "question": {"problem": row["problem"], "ground_truth_answer": row.get("answer")},
+            "label": {"steps": steps, "finish_reason": finish}}

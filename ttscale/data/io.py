@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import datasets
 
+from ttscale.errors import UserError
+
 SUPPORTED = ".jsonl, .json, .parquet, or a datasets directory (save_to_disk)"
 
 
@@ -25,7 +27,7 @@ def table_kind(path: str | os.PathLike) -> str:
         return "parquet"
     if suffix == "" or p.is_dir():
         return "dir"
-    raise ValueError(f"{path}: unsupported table format {suffix!r}; use {SUPPORTED}")
+    raise UserError(f"{path}: unsupported table format {suffix!r}; use {SUPPORTED}")
 
 
 def read_table(path: str | os.PathLike) -> datasets.Dataset:
@@ -38,7 +40,7 @@ def read_table(path: str | os.PathLike) -> datasets.Dataset:
         obj = datasets.load_from_disk(str(p))
         if isinstance(obj, datasets.DatasetDict):
             if len(obj) != 1:
-                raise ValueError(f"{path}: a DatasetDict with splits {list(obj)}; pass the split folder itself")
+                raise UserError(f"{path}: a DatasetDict with splits {list(obj)}; pass the split folder itself")
             obj = next(iter(obj.values()))
         return obj
     if kind == "parquet":
@@ -46,27 +48,46 @@ def read_table(path: str | os.PathLike) -> datasets.Dataset:
     return datasets.Dataset.from_list(read_jsonl(p))
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file (or a .json list); errors name the line."""
+def read_jsonl(path: str | os.PathLike, skip_invalid: bool = False) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file (or a .json list); errors name the file and line."""
+    return [row for _, row in read_jsonl_numbered(path, skip_invalid)[0]]
+
+
+def read_jsonl_numbered(path: str | os.PathLike, skip_invalid: bool = False
+                        ) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """([(line number, row)], [one message per skipped line]).
+
+    A line that is not a JSON object raises UserError naming the file and line, or with `skip_invalid` is
+    skipped (its message returned). A .json list is one document: it parses whole or not at all.
+    """
     p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     text = p.read_text(encoding="utf-8")
     if p.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        rows = json.loads(text)
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
         if not all(isinstance(r, dict) for r in rows):
-            raise ValueError(f"{path}: expected a list of objects")
-        return rows
-    rows = []
+            raise UserError(f"{path}: expected a list of objects")
+        return list(enumerate(rows, start=1)), []
+    rows, skipped = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+            problem = None if isinstance(row, dict) else f"expected a JSON object per line, got {type(row).__name__}"
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+            problem = f"invalid JSON ({e.msg} at column {e.colno})"
+        if problem is None:
+            rows.append((lineno, row))
+        elif skip_invalid:
+            skipped.append(f"{path}:{lineno}: {problem}")
+        else:
+            raise UserError(f"{path}:{lineno}: {problem}; fix the line, or pass --skip-invalid to skip such lines")
+    return rows, skipped
 
 
 def _tmp_path(p: Path) -> Path:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from ttscale.errors import UserError
+
 REQUIRED_FIELDS = ("id", "problem", "steps", "labels")
 OPTIONAL_FIELDS = ("answer", "mc_correct", "mc_total", "method", "rollouts", "source")
 NATIVE_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
@@ -29,14 +31,14 @@ def derive_labels(mc_correct: Sequence[int], mc_total: Sequence[int], mode: str 
     such steps only before the first error it found, so they are correct (1.0) in both modes.
     """
     if mode not in ("hard", "soft"):
-        raise ValueError(f"derive_labels: mode must be 'hard' or 'soft', got {mode!r}")
+        raise UserError(f"derive_labels: mode must be 'hard' or 'soft', got {mode!r}")
     if len(mc_correct) != len(mc_total):
-        raise ValueError(f"derive_labels: mc_correct has {len(mc_correct)} entries but mc_total has "
+        raise UserError(f"derive_labels: mc_correct has {len(mc_correct)} entries but mc_total has "
                          f"{len(mc_total)}; they must have one entry per labelled step")
     labels = []
     for i, (c, t) in enumerate(zip(mc_correct, mc_total)):
         if c < 0 or c > t:
-            raise ValueError(f"derive_labels: step {i} has mc_correct={c}, mc_total={t}; "
+            raise UserError(f"derive_labels: step {i} has mc_correct={c}, mc_total={t}; "
                              "need 0 <= mc_correct <= mc_total")
         if t == 0:
             labels.append(1.0)
@@ -63,9 +65,9 @@ def first_error_index(labels: Sequence[float], threshold: float = 0.5) -> int:
     return -1
 
 
-def _fail(where: str, row_id: Any, field: str, msg: str) -> ValueError:
+def _fail(where: str, row_id: Any, field: str, msg: str) -> UserError:
     rid = f" (id {row_id!r})" if row_id not in (None, "") else ""
-    return ValueError(f"{where}{rid}: field {field!r}: {msg}")
+    return UserError(f"{where}{rid}: field {field!r}: {msg}")
 
 
 def _int_list(row: dict, field: str, where: str) -> list[int]:
@@ -86,7 +88,7 @@ def validate_row(row: dict, where: str = "row") -> dict:
     `where` prefixes every error (e.g. "data.jsonl: row 7") so a message names the file, row and field.
     """
     if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected an object with fields {', '.join(REQUIRED_FIELDS)}, "
+        raise UserError(f"{where}: expected an object with fields {', '.join(REQUIRED_FIELDS)}, "
                          f"got {type(row).__name__}")
     rid = row.get("id")
     for name in REQUIRED_FIELDS:
@@ -143,6 +145,6 @@ def validate_row(row: dict, where: str = "row") -> dict:
 def relabel(row: dict, mode: str, threshold: float = 0.0) -> dict:
     """A copy of a native row whose labels are re-derived from its mc_correct/mc_total evidence."""
     if "mc_correct" not in row or "mc_total" not in row:
-        raise ValueError(f"row {row.get('id')!r}: cannot re-derive labels without mc_correct and mc_total "
+        raise UserError(f"row {row.get('id')!r}: cannot re-derive labels without mc_correct and mc_total "
                          "(only rows written by Monte Carlo labeling carry them)")
     return {**row, "labels": derive_labels(row["mc_correct"], row["mc_total"], mode, threshold)}

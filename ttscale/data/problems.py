@@ -16,8 +16,9 @@ from typing import Any, Sequence
 import datasets
 from tqdm.auto import tqdm
 
+from ttscale.errors import UserError
 from ttscale.config import field
-from ttscale.data.io import read_jsonl, read_table, table_kind
+from ttscale.data.io import read_jsonl_numbered, read_table, table_kind
 
 logger = logging.getLogger(__name__)
 
@@ -25,28 +26,29 @@ _LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".csv")
 _FLAG = {"problem": "--problem-field", "answer": "--answer-field", "id": "--id-field"}
 
 
-def _read_source(source: str, split: str) -> tuple[Sequence[dict[str, Any]], Any]:
-    """(rows, locate) where locate(i) names row i for error messages ("f.jsonl:3", "f.parquet row 2")."""
+def _read_source(source: str, split: str, skip_invalid: bool) -> tuple[Sequence[dict[str, Any]], Any, list[str]]:
+    """(rows, locate, skipped): locate(i) names row i for error messages ("f.jsonl:3", "f.parquet row 2");
+    skipped = messages for jsonl lines that are not JSON objects (only with skip_invalid)."""
     p = Path(source).expanduser()
     if p.exists():
         if table_kind(p) != "jsonl":
-            return read_table(p), lambda i: f"{source} row {i}"
+            return read_table(p), lambda i: f"{source} row {i}", []
         # Rows as read, not through Arrow: mixed answer types (5 and "5") are normal in jsonl.
-        rows = read_jsonl(p)
+        numbered, skipped = read_jsonl_numbered(p, skip_invalid)
+        rows = [row for _, row in numbered]
         if _is_json_list(p):
-            return rows, lambda i: f"{source} row {i}"
-        lines = [n for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
-        return rows, lambda i: f"{source}:{lines[i]}"
+            return rows, lambda i: f"{source} row {i}", skipped
+        return rows, lambda i: f"{source}:{numbered[i][0]}", skipped
     if source.lower().endswith(_LOCAL_SUFFIXES) or source.startswith((".", "/", "~")) or os.sep + os.sep in source:
         raise FileNotFoundError(f"{source}: no such file or directory")
     try:  # not a local path: a hub dataset name such as "HuggingFaceH4/MATH-500"
         ds = datasets.load_dataset(source, split=split)
     except Exception as e:  # noqa: BLE001 - hub errors come in many types; name the source and the cause
-        raise ValueError(f"{source}: not a local file or folder, and loading it from the hub "
-                         f"(split {split!r}) failed: {type(e).__name__}: {e}") from e
+        raise UserError(f"{source}: not a local file or folder, and loading it from the hub "
+                        f"(split {split!r}) failed: {type(e).__name__}: {e}") from e
     if not isinstance(ds, datasets.Dataset):
-        raise ValueError(f"{source}: expected one split, got {type(ds).__name__}; pass --split")
-    return ds, lambda i: f"{source} (split {split}) row {i}"
+        raise UserError(f"{source}: expected one split, got {type(ds).__name__}; pass --split")
+    return ds, lambda i: f"{source} (split {split}) row {i}", []
 
 
 def _is_json_list(p: Path) -> bool:
@@ -86,19 +88,18 @@ def load_problems_with_skips(
 ) -> tuple[datasets.Dataset, list[str]]:
     """`load_problems`, also returning one message per skipped row ("f.jsonl:3: missing field 'answer'")."""
     source = str(source)
-    ds, locate = _read_source(source, split)
+    ds, locate, skipped = _read_source(source, split, skip_invalid)
     names = ds.column_names if isinstance(ds, datasets.Dataset) else list(dict.fromkeys(k for r in ds for k in r))
     columns = set(names)
     if len(ds) == 0:
-        raise ValueError(f"{source}: no rows")
+        raise UserError(f"{source}: no rows" + (f" (first skipped: {skipped[0]})" if skipped else ""))
     for role, name in (("problem", problem_field), ("answer", answer_field)):
         if name not in columns and not skip_invalid and (role == "problem" or require_answer):
-            raise ValueError(f"{source}: no column {name!r} (columns: {', '.join(sorted(columns))}); "
+            raise UserError(f"{source}: no column {name!r} (columns: {', '.join(sorted(columns))}); "
                              f"name the {role} column with {_FLAG[role]}")
     sources = {problem_field, answer_field, id_field, level_field, solution_field}
     extras = [c for c in names if c not in sources | {"id", "problem", "answer", "level", "solution"}]
     rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(tqdm(ds, desc=f"reading {Path(source).name}", disable=len(ds) < 20000)):
         values = {"problem": _text(row.get(problem_field)), "answer": _text(row.get(answer_field))}
@@ -108,14 +109,14 @@ def load_problems_with_skips(
             name = problem_field if role == "problem" else answer_field
             msg = f"{locate(i)}: missing or empty field {name!r} (the {role}; must be text or a number)"
             if not skip_invalid:
-                raise ValueError(f"{msg}; fields in this row: {', '.join(sorted(row))}. Name the {role} "
+                raise UserError(f"{msg}; fields in this row: {', '.join(sorted(row))}. Name the {role} "
                                  f"column with {_FLAG[role]}, or pass --skip-invalid to skip such rows")
             skipped.append(msg)
             continue
         pid = _text(row.get(id_field)) if id_field in columns else None
         pid = pid if pid is not None else f"row-{i}"  # stable: the row's index in the source
         if pid in seen:
-            raise ValueError(f"{source}: duplicate id {pid!r} at {locate(seen[pid])} and {locate(i)}; "
+            raise UserError(f"{source}: duplicate id {pid!r} at {locate(seen[pid])} and {locate(i)}; "
                              f"ids must be unique (pick another column with {_FLAG['id']})")
         seen[pid] = i
         out = {"id": pid, **values}
@@ -126,7 +127,7 @@ def load_problems_with_skips(
         out.update({c: row.get(c) for c in extras})
         rows.append(out)
     if not rows:
-        raise ValueError(f"{source}: all {len(ds)} rows are invalid (first: {skipped[0]}); "
+        raise UserError(f"{source}: all {len(ds)} rows are invalid (first: {skipped[0]}); "
                          f"check {_FLAG['problem']} / {_FLAG['answer']}")
     if "level" in rows[0] and any(isinstance(r["level"], str) for r in rows):
         for r in rows:  # one column type: mixed int/str levels all become strings
@@ -135,7 +136,7 @@ def load_problems_with_skips(
     try:
         return datasets.Dataset.from_dict(table), skipped
     except (TypeError, ValueError) as e:  # pyarrow: an extra column mixing types
-        raise ValueError(f"{source}: cannot build a table from these rows ({e}); an extra column "
+        raise UserError(f"{source}: cannot build a table from these rows ({e}); an extra column "
                          f"mixes types (e.g. numbers and text) - fix or drop it") from e
 
 
@@ -173,17 +174,18 @@ class ProblemArgs:
     level_field: str = field("level", help="column holding the difficulty level, if any ('Level 3' -> 3)")
     solution_field: str = field("solution", help="column holding a reference solution, if any")
     split: str = field("train", help="split to load when --problems is a hub dataset name")
-    skip_invalid: bool = field(False, help="skip rows with a missing/empty problem or answer instead of failing")
+    skip_invalid: bool = field(False, help="skip rows with a missing/empty problem or answer, and lines that are "
+                               "not valid JSON, instead of failing")
     limit: int | None = field(None, ge=0, help="use only the first N problems (after skipping invalid rows)")
     allow_missing_answer: bool = field(False, help="keep problems without a gold answer (answer = null); only "
                                        "stages that need no gold (search) accept this")
 
     def load(self) -> datasets.Dataset:
         if not self.problems:
-            raise ValueError("no problem set given: pass --problems FILE (jsonl, parquet, a datasets folder "
+            raise UserError("no problem set given: pass --problems FILE (jsonl, parquet, a datasets folder "
                              "or a hub dataset name)")
         if self.limit is not None and self.limit < 0:
-            raise ValueError(f"--limit must be >= 0, got {self.limit}")
+            raise UserError(f"--limit must be >= 0, got {self.limit}")
         ds = load_problems(
             self.problems, problem_field=self.problem_field, answer_field=self.answer_field,
             id_field=self.id_field, level_field=self.level_field, solution_field=self.solution_field,

@@ -10,6 +10,8 @@ import logging
 import os
 from typing import Any, Sequence
 
+from ttscale.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 def derive_seed(seed: int, prompt: str, j: int | None = None) -> int:
@@ -40,7 +42,7 @@ def resolve_dtype(dtype: Any, device: str):
     if dtype == "auto":
         return torch.float32 if device == "cpu" else "auto"
     if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+        raise UserError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     return getattr(torch, dtype)
 
 

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Literal
 
 from ttscale.config import field, prefixed
+from ttscale.errors import UserError
 
 Backend = Literal["transformers", "vllm", "openai"]
 
@@ -49,7 +50,7 @@ class GeneratorArgs:
     def build(self):
         """The Generator these options describe."""
         if not self.policy:
-            raise ValueError("no policy model given: pass --policy (a checkpoint dir, hub id, adapter dir, .gguf "
+            raise UserError("no policy model given: pass --policy (a checkpoint dir, hub id, adapter dir, .gguf "
                              "file, or the served model name for --backend openai)")
         if self.backend == "transformers":
             return load_generator("transformers", self.policy, dtype=self.dtype, device=self.device,
@@ -57,7 +58,7 @@ class GeneratorArgs:
                                   gguf_file=self.gguf_file)
         if self.backend == "vllm":
             if self.adapter or self.gguf_file:
-                raise ValueError("backend vllm: merge the adapter / convert the GGUF first "
+                raise UserError("backend vllm: merge the adapter / convert the GGUF first "
                                  "(`ttscale convert-gguf`), then pass the folder as --policy")
             return load_generator("vllm", self.policy, dtype=self.dtype,
                                   gpu_memory_utilization=self.gpu_memory_utilization)
@@ -68,7 +69,7 @@ class GeneratorArgs:
                 tok = AutoTokenizer.from_pretrained(self.tokenizer)
             return load_generator("openai", self.policy, base_url=self.base_url, api_key=self.api_key,
                                   max_concurrency=self.max_concurrency, tokenizer=tok)
-        raise ValueError(f"unknown backend {self.backend!r}; choose transformers, vllm or openai")
+        raise UserError(f"unknown backend {self.backend!r}; choose transformers, vllm or openai")
 
 
 _ReviserOptions = prefixed(
@@ -100,4 +101,4 @@ def load_generator(backend: str, model: Any, **kw: Any):
         from ttscale.inference.openai_backend import OpenAIGenerator
         base_url = kw.pop("base_url", "http://127.0.0.1:8000/v1")
         return OpenAIGenerator(base_url, model, **kw)
-    raise ValueError(f"unknown backend {backend!r}; choose transformers, vllm or openai")
+    raise UserError(f"unknown backend {backend!r}; choose transformers, vllm or openai")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ttscale.errors import UserError
+
 DEFAULT_STEP_TAG = "<|step|>"
 SPEC_FILE = "ttscale_prm.json"
 STYLES = ("ttscale", "math-shepherd", "qwen-prm", "rlhflow", "skywork")
@@ -28,8 +30,12 @@ FORMULATIONS = ("token-classification", "causal-lm")
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-class StepAlignmentError(ValueError):
+class StepAlignmentError(UserError):
     """The step positions could not be recovered exactly (merged tag, truncation, tag inside the text)."""
+
+
+class SequenceTooLongError(StepAlignmentError):
+    """The input exceeds max_length: a property of one row (skip or truncate it), not of the setup."""
 
 
 @dataclass
@@ -47,15 +53,15 @@ class PRMSpec:
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
-            raise ValueError(f"PRM style {self.style!r} is unknown; choose one of {', '.join(STYLES)}")
+            raise UserError(f"PRM style {self.style!r} is unknown; choose one of {', '.join(STYLES)}")
         if self.formulation not in FORMULATIONS:
-            raise ValueError(f"PRM formulation {self.formulation!r} is unknown; choose one of {', '.join(FORMULATIONS)}")
+            raise UserError(f"PRM formulation {self.formulation!r} is unknown; choose one of {', '.join(FORMULATIONS)}")
         if self.num_labels not in (1, 2):
-            raise ValueError(f"num_labels must be 1 (sigmoid) or 2 (softmax), got {self.num_labels}")
+            raise UserError(f"num_labels must be 1 (sigmoid) or 2 (softmax), got {self.num_labels}")
         if self.max_length <= 0:
-            raise ValueError(f"max_length must be positive, got {self.max_length}")
+            raise UserError(f"max_length must be positive, got {self.max_length}")
         if "{problem}" not in self.prompt_template:
-            raise ValueError(f"prompt_template {self.prompt_template!r} must contain '{{problem}}'")
+            raise UserError(f"prompt_template {self.prompt_template!r} must contain '{{problem}}'")
 
     @classmethod
     def for_style(cls, style: str, **overrides: Any) -> "PRMSpec":
@@ -69,7 +75,7 @@ class PRMSpec:
                             step_delimiter="\n", max_length=4096),
         }
         if style not in defaults:
-            raise ValueError(f"PRM style {style!r} is unknown; choose one of {', '.join(STYLES)}")
+            raise UserError(f"PRM style {style!r} is unknown; choose one of {', '.join(STYLES)}")
         return cls(style=style, **{**defaults[style], **overrides})
 
     def save(self, directory: str | Path) -> Path:
@@ -88,15 +94,15 @@ class PRMSpec:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+            raise UserError(f"{path}: not valid JSON ({e})") from e
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
+            raise UserError(f"{path}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
         try:
             return cls.for_style(data.pop("style", "ttscale"), **data)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from e
+            raise UserError(f"{path}: {e}") from e
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -128,7 +134,7 @@ def _ids(tokenizer: Any, text: str, special: bool = False) -> list[int]:
 
 def _check_length(n: int, max_length: int, label: str) -> None:
     if n > max_length:
-        raise StepAlignmentError(f"{label}: truncated: {n} tokens > max_length {max_length}; raise max_length "
+        raise SequenceTooLongError(f"{label}: truncated: {n} tokens > max_length {max_length}; raise max_length "
                                  f"(the model's context permitting) or shorten the solution")
 
 
@@ -165,7 +171,7 @@ def _native(tok: Any, problem: str, steps: Sequence[str], spec: PRMSpec, label: 
         head = prompt[:1] if prompt and prompt[0] == tok.bos_token_id else []
         room = spec.max_length - steps_len - len(head)
         if room < 0:
-            raise StepAlignmentError(f"{label}: truncated: the steps alone need {steps_len + len(head)} tokens > "
+            raise SequenceTooLongError(f"{label}: truncated: the steps alone need {steps_len + len(head)} tokens > "
                                      f"max_length {spec.max_length}; raise max_length or use fewer/shorter steps")
         prompt = head + (prompt[len(prompt) - room:] if room else [])
     ids, positions = list(prompt), []

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ttscale.errors import UserError
 from ttscale.inference.base import Usage
 from ttscale.inference.prm_cache import PrefixCache, score_incremental, supports_incremental
 from ttscale.inference.prm_inputs import SPEC_FILE, PRMSpec, StepAlignmentError, encode_steps, single_token_id
@@ -42,10 +43,10 @@ class PRMScorer:
         if max_length:
             spec = dataclasses.replace(spec, max_length=max_length)
         if spec.formulation != self.formulation:
-            raise ValueError(f"{name}: {type(self).__name__} reads a {self.formulation} PRM but the spec says "
+            raise UserError(f"{name}: {type(self).__name__} reads a {self.formulation} PRM but the spec says "
                              f"formulation {spec.formulation!r}; fix formulation in {SPEC_FILE} or the PRM style")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer, self.spec, self.name = model.eval(), tokenizer, spec, name
         self.batch_size, self.progress = batch_size, progress
         self.num_params = sum(p.numel() for p in model.parameters())
@@ -127,14 +128,14 @@ class PRMScorer:
         try:
             tag_id = single_token_id(self.tokenizer, self.spec.step_tag, "step tag")
         except StepAlignmentError as e:
-            raise ValueError(f"{self.name}: {e}; prm_inputs.add_step_tag(tokenizer, model) adds it") from None
+            raise UserError(f"{self.name}: {e}; prm_inputs.add_step_tag(tokenizer, model) adds it") from None
         vocab = self.model.get_input_embeddings().num_embeddings
         if tag_id >= vocab:
             self._fail(f"step tag {self.spec.step_tag!r} has id {tag_id} but the model's embeddings hold {vocab} "
                        f"tokens; resize them (prm_inputs.add_step_tag(tokenizer, model) does)")
 
     def _fail(self, what: str) -> None:
-        raise ValueError(f"{self.name}: {what}")
+        raise UserError(f"{self.name}: {what}")
 
 
 def _logits(out: Any, index: int = 0) -> torch.Tensor:
@@ -186,10 +187,12 @@ class QwenPRM(TokenClassificationPRM):
 
 
 class SkyworkPRM(TokenClassificationPRM):
-    """Skywork-o1-Open-PRM: value head, one scalar per token ([B,T] or [B,T,1]); sigmoid at each step's end."""
+    """Skywork-o1-Open-PRM: value head, one scalar per token ([B,T] or [B,T,1]); sigmoid at each step's end.
+
+    load_scorer builds the model as ttscale.inference.value_head.ValueHeadLM (returns the values [B,T])."""
 
     style = "skywork"
-    output_index = -1    # Skywork's own PRM_MODEL returns (lm_logits, loss, value)
+    output_index = -1    # a model returning Skywork's own tuple (lm_logits, loss, value) works as well
 
 
 # ---------------------------------------------------------------------------------------- "+/-" heads

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttscale.errors import UserError
 from ttscale.config import field
 from ttscale.inference.prm_inputs import SPEC_FILE, STYLES, PRMSpec
 from ttscale.inference.scorers import PRMScorer, make_scorer
@@ -21,7 +22,7 @@ STYLE_CHOICES = ("auto",) + STYLES + FORMULATION_STYLES
 def resolve_spec(path: str | Path, style: str = "auto", architectures: list[str] | None = None) -> PRMSpec:
     """The input spec for a checkpoint: its ttscale_prm.json, the named style's defaults, or an error."""
     if style not in STYLE_CHOICES:
-        raise ValueError(f"PRM style {style!r} is unknown; choose one of {', '.join(STYLE_CHOICES)}")
+        raise UserError(f"PRM style {style!r} is unknown; choose one of {', '.join(STYLE_CHOICES)}")
     has_file = (Path(path) / SPEC_FILE).is_file()
     spec = PRMSpec.load(path) if has_file else None
     if style in FORMULATION_STYLES:
@@ -32,7 +33,7 @@ def resolve_spec(path: str | Path, style: str = "auto", architectures: list[str]
             return spec
         if any("ProcessRewardModel" in a for a in architectures or []):
             return PRMSpec.for_style("qwen-prm")
-        raise ValueError(f"{path}: no {SPEC_FILE} to say how to read this PRM; pass its style explicitly "
+        raise UserError(f"{path}: no {SPEC_FILE} to say how to read this PRM; pass its style explicitly "
                          f"(one of {', '.join(STYLE_CHOICES[1:])})")
     return spec if spec is not None and spec.style == style else PRMSpec.for_style(style)
 
@@ -40,20 +41,29 @@ def resolve_spec(path: str | Path, style: str = "auto", architectures: list[str]
 def _architectures(path: str | Path, trust_remote_code: bool) -> list[str]:
     from transformers import AutoConfig
 
-    return list(getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "architectures", None)
-                or [])
+    text = str(path)
+    # A hub name is "org/name"; anything else that does not exist is a mistyped local folder.
+    if not Path(text).exists() and (text.startswith((".", "/", "~")) or text.count("/") > 1):
+        raise FileNotFoundError(f"PRM folder {text} does not exist; pass --prm a checkpoint folder (or a hub name)")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as e:  # transformers' way of saying the folder or hub name holds no usable checkpoint
+        raise UserError(f"cannot load the PRM {text}: {e}") from e
+    return list(getattr(config, "architectures", None) or [])
 
 
 def _check_fits(path: str | Path, spec: PRMSpec, archs: list[str]) -> None:
     """A causal LM read as a classifier (or the reverse) gives meaningless scores: refuse with the fix."""
+    if spec.style == "skywork":
+        return  # a causal LM by design: its value head is loaded beside it (ttscale.inference.value_head)
     causal = any(a.endswith("ForCausalLM") for a in archs)
     classifier = any(a.endswith("ForTokenClassification") for a in archs)
     if spec.formulation == "token-classification" and causal:
-        raise ValueError(f"{path} holds a causal LM ({', '.join(archs)}) but PRM style {spec.style!r} reads a "
+        raise UserError(f"{path} holds a causal LM ({', '.join(archs)}) but PRM style {spec.style!r} reads a "
                          f"per-token classifier; use --prm-style causal-lm (or math-shepherd / rlhflow), or set "
                          f"formulation: causal-lm in {SPEC_FILE}")
     if spec.formulation == "causal-lm" and classifier:
-        raise ValueError(f"{path} holds a token classifier ({', '.join(archs)}) but PRM style {spec.style!r} reads "
+        raise UserError(f"{path} holds a token classifier ({', '.join(archs)}) but PRM style {spec.style!r} reads "
                          f"'+'/'-' from a language-model head; use --prm-style token-classification, or set "
                          f"formulation: token-classification in {SPEC_FILE}")
 
@@ -68,12 +78,15 @@ def _load_model(path: str | Path, spec: PRMSpec, archs: list[str], dtype: Any, t
         return tf.AutoModelForTokenClassification.from_pretrained(path, **kw)
     if spec.style == "qwen-prm":
         if not trust_remote_code:
-            raise ValueError(f"{path}: Qwen2.5-Math-PRM checkpoints ship their own model code; pass "
+            raise UserError(f"{path}: Qwen2.5-Math-PRM checkpoints ship their own model code; pass "
                              f"--prm-trust-remote-code true if you trust it")
         return tf.AutoModel.from_pretrained(path, **kw)
-    raise ValueError(f"{path}: a Skywork-o1-Open-PRM value-head checkpoint ({', '.join(archs)}) needs the model "
-                     f"class from SkyworkAI/skywork-o1-prm-inference; load it yourself and call "
-                     f"make_scorer(model, tokenizer, PRMSpec.for_style('skywork'))")
+    if spec.style == "skywork":
+        from ttscale.inference.value_head import ValueHeadLM
+
+        return ValueHeadLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    raise UserError(f"{path}: PRM style {spec.style!r} has no loader for a {', '.join(archs) or 'model'} "
+                    f"checkpoint; pass --prm-style")
 
 
 def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: int = 8, max_length: int | None = None,
@@ -117,7 +130,7 @@ class ScorerArgs:
 
     def build(self) -> PRMScorer:
         if not self.prm:
-            raise ValueError("no PRM given: set --prm PATH (a PRM checkpoint folder)")
+            raise UserError("no PRM given: set --prm PATH (a PRM checkpoint folder)")
         return load_scorer(self.prm, self.prm_style, batch_size=self.prm_batch_size, max_length=self.prm_max_length,
                            dtype=self.prm_dtype, device=self.prm_device, threads=self.prm_threads,
                            trust_remote_code=self.prm_trust_remote_code)
