@@ -41,7 +41,7 @@ def _args(out, toy_problems, tiny_lm_dir, prm_dir, *extra):
             *extra]
 
 
-def test_beam_search_stage_writes_resumable_dataset(tmp_path, toy_problems, tiny_lm_dir, prm_dir):
+def test_beam_search_stage_writes_resumable_dataset(tmp_path, toy_problems, tiny_lm_dir, prm_dir, capsys):
     out = tmp_path / "beam"
     assert main(_args(out, toy_problems, tiny_lm_dir, prm_dir, "--strategy", "beam")) == 0
     ds = datasets.load_from_disk(str(out / "dataset"))
@@ -68,8 +68,10 @@ def test_beam_search_stage_writes_resumable_dataset(tmp_path, toy_problems, tiny
     assert main(_args(out, toy_problems, tiny_lm_dir, prm_dir, "--strategy", "beam")) == 0
     assert (out / "parts" / "part-00000.jsonl").stat().st_mtime_ns == kept
     assert datasets.load_from_disk(str(out / "dataset")).to_list() == first
-    with pytest.raises(SystemExit, match="other settings"):
-        main(_args(out, toy_problems, tiny_lm_dir, prm_dir, "--strategy", "beam", "--seed", "3"))
+    capsys.readouterr()
+    assert main(_args(out, toy_problems, tiny_lm_dir, prm_dir, "--strategy", "beam", "--seed", "3")) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "'seed': (0, 3)" in err and "Traceback" not in err
 
 
 def test_best_of_n_stage_counts_n_samples(tmp_path, toy_problems, tiny_lm_dir, prm_dir):
