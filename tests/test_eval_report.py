@@ -62,7 +62,7 @@ def test_summary_keys_and_values(evaluated):
     assert s["compute_optimal_efficiency"] is None or s["compute_optimal_efficiency"] > 0
 
 
-def test_policy_file_drives_choose_config(evaluated):
+def test_allocation_file_drives_choose_config(evaluated):
     out, s = evaluated
     policy = load_allocation(out / "allocation.yaml")
     assert policy["budgets"] == [1, 2, 4, 8] and policy["difficulty"]["measure"] == "predicted"
@@ -70,3 +70,22 @@ def test_policy_file_drives_choose_config(evaluated):
     assert cfg["budget"] <= 8 and cfg["strategy"] in ("majority", "best-of-n", "weighted-best-of-n", "beam",
                                                       "parallel-revisions")
     assert cfg["accuracy"] == s["compute_optimal"]["choices"][cfg["bin"]]["8"]["accuracy"]
+
+
+def test_runs_over_other_problems_are_restricted_to_the_common_ones_and_said_so(tmp_path, capsys):
+    full = save_run(synthetic_rows("best-of-n", 4, n_problems=12, seed=1), tmp_path / "bon")
+    small = save_run(synthetic_rows("beam", 4, n_problems=3, seed=2, beam_width=2), tmp_path / "small")
+    assert main(["evaluate", str(full), str(small), "--out", str(tmp_path / "ev"), "--bins", "none"]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert {row["problems"] for row in summary["sweep"]} == {3}          # every comparison on the shared 3
+    assert any("9 of its 12 graded problems are not in every run" in n for n in summary["notes"])
+    assert "not in every run" in (tmp_path / "ev" / "report.md").read_text()
+
+    other = synthetic_rows("beam", 4, n_problems=3, seed=2, beam_width=2)
+    for r in other:
+        r["id"] = "other-" + r["id"]
+    odd = save_run(other, tmp_path / "odd")
+    capsys.readouterr()
+    assert main(["evaluate", str(full), str(odd), "--out", str(tmp_path / "ev2"), "--bins", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "no problem is graded in every run" in err and str(odd) in err and "Traceback" not in err

@@ -15,7 +15,8 @@ from ttscale.eval.allocation import allocate, allocation_dict, compute_optimal_e
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import default_curves, evaluate_runs, pass_at_k_curve
 from ttscale.eval.report import build_summary, write_report
-from ttscale.eval.runs import load_runs
+from ttscale.errors import UserError
+from ttscale.eval.runs import common_problems, load_runs
 
 BASELINES = ("weighted-best-of-n", "best-of-n", "majority")
 
@@ -73,9 +74,9 @@ def run(cfg: Config) -> int:
     (out / "evaluate_config.yaml").write_text(to_yaml(cfg))
     try:
         runs = load_runs(cfg.runs)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"ttscale evaluate: {e}") from None
-    run_notes: list[str] = []
+    except (FileNotFoundError, ValueError) as e:   # a run folder that is not one: the user's to fix
+        raise UserError(str(e)) from None
+    runs, run_notes = common_problems(runs)
     points = evaluate_runs(runs, cfg.subsamples, cfg.seed, notes=run_notes)
     oracle_bins = predicted_bins = None
     order: list[str] = []

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from ttscale.data.answers import grade_many
 from ttscale.data.io import read_table
+from ttscale.errors import UserError
 from ttscale.search.registry import get_strategy
 from ttscale.search.strategy import Strategy
 from ttscale.search.types import Candidate
@@ -108,3 +109,26 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     if not paths:
         raise ValueError("no run folders given: pass one or more `ttscale search` output folders")
     return [load_run(p) for p in paths]
+
+
+def common_problems(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:
+    """The runs restricted to the graded problems every one of them has, and notes saying what was left out.
+
+    Comparing methods on different problems would compare the problems, not the methods: a run over a subset
+    (--limit) or over another problem file must not be set beside the others silently. No common problem at
+    all is a user error naming the runs whose problem sets differ."""
+    sets = {r.path: {p.id for p in r.graded} for r in runs}
+    common = set.intersection(*sets.values()) if sets else set()
+    if not common:
+        groups: dict[frozenset, list[str]] = {}
+        for path, ids in sets.items():
+            groups.setdefault(frozenset(ids), []).append(path)
+        listing = "; ".join(f"{', '.join(paths)} ({len(ids)} problems)" for ids, paths in groups.items())
+        raise UserError(f"no problem is graded in every run, so they cannot be compared: {listing}. Evaluate runs "
+                        f"over the same problems together (separately otherwise)")
+    notes = [f"{path}: {len(ids - common)} of its {len(ids)} graded problems are not in every run and are left out; "
+             f"all comparisons use the {len(common)} problems every run has" for path, ids in sets.items()
+             if ids != common]
+    out = [dataclasses.replace(r, problems=[p for p in r.problems if p.id in common or p.gold is None])
+           for r in runs]
+    return out, notes
