@@ -5,6 +5,7 @@ import dataclasses
 import typing
 from typing import Any, Mapping
 
+from ttscale.search.adaptive import AdaptiveMajority
 from ttscale.search.auto import AutoStrategy
 from ttscale.search.mcts import MCTS
 from ttscale.search.particle_filtering import ParticleFiltering
@@ -16,7 +17,7 @@ from ttscale.search.strategy import Strategy
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     Majority, BestOfN, WeightedBestOfN, BeamSearch, LookaheadSearch, DVTS, RevisionChains, ParallelRevisions,
-    ParticleFiltering, Rebase, MCTS,
+    ParticleFiltering, Rebase, MCTS, AdaptiveMajority,
     AutoStrategy,
 )}
 
