@@ -36,7 +36,8 @@ StrategyOptions = dataclasses.make_dataclass(
 
 @dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
 class Config(StrategyOptions, GeneratorArgs, ScorerArgs, ProblemArgs):
-    """Test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model."""
+    """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
+    revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True)
     policy: str | None = field(None, help="policy model: a local save_pretrained dir, a hub id, a PEFT adapter dir, "
                                "a .gguf file, or (backend openai) the served model name; not needed for revisions")
