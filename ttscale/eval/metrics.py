@@ -4,7 +4,8 @@ Parallel-sample runs (majority / best-of-n / weighted-best-of-n at budget N) are
 4, … N by drawing `subsamples` seeded subsets of N' candidates per problem (candidate order kept, so ties
 break as in the search) and re-voting each subset with `search.voting.select`; at N' = N the run itself is
 scored once (exact). One such run yields all three parallel strategies: majority voting is `majority`,
-prm-max is `best-of-n`, prm-vote is `weighted-best-of-n`. Other strategies are scored at their own budget.
+prm-max is `best-of-n`, prm-vote is `weighted-best-of-n`. Other strategies (adaptive-stopping ones included:
+their samples are not N independent draws) are scored at their own budget.
 
 Each evaluated point keeps a [subsamples × problems] matrix of hits, so accuracy on any subset of
 problems (a difficulty bin, a fold) is a column slice. 95% interval: a percentile bootstrap over problems

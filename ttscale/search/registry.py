@@ -5,7 +5,11 @@ import dataclasses
 import typing
 from typing import Any, Mapping
 
+from ttscale.search.adaptive import AdaptiveMajority
 from ttscale.search.auto import AutoStrategy
+from ttscale.search.mcts import MCTS
+from ttscale.search.particle_filtering import ParticleFiltering
+from ttscale.search.rebase import Rebase
 from ttscale.search.revisions import ParallelRevisions, RevisionChains
 from ttscale.search.sampling import BestOfN, Majority, WeightedBestOfN
 from ttscale.search.stepwise import DVTS, BeamSearch, LookaheadSearch
@@ -13,6 +17,7 @@ from ttscale.search.strategy import Strategy
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     Majority, BestOfN, WeightedBestOfN, BeamSearch, LookaheadSearch, DVTS, RevisionChains, ParallelRevisions,
+    ParticleFiltering, Rebase, MCTS, AdaptiveMajority,
     AutoStrategy,
 )}
 

@@ -48,7 +48,8 @@ StrategyOptions = dataclasses.make_dataclass(
            seed=tweak(help="sampling seed: same seed, same search"))
 @dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
 class Config(StrategyOptions, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
-    """Test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model."""
+    """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
+    revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
                             run_key=False)
     policy: str | None = field(None, help="policy model: a local save_pretrained dir, a hub id, a PEFT adapter dir, "

@@ -16,15 +16,23 @@ than B finished candidates. It stops when that reaches 0, nothing unfinished is 
 unfinished children of its last step are reported as unfinished candidates (never voted on — the bug of
 search-and-learn's DVTS, issue 57). Every problem and tree advances in lockstep: ONE generate call and ONE
 score call per step for the whole batch (plus k greedy rollout calls per step for lookahead).
+
+The engine (StepEngine) is shared by every strategy that grows trees one step per round: a strategy says how
+many trees a problem has (`shapes`) and, after each step, which unfinished children to expand next and how
+many children each gets (`next_frontier`). Beam keeps its best N/M with M children each; particle filtering
+and REBASE give a node a varying number of children. A request's children come from ONE prompt with n = the
+largest count in the call (identical prompts would give identical seeded samples); completions a node does
+not need are discarded and still charged by the Meter.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field as dc_field
 from typing import Sequence
 
 from ttscale.config import field
 from ttscale.data.steps import join_steps, split_steps
-from ttscale.inference.base import SamplingParams
+from ttscale.inference.base import Completion, SamplingParams
 from ttscale.search.candidates import make_candidate, policy_prompt
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results
@@ -39,13 +47,13 @@ class _Tree:
     group: int
     budget: int                     # B
     keep: int                       # K
-    active: list[int] = dc_field(default_factory=lambda: [-1])   # node ids of the kept paths (-1 = root)
+    plan: list[tuple[int, int]] = dc_field(default_factory=list)  # (node id, children) to expand next
     finished: int = 0
     done: bool = False
 
 
 @dataclass
-class _State:
+class TreeState:
     """One problem's search: its node list (parent pointers) and the candidates it has produced."""
     nodes: list[Node] = dc_field(default_factory=list)
     paths: list[list[str]] = dc_field(default_factory=list)     # steps from the root to each node
@@ -58,6 +66,31 @@ class _State:
     def path_tokens(self, node: int) -> int:
         return 0 if node < 0 else self.tokens[node]
 
+    def grow(self, parent: int, completion: Completion, depth: int, delimiter: str, **where: int) -> Candidate:
+        """A new node under `parent` holding the completion's steps; the candidate that ends there."""
+        new = split_steps(completion.text, delimiter)
+        path = self.path(parent) + new
+        tokens = self.path_tokens(parent) + completion.num_tokens
+        self.nodes.append(Node(parent=parent, depth=depth, text=join_steps(new, delimiter), score=0.0))
+        self.paths.append(path)
+        self.tokens.append(tokens)
+        return make_candidate(path, completion.finish_reason, tokens, node=len(self.nodes) - 1, **where)
+
+
+def score_nodes(meter: Meter, ctx: SearchContext, problems: Sequence[dict], states: Sequence[TreeState],
+                owned: Sequence[tuple[int, Candidate]], extra: Sequence[list[str]] | None = None) -> list[float]:
+    """ONE incremental PRM call for (problem index, candidate) pairs (each path + optional rollout steps): sets
+    their step scores and their nodes' scores; returns each one's aggregated score."""
+    extra = extra or [[] for _ in owned]
+    items = [(problems[p]["problem"], c.steps + e) for (p, c), e in zip(owned, extra)]
+    scores = meter.score(ctx.scorer, items, [p for p, _ in owned], incremental=True)
+    keys = []
+    for (p, cand), s in zip(owned, scores):
+        cand.step_scores = [float(x) for x in s[:len(cand.steps)]]
+        keys.append(aggregate(s, ctx.settings.aggregation))
+        states[p].nodes[cand.node].score = keys[-1]
+    return keys
+
 
 @dataclass
 class _Child:
@@ -67,12 +100,17 @@ class _Child:
 
 
 @dataclass(frozen=True)
-class TreeParams:
-    """Hyperparameters every step-wise strategy has."""
-    beam_width: int = field(4, help="M: beam/lookahead keep N/M beams and expand each M times; dvts runs N/M "
-                            "subtrees of width M", ge=1)
+class StepParams:
+    """Hyperparameters every strategy that grows a tree of steps has."""
     max_depth: int = field(20, help="step-wise strategies stop after this many steps", ge=1)
     max_step_tokens: int = field(128, help="token limit per generated step (step-wise strategies)", ge=1)
+
+
+@dataclass(frozen=True)
+class TreeParams(StepParams):
+    """Beam-style search: a fixed width."""
+    beam_width: int = field(4, help="M: beam/lookahead keep N/M beams and expand each M times; dvts runs N/M "
+                            "subtrees of width M", ge=1)
     filter_duplicates: bool = field(True, help="beam/lookahead: drop beams whose text repeats a kept one")
 
 
@@ -82,31 +120,35 @@ class LookaheadParams(TreeParams):
                            "k = 0 is plain beam search)", ge=0)
 
 
-class StepwiseSearch(Strategy):
+def softmax(scores: Sequence[float], temperature: float) -> list[float]:
+    """softmax(score / T), shifted by the max so it never overflows."""
+    if temperature <= 0:
+        raise ValueError(f"softmax temperature must be > 0, got {temperature}")
+    top = max(scores)
+    w = [math.exp((s - top) / temperature) for s in scores]
+    total = sum(w)
+    return [x / total for x in w]
+
+
+class StepEngine(Strategy):
+    """The step-by-step loop; subclasses choose the trees (`shapes`) and the next frontier (`next_frontier`)."""
     family = "tree"
-    Params = TreeParams
+    Params = StepParams
     needs_scorer = True
     default_voting = "prm-vote"
 
     def shapes(self, budget: int) -> list[tuple[int, int]]:
-        """(B, K) of each tree of a problem."""
-        return [(budget, budget // self.params.beam_width)]
+        """(B, K) of each tree of a problem: B finished candidates it may return, K for `next_frontier`."""
+        return [(budget, budget)]
 
     def rollout_steps(self) -> int:
         return 0
 
-    def method(self, budget: int) -> str:
-        return f"{self.name}(M={self.params.beam_width})"
-
-    def config(self, budget: int) -> dict:
-        return {"beam_width": self.params.beam_width}
-
-    def validate(self, budget: int, ctx: SearchContext) -> None:
-        super().validate(budget, ctx)
-        m = self.params.beam_width
-        if budget % m:
-            raise ValueError(f"{self.name}: budget {budget} is not a multiple of --beam-width {m}; use a budget "
-                             f"like {max(m, budget // m * m)} or a beam width that divides {budget}")
+    def next_frontier(self, tree: _Tree, open_: list[_Child], ctx: SearchContext, problem: dict,
+                      depth: int) -> list[tuple[int, int]]:
+        """(node, number of children) to expand at the next step; [] ends the tree. Never more than
+        tree.budget - tree.finished children in all, so the tree never returns more than B finished."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ engine
 
@@ -114,7 +156,7 @@ class StepwiseSearch(Strategy):
         self.validate(budget, ctx)
         tp = self.params
         meter = Meter(len(problems))
-        states = [_State() for _ in problems]
+        states = [TreeState() for _ in problems]
         trees = [_Tree(p, g, b, k) for p in range(len(problems))
                  for g, (b, k) in enumerate(self.shapes(budget))]
         # A scorer with a prefix KV cache (PRMScorer.score_incremental) starts empty and hands memory back after.
@@ -128,8 +170,8 @@ class StepwiseSearch(Strategy):
                 children = self._expand(meter, ctx, problems, states, live, depth, budget)
                 self._score(meter, ctx, problems, states, children)
                 for tree in live:
-                    self._select(tree, [c for c in children if c.tree is tree], states[tree.problem],
-                                 ctx.settings.delimiter, last=depth == tp.max_depth - 1)
+                    self._select(tree, [c for c in children if c.tree is tree], states[tree.problem], ctx,
+                                 problems[tree.problem], depth, last=depth == tp.max_depth - 1)
         finally:
             reset()
         return build_results(self, ctx, problems, [s.candidates for s in states], meter,
@@ -140,7 +182,7 @@ class StepwiseSearch(Strategy):
         return SamplingParams(n=n, temperature=st.temperature, top_p=st.top_p,
                               max_new_tokens=self.params.max_step_tokens, stop=(st.delimiter,), seed=st.seed + depth)
 
-    def _expand(self, meter: Meter, ctx: SearchContext, problems, states: list[_State], live: list[_Tree],
+    def _expand(self, meter: Meter, ctx: SearchContext, problems, states: list[TreeState], live: list[_Tree],
                 depth: int, budget: int) -> list[_Child]:
         """One generate call for every kept path of every live tree; children become nodes."""
         st, tok = ctx.settings, ctx.generator.tokenizer
@@ -151,25 +193,17 @@ class StepwiseSearch(Strategy):
             requests = [(p, -1, [(t, t.budget) for t in ts]) for p, ts in by_problem.items()]
             n = budget
         else:
-            requests = [(t.problem, node, [(t, self.params.beam_width)]) for t in live for node in t.active]
-            n = self.params.beam_width
+            requests = [(t.problem, node, [(t, count)]) for t in live for node, count in t.plan]
+            n = max(count for _, _, ((_, count),) in requests)
         prompts = [policy_prompt(problems[p]["problem"], states[p].path(node), tok, st) for p, node, _ in requests]
         outs = meter.generate(ctx.generator, prompts, [p for p, _, _ in requests], self._step_params(ctx, n, depth))
         children = []
         for (p, parent, slices), comps in zip(requests, outs):
-            state, it = states[p], iter(comps)
+            state, it = states[p], iter(comps)   # completions past the counts: discarded, already charged
             for tree, count in slices:
                 for _ in range(count):
-                    c = next(it)
-                    new = split_steps(c.text, st.delimiter)
-                    path = state.path(parent) + new
-                    tokens = state.path_tokens(parent) + c.num_tokens
-                    state.nodes.append(Node(parent=parent, depth=depth, text=join_steps(new, st.delimiter), score=0.0))
-                    state.paths.append(path)
-                    state.tokens.append(tokens)
-                    cand = make_candidate(path, c.finish_reason, tokens, node=len(state.nodes) - 1,
-                                          subtree=tree.group)
-                    children.append(_Child(tree, cand))
+                    children.append(_Child(tree, state.grow(parent, next(it), depth, st.delimiter,
+                                                            subtree=tree.group)))
         return children
 
     def _rollouts(self, meter: Meter, ctx: SearchContext, problems, children: list[_Child]) -> list[list[str]]:
@@ -193,38 +227,64 @@ class StepwiseSearch(Strategy):
             running = still
         return extra
 
-    def _score(self, meter: Meter, ctx: SearchContext, problems, states: list[_State],
+    def _score(self, meter: Meter, ctx: SearchContext, problems, states: list[TreeState],
                children: list[_Child]) -> None:
         """One PRM call for all children (with their rollouts); step scores and selection keys in place."""
         extra = self._rollouts(meter, ctx, problems, children)
-        items = [(problems[c.tree.problem]["problem"], c.cand.steps + e) for c, e in zip(children, extra)]
-        scores = meter.score(ctx.scorer, items, [c.tree.problem for c in children], incremental=True)
-        for child, s in zip(children, scores):
-            child.cand.step_scores = [float(x) for x in s[:len(child.cand.steps)]]
-            child.key = aggregate(s, ctx.settings.aggregation)
-            states[child.tree.problem].nodes[child.cand.node].score = child.key
+        keys = score_nodes(meter, ctx, problems, states, [(c.tree.problem, c.cand) for c in children], extra)
+        for child, key in zip(children, keys):
+            child.key = key
 
-    def _select(self, tree: _Tree, children: list[_Child], state: _State, delimiter: str, last: bool) -> None:
+    def _select(self, tree: _Tree, children: list[_Child], state: TreeState, ctx: SearchContext, problem: dict,
+                depth: int, last: bool) -> None:
         for c in children:
             if c.cand.finished:
                 state.candidates.append(c.cand)
                 tree.finished += 1
         open_ = [c for c in children if not c.cand.finished]
+        plan = [] if last or not open_ or tree.finished >= tree.budget else \
+            [(node, k) for node, k in self.next_frontier(tree, open_, ctx, problem, depth) if k > 0]
+        if not plan:
+            tree.done = True
+            state.candidates.extend(c.cand for c in open_)   # reported as unfinished, never voted on
+            return
+        tree.plan = plan
+
+
+class StepwiseSearch(StepEngine):
+    """Beam-style search: K kept paths, each expanded M times."""
+    Params = TreeParams
+
+    def shapes(self, budget: int) -> list[tuple[int, int]]:
+        return [(budget, budget // self.params.beam_width)]
+
+    def method(self, budget: int) -> str:
+        return f"{self.name}(M={self.params.beam_width})"
+
+    def config(self, budget: int) -> dict:
+        return {"beam_width": self.params.beam_width}
+
+    def validate(self, budget: int, ctx: SearchContext) -> None:
+        super().validate(budget, ctx)
+        m = self.params.beam_width
+        if budget % m:
+            raise ValueError(f"{self.name}: budget {budget} is not a multiple of --beam-width {m}; use a budget "
+                             f"like {max(m, budget // m * m)} or a beam width that divides {budget}")
+
+    def next_frontier(self, tree: _Tree, open_: list[_Child], ctx: SearchContext, problem: dict,
+                      depth: int) -> list[tuple[int, int]]:
+        m = self.params.beam_width
         if self.params.filter_duplicates:
             seen, unique = set(), []
             for c in open_:
-                text = join_steps(c.cand.steps, delimiter)
+                text = join_steps(c.cand.steps, ctx.settings.delimiter)
                 if text not in seen:
                     seen.add(text)
                     unique.append(c)
             open_ = unique
-        n_keep = 0 if last else min(tree.keep, (tree.budget - tree.finished) // self.params.beam_width)
-        if n_keep == 0 or not open_:
-            tree.done = True
-            state.candidates.extend(c.cand for c in open_)   # reported as unfinished, never voted on
-            return
+        n_keep = min(tree.keep, (tree.budget - tree.finished) // m)
         ranked = sorted(open_, key=lambda c: (-c.key, c.cand.node))
-        tree.active = [c.cand.node for c in ranked[:n_keep]]
+        return [(c.cand.node, m) for c in ranked[:n_keep]]
 
 
 class BeamSearch(StepwiseSearch):

@@ -3,7 +3,9 @@
 A strategy class declares
   name            what --strategy accepts
   family          parallel (N independent samples, re-votable at any N' <= N), tree (step-wise search over a
-                  tree of steps), revision (chains of attempts by the revision model) or meta (picks others)
+                  tree of steps), revision (chains of attempts by the revision model), adaptive (samples
+                  until a stopping rule fires: scored at its own budget, never re-voted on subsets) or meta
+                  (picks others)
   label           how reports name it
   Params          a frozen dataclass of its own hyperparameters (fields made with ttscale.config.field, so the
                   search stage turns them into flags; two strategies that share a knob share the Params base
@@ -23,7 +25,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from ttscale.search.types import ProblemResult, SearchContext
 
-FAMILIES = ("parallel", "tree", "revision", "meta")
+FAMILIES = ("parallel", "tree", "revision", "adaptive", "meta")
 
 
 @dataclass(frozen=True)
