@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import yaml
@@ -72,3 +73,23 @@ def test_auto_without_allocation_file_fails_before_generation(tmp_path):
     with pytest.raises(ValueError, match="--allocation"):
         get_strategy("auto").run(problems(2), ctx, 4)
     assert gen.calls == []
+
+
+def test_auto_rows_keep_the_choice_as_a_struct_and_the_summary_counts_bins_and_methods(tmp_path):
+    from ttscale.search.output import finalize, result_rows, write_part
+
+    probs = problems(6)
+    path = _policy(tmp_path, 0.5)
+    results = _auto(path).run(probs, _ctx(), 4)
+    write_part(tmp_path / "run", 0, result_rows(results, "auto", 4, {"allocation": str(path)}))
+    summary = finalize(tmp_path / "run")
+    import datasets
+
+    ds = datasets.load_from_disk(str(tmp_path / "run" / "dataset"))
+    for row, r in zip(ds, results):
+        assert row["choice"]["bin"] == r.choice["bin"] and row["choice"]["strategy"] == r.choice["strategy"]
+        assert row["choice"]["beam_width"] == r.choice.get("beam_width")    # a column, not JSON text
+    auto = summary["auto"]
+    assert sum(auto["by_bin"].values()) == 6 and set(auto["per_problem"]) == {p["id"] for p in probs}
+    assert auto["by_bin"] == dict(sorted(Counter(r.choice["bin"] for r in results).items()))
+    assert set(auto["by_method"]) <= {"majority", "beam", "weighted-best-of-n"}

@@ -5,7 +5,7 @@ budget, params (the shared SearchSettings and every strategy's hyperparameters),
 structs: steps, step_scores, answer, answer_key, finished, tokens, node, subtree, chain, previous, correct), spent (struct), prediction (default selection),
 chosen (its candidate index, -1 = none), correct (prediction vs gold; None without gold), tree (beam/DVTS/
 lookahead node list: parent, depth, text, score; empty for other strategies), choice (auto: the chosen
-configuration as JSON, with the predicted difficulty and bin; None for other strategies).
+configuration as a struct, with the predicted difficulty and bin; None for other strategies).
 
 Everything needed to re-aggregate and re-vote offline is kept: all candidates with all step scores.
 Parts use the labelling stage's layout and helpers (parts/part-CCCCC.jsonl, written atomically).
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 import shutil
 import typing
 from pathlib import Path
@@ -44,6 +45,14 @@ def _feature(tp: Any) -> Any:
     return _SCALARS[args[0] if args else tp]
 
 
+# auto: the configuration chosen for a problem (an allocation entry: strategy, budget, its hyperparameters,
+# aggregation, voting, method, the accuracy it had where it was chosen) and why (bin, predicted difficulty).
+CHOICE = {"strategy": datasets.Value("string"), "budget": datasets.Value("int64"), "method": datasets.Value("string"),
+          "aggregation": datasets.Value("string"), "voting": datasets.Value("string"),
+          "accuracy": datasets.Value("float64"), "bin": datasets.Value("string"),
+          "predicted_difficulty": datasets.Value("float64"),
+          **{name: _feature(tp) for name, tp, _ in strategy_options()}}
+
 FEATURES = datasets.Features({
     "id": datasets.Value("string"), "problem": datasets.Value("string"), "answer": datasets.Value("string"),
     "level": datasets.Value("string"), "strategy": datasets.Value("string"), "budget": datasets.Value("int64"),
@@ -53,7 +62,7 @@ FEATURES = datasets.Features({
     "spent": _struct(Spent),
     "prediction": datasets.Value("string"), "chosen": datasets.Value("int64"), "correct": datasets.Value("bool"),
     "tree": [_struct(Node)],
-    "choice": datasets.Value("string"),
+    "choice": CHOICE,
 })
 
 
@@ -86,7 +95,7 @@ def result_rows(results: Sequence[ProblemResult], strategy: str, budget: int,
             "prediction": r.prediction, "chosen": r.chosen,
             "correct": (cands[r.chosen]["correct"] if r.chosen >= 0 else False) if has_gold else None,
             "tree": [n.to_dict() for n in r.tree],
-            "choice": json.dumps(r.choice, sort_keys=True) if r.choice else None,
+            "choice": {k: r.choice.get(k) for k in CHOICE} if r.choice else None,
         })
     return rows
 
@@ -108,7 +117,19 @@ def summarize(ds: datasets.Dataset) -> dict[str, Any]:
         if n else None,
         "spent_total": total,
         "spent_per_problem": {k: v / n for k, v in total.items()} if n else {},
+        **_auto_summary(ds),
     }
+
+
+def _auto_summary(ds: datasets.Dataset) -> dict[str, Any]:
+    """auto runs: how many problems each difficulty bin and each chosen configuration got, and per problem."""
+    chosen = [(i, c) for i, c in zip(ds["id"], ds["choice"]) if c]
+    if not chosen:
+        return {}
+    count = lambda key: dict(sorted(Counter(key(c) for _, c in chosen).items()))  # noqa: E731
+    return {"auto": {"by_bin": count(lambda c: c["bin"]), "by_method": count(lambda c: c["method"] or c["strategy"]),
+                     "per_problem": {i: {"bin": c["bin"], "method": c["method"] or c["strategy"],
+                                         "predicted_difficulty": c["predicted_difficulty"]} for i, c in chosen}}}
 
 
 def finalize(out: Path) -> dict[str, Any]:
