@@ -58,7 +58,7 @@ def toy_data(tmp_path_factory):
 
 def _cfg(base_dir, data, out, **kw) -> Config:
     opts = dict(model=str(base_dir), data=str(data), output_dir=str(out), threads=1, logging_steps=5, seed=0,
-                learning_rate=5e-3, batch_size=8, eval_fraction=0.0, report_to="none")
+                learning_rate=5e-3, per_device_train_batch_size=8, eval_fraction=0.0, report_to="none")
     opts.update(kw)
     return Config(**opts)
 
@@ -124,8 +124,8 @@ def test_prm_separates_correct_from_wrong_steps(trained, base_dir, toy_data, tmp
 def verb_prm(base_dir, toy_data, tmp_path_factory):
     data = toy_data["dir"] / "verbs.jsonl"
     write_table(_verb_rows(toy_labelled_rows(60, seed=1, levels=(1, 2))), data)
-    _, path, _ = train_prm(_cfg(base_dir, data, tmp_path_factory.mktemp("verbs"), max_steps=40, batch_size=16,
-                                learning_rate=3e-3))
+    _, path, _ = train_prm(_cfg(base_dir, data, tmp_path_factory.mktemp("verbs"), max_steps=40,
+                                per_device_train_batch_size=16, learning_rate=3e-3))
     return path
 
 
