@@ -160,8 +160,13 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(level)
     logging.getLogger("DeepSpeed").addFilter(_drop_cpu_fallback_note)
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # peft notes that a LoRA adapter saves the resized embeddings: a PRM's step tag always resizes them
+    warnings.filterwarnings("ignore", message=r"Setting `save_embedding_layers` to `True`", category=UserWarning)
     if not main:
+        import datasets
+
         warnings.simplefilter("ignore")
+        datasets.disable_progress_bars()  # TRL tokenizes on rank 0 first; the others only read its cache
 
 
 @contextlib.contextmanager
