@@ -17,11 +17,10 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 from ttscale.config import field
 
-PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 
 
 @dataclass(kw_only=True)  # kw_only: a stage's required options may follow these defaulted ones
@@ -38,8 +37,9 @@ class TrainingOptions:
     per_device_train_batch_size: int = field(8, help="examples per device (process) per micro-step")
     gradient_accumulation_steps: int = field(1, help="micro-steps per optimizer step (global batch = per-device "
                                              "batch x accumulation x processes)")
-    precision: str = field("auto", choices=PRECISIONS, help="auto = bf16 mixed precision on a GPU that supports "
-                           "it, else fp32 (always fp32 on CPU); fp32, bf16, fp16 force one")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        "auto", help="auto = bf16 mixed precision on a GPU that supports it, else fp32 (always fp32 on CPU); "
+        "fp32, bf16, fp16 force one")
     gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass (less memory, "
                                          "more compute)")
     lora: bool = field(False, help="train a LoRA adapter (peft) instead of all weights")
@@ -112,9 +112,12 @@ class TrainingOptions:
         return args_class(**kwargs)
 
 
-def default_for(name: str, default: Any, base: type = TrainingOptions) -> Any:
-    """`base`'s field `name` (same help and flag) with another default, for a stage that needs one."""
+def default_for(name: str, default: Any, base: type = TrainingOptions, help: str | None = None) -> Any:
+    """`base`'s field `name` (same flag, same help unless a stage-specific `help` is given) with another
+    default, for a stage that needs one."""
     meta = dict(base.__dataclass_fields__[name].metadata)
+    if help is not None:
+        meta["help"] = help
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), **meta)
     return field(default, **meta)

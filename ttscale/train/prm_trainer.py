@@ -119,6 +119,7 @@ class PRMTrainer(transformers.Trainer):
 
 _HEAD_MODULES = ("score", "classifier")  # what transformers names a token-classification head
 
+
 def load_tokenizer(path: str, step_tag: str) -> Any:
     """The tokenizer with the step tag registered (added as a special token if it is new)."""
     from transformers import AutoTokenizer

@@ -60,8 +60,8 @@ def sft_trainer(model: Any, tokenizer: Any, pairs: Any, args: SFTArgs, output_di
     set_seed(args.seed)
     if tokenizer.pad_token is None:  # padding needs a token; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
-    return _plain_loss_trainer_class()(model=model, args=sft_config(args, output_dir, len(pairs), **overrides), train_dataset=pairs,
-                                       processing_class=tokenizer,
+    config = sft_config(args, output_dir, len(pairs), **overrides)
+    return _plain_loss_trainer_class()(model=model, args=config, train_dataset=pairs, processing_class=tokenizer,
                                        peft_config=lora_config(args) if args.lora else None)
 
 

@@ -27,8 +27,7 @@ from ttscale.train.sft import SFTArgs
 class Config(SFTArgs):
     """Train the tiny toy-world policy and measure its per-level correctness.
 
-    The training options are train-revision's (ttscale.train.sft.SFTArgs); --seed also seeds the problems,
-    the mistakes and the report's sampling. The model starts from random weights, so --lora does not apply."""
+    The training options are train-revision's (ttscale.train.sft.SFTArgs), with the policy's defaults."""
     output_dir: str = field(help="folder for the save_pretrained checkpoint and policy_report.json", positional=True)
     learning_rate: float = default_for("learning_rate", 3e-3)
     lr_scheduler_type: str = default_for("lr_scheduler_type", "cosine")
@@ -37,6 +36,9 @@ class Config(SFTArgs):
     per_device_train_batch_size: int = default_for("per_device_train_batch_size", 16)
     logging_steps: int = default_for("logging_steps", 25)
     threads: int = default_for("threads", 1)  # 1 is fastest when the cores are shared
+    seed: int = default_for("seed", 0, help="seed for problems, mistakes, initialisation, data order and sampling")
+    lora: bool = default_for("lora", False, help="not available in train-policy: the policy starts from random "
+                             "weights, so all of them are trained")
     max_length: int = default_for("max_length", 512, SFTArgs)
     n_train: int = field(4000, help="training problems (levels round-robin)")
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5], help="toy-world levels to train and evaluate")

@@ -19,15 +19,14 @@ import yaml
 
 from ttscale.config import field, to_yaml
 from ttscale.inference.prm_inputs import DEFAULT_STEP_TAG, SPEC_FILE, PRMSpec
-from ttscale.train.options import TrainingOptions, is_main_process, quiet_libraries
+from ttscale.train.options import TrainingOptions, default_for, is_main_process, quiet_libraries
 
 
-@dataclass
+@dataclass(kw_only=True)  # kw_only: the required --model, --data, --output-dir follow defaulted options
 class Config(TrainingOptions):
     """Train a PRM (token classification or causal-LM "+"/"-") with transformers.Trainer.
 
-    The training options (learning rate, steps, batch, precision, LoRA, ...) are ttscale.train.options';
-    with --lora the adapter is TOKEN_CLS or CAUSAL_LM to match the formulation and is merged on save."""
+    The training options (learning rate, steps, batch, precision, LoRA, ...) are ttscale.train.options'."""
     model: str = field(help="base model folder or hub name (a causal LM, or an existing PRM to continue)")
     data: str = field(help="step-labelled training data (.jsonl, .parquet or a datasets folder)")
     output_dir: str = field(help="where the trained PRM folder is written (checkpoints go in checkpoints/ inside)")
@@ -57,6 +56,10 @@ class Config(TrainingOptions):
     max_length: int = field(2048, help="max tokens per example; the problem is left-truncated to keep every step")
     drop_overlong: bool = field(False, help="drop (and count) examples whose steps alone exceed --max-length "
                                 "instead of stopping with an error naming the row")
+    lora: bool = default_for("lora", False, help="train a LoRA adapter (peft; TOKEN_CLS or CAUSAL_LM to match "
+                             "the formulation) instead of all weights; merged into the saved model, the adapter "
+                             "kept in adapter/")
+    seed: int = default_for("seed", 0, help="seed for initialisation, the eval split, data order and dropout")
     per_device_eval_batch_size: int | None = field(None, help="examples per device per evaluation step "
                                                    "(default: --per-device-train-batch-size)")
     eval_steps: int = field(0, help="evaluate every this many steps (0 = once per epoch)")
