@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("policy")
     cfg = parse_config(Config, [str(out), "--n-train", "96", "--levels", "1", "2", "--max-steps", "25",
-                                "--batch-size", "8", "--hidden-size", "32", "--num-layers", "1",
+                                "--per-device-train-batch-size", "8", "--hidden-size", "32", "--num-layers", "1",
                                 "--vocab-size", "300", "--eval-problems", "2", "--eval-samples", "2",
                                 "--max-new-tokens", "24", "--threads", "1"])
     assert run(cfg) == 0

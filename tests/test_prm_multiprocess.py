@@ -39,7 +39,7 @@ def setup(tmp_path_factory):
     write_table(rows, path / "train.jsonl")
     common = dict(model=str(path / "base"), data=str(path / "train.jsonl"), max_steps=STEPS, learning_rate=1e-2,
                   logging_steps=1, eval_fraction=0.0, seed=0)
-    _, single, _ = train_prm(Config(output_dir=str(path / "single"), batch_size=8, threads=1, **common))
+    _, single, _ = train_prm(Config(output_dir=str(path / "single"), per_device_train_batch_size=8, threads=1, **common))
     args = [f"--{k.replace('_', '-')}={v}" for k, v in common.items()]
     return {"path": path, "args": args, "single": single, "rows": rows[:10]}
 
@@ -47,7 +47,7 @@ def setup(tmp_path_factory):
 def _launch(setup, config: str, out: str, *extra: str) -> Path:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" / config),
-           *extra, "-m", "ttscale", "train-prm", *setup["args"], "--batch-size=4", "--threads=1",
+           *extra, "-m", "ttscale", "train-prm", *setup["args"], "--per-device-train-batch-size=4", "--threads=1",
            f"--output-dir={setup['path'] / out}"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -58,7 +58,7 @@ def toy_data(tmp_path_factory):
 
 def _cfg(base_dir, data, out, **kw) -> Config:
     opts = dict(model=str(base_dir), data=str(data), output_dir=str(out), threads=1, logging_steps=5, seed=0,
-                learning_rate=5e-3, batch_size=8, eval_fraction=0.0, report_to="none")
+                learning_rate=5e-3, per_device_train_batch_size=8, eval_fraction=0.0, report_to="none")
     opts.update(kw)
     return Config(**opts)
 
@@ -124,8 +124,8 @@ def test_prm_separates_correct_from_wrong_steps(trained, base_dir, toy_data, tmp
 def verb_prm(base_dir, toy_data, tmp_path_factory):
     data = toy_data["dir"] / "verbs.jsonl"
     write_table(_verb_rows(toy_labelled_rows(60, seed=1, levels=(1, 2))), data)
-    _, path, _ = train_prm(_cfg(base_dir, data, tmp_path_factory.mktemp("verbs"), max_steps=40, batch_size=16,
-                                learning_rate=3e-3))
+    _, path, _ = train_prm(_cfg(base_dir, data, tmp_path_factory.mktemp("verbs"), max_steps=40,
+                                per_device_train_batch_size=16, learning_rate=3e-3))
     return path
 
 
@@ -288,3 +288,85 @@ def test_eval_prm_on_processbench_file(verb_prm, toy_data, tmp_path, capsys):
     tuned = json.loads(out.read_text())
     assert tuned["threshold_source"] == "threshold-from" and tuned["threshold_fit"]["rows"] == 30
     assert not math.isnan(tuned["threshold"]) and tuned["skipped"] == 0
+
+
+# ------------------------------------------------------------------------ one training-option set
+
+def test_training_stages_share_one_option_set():
+    """train-prm, train-revision and train-policy take the same training options, under the same flags,
+    and build their Trainer arguments through the one mapping."""
+    import dataclasses
+
+    from ttscale.config import build_parser
+    from ttscale.train import train_policy_cmd, train_prm_cmd, train_revision_cmd
+    from ttscale.train.options import TrainingOptions
+
+    shared = [f.name for f in dataclasses.fields(TrainingOptions)]
+    stages = (train_prm_cmd.Config, train_revision_cmd.Config, train_policy_cmd.Config)
+    flags = []
+    for cls in stages:
+        assert issubclass(cls, TrainingOptions)
+        assert cls.to_training_arguments is TrainingOptions.to_training_arguments
+        by_dest = {a.dest: tuple(a.option_strings) for a in build_parser(cls)._actions}
+        flags.append({name: by_dest[name] for name in shared})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in shared:  # a stage may change a default, never the type
+            assert fields[name].type == TrainingOptions.__dataclass_fields__[name].type, (cls, name)
+        # the old per-stage spellings are gone
+        assert not {"batch_size", "grad_accum", "epochs", "warmup", "bf16", "lora_targets"} & set(fields)
+    assert flags[0] == flags[1] == flags[2]
+    assert flags[0]["per_device_train_batch_size"] == ("--per-device-train-batch-size",)
+    # per-stage defaults are today's
+    assert train_prm_cmd.Config.__dataclass_fields__["learning_rate"].default == 1e-5
+    assert train_revision_cmd.Config.__dataclass_fields__["learning_rate"].default == 1e-4
+    policy = train_policy_cmd.Config.__dataclass_fields__
+    assert (policy["learning_rate"].default, policy["max_steps"].default, policy["lr_scheduler_type"].default,
+            policy["warmup_steps"].default, policy["per_device_train_batch_size"].default) == (3e-3, 700, "cosine",
+                                                                                             0.05, 16)
+
+
+def test_training_options_map_to_trainer_arguments(tmp_path):
+    from transformers import TrainingArguments
+    from trl import SFTConfig
+
+    from ttscale.train.options import TrainingOptions
+    from ttscale.train.sft import SFTArgs, sft_config
+    from ttscale.train.train_prm_cmd import training_arguments
+
+    common = dict(learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=5.0, weight_decay=0.1,
+                  num_train_epochs=2.0, max_steps=40, per_device_train_batch_size=4, gradient_accumulation_steps=3,
+                  precision="fp32", gradient_checkpointing=True, logging_steps=100, save_steps=7,
+                  save_total_limit=1, report_to="none", seed=5)
+    expected = dict(learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=5, weight_decay=0.1,
+                    num_train_epochs=2.0, max_steps=40, per_device_train_batch_size=4,
+                    gradient_accumulation_steps=3, bf16=False, fp16=False, activation_checkpointing=True,
+                    activation_checkpointing_kwargs={"use_reentrant": False},
+                    logging_steps=8,  # a 40-step run logs every 40/5 steps, not every 100
+                    save_strategy="steps", save_steps=7, save_total_limit=1, seed=5, data_seed=5,
+                    dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available())
+    args = TrainingOptions(**common).to_training_arguments(str(tmp_path / "a"))
+    sft = sft_config(SFTArgs(**common, max_length=77), tmp_path / "b")
+    assert type(args) is TrainingArguments and isinstance(sft, SFTConfig)
+    for name, value in expected.items():
+        assert getattr(args, name) == getattr(sft, name) == value, name
+    assert args.report_to == sft.report_to and args.lr_scheduler_type == sft.lr_scheduler_type
+    assert sft.max_length == 77 and sft.completion_only_loss is True
+    assert str(args.output_dir) == str(tmp_path / "a")
+
+    # epochs instead of steps; a warmup below 1 is a fraction; what only the PRM adds
+    cfg = Config(model="m", data="d", output_dir=str(tmp_path / "prm"), max_steps=0, warmup_steps=0.1,
+                 per_device_train_batch_size=6)
+    prm = training_arguments(cfg, has_eval=True)
+    assert (prm.max_steps, prm.warmup_steps, prm.logging_steps, prm.save_strategy) == (-1, 0.1, 10, "no")
+    assert prm.per_device_eval_batch_size == 6 and prm.eval_strategy == "epoch"
+    assert prm.remove_unused_columns is False and str(prm.output_dir).endswith("checkpoints")
+    # a short epoch-based run still logs several losses
+    assert training_arguments(cfg, has_eval=False, num_examples=60).logging_steps == 2
+
+
+def test_lora_target_modules_one_type():
+    from ttscale.train.options import TrainingOptions
+
+    assert TrainingOptions().lora_targets() == "all-linear"
+    assert TrainingOptions(lora_target_modules=["q_proj", "v_proj"]).lora_targets() == ["q_proj", "v_proj"]
+    assert TrainingOptions(lora_target_modules=["q_proj,v_proj"]).lora_targets() == ["q_proj", "v_proj"]

@@ -179,7 +179,7 @@ def test_train_revision_stage_saves_and_reloads(tiny_lm_dir, revision_rows, tmp_
     data = write_table(revision_rows, tmp_path / "revisions.jsonl")
     out = tmp_path / "rev"
     rc = main(["train-revision", str(data), str(out), "--model", str(tiny_lm_dir), "--max-steps", "6",
-               "--batch-size", "4", "--learning-rate", "3e-3", "--logging-steps", "1", "--threads", "1"])
+               "--per-device-train-batch-size", "4", "--learning-rate", "3e-3", "--logging-steps", "1", "--threads", "1"])
     assert rc == 0
     info = read_revision_info(out)
     assert info["max_attempts"] == 4 and info["num_examples"] == len(revision_rows)
@@ -239,7 +239,7 @@ def test_train_revision_lora_merges_into_a_plain_checkpoint(tiny_lm_dir, revisio
 
     data = write_table(revision_rows[:8], tmp_path / "revisions.jsonl")
     cfg = parse_config(Config, [str(data), str(tmp_path / "lora"), "--model", str(tiny_lm_dir), "--lora",
-                                "--lora-targets", "q_proj,v_proj", "--lora-r", "4", "--max-steps", "2",
+                                "--lora-target-modules", "q_proj", "v_proj", "--lora-r", "4", "--max-steps", "2",
                                 "--learning-rate", "1e-2", "--threads", "1", "--max-attempts", "2"])
     assert run(cfg) == 0
     assert not (tmp_path / "lora" / "adapter_config.json").exists()

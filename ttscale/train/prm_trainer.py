@@ -18,6 +18,8 @@ not depend on how a batch is split. Distribution (DDP, DeepSpeed, FSDP) is left 
 from __future__ import annotations
 
 import inspect
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +117,9 @@ class PRMTrainer(transformers.Trainer):
 
 # ------------------------------------------------------------------------------------------- models
 
+_HEAD_MODULES = ("score", "classifier")  # what transformers names a token-classification head
+
+
 def load_tokenizer(path: str, step_tag: str) -> Any:
     """The tokenizer with the step tag registered (added as a special token if it is new)."""
     from transformers import AutoTokenizer
@@ -127,17 +132,28 @@ def load_tokenizer(path: str, step_tag: str) -> Any:
 
 
 def load_prm_model(path: str, tokenizer: Any, spec: PRMSpec, dtype: Any = None) -> Any:
-    """The model to train, with embeddings grown for an added step tag and readable label names."""
+    """The model to train, with embeddings grown for an added step tag and readable label names.
+
+    transformers' load report and resize note are silenced: a token-classification head loaded from a causal
+    LM is always new, and so is the step tag's row. Any other weight missing from the checkpoint is named."""
     import transformers as tf
 
+    from ttscale.train.options import transformers_verbosity
+
     kw: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
-    if spec.formulation == "causal-lm":
-        model = tf.AutoModelForCausalLM.from_pretrained(path, **kw)
-    else:
-        names = {0: "wrong", 1: "correct"} if spec.num_labels == 2 else {0: "correct"}
-        model = tf.AutoModelForTokenClassification.from_pretrained(
-            path, num_labels=spec.num_labels, id2label=names, label2id={v: k for k, v in names.items()}, **kw)
-    add_step_tag(tokenizer, model, spec.step_tag)
+    with transformers_verbosity(logging.ERROR):
+        if spec.formulation == "causal-lm":
+            model, info = tf.AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kw)
+        else:
+            names = {0: "wrong", 1: "correct"} if spec.num_labels == 2 else {0: "correct"}
+            model, info = tf.AutoModelForTokenClassification.from_pretrained(
+                path, num_labels=spec.num_labels, id2label=names, label2id={v: k for k, v in names.items()},
+                output_loading_info=True, **kw)
+        add_step_tag(tokenizer, model, spec.step_tag)
+    head = tuple(f"{m}." for m in _HEAD_MODULES) if spec.formulation != "causal-lm" else ()
+    unexpected = sorted(k for k in info.get("missing_keys", ()) if not (head and k.startswith(head)))
+    if unexpected:
+        warnings.warn(f"{path}: weights not in the checkpoint, initialised at random: {', '.join(unexpected)}")
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
@@ -155,6 +171,6 @@ def lora_model(model: Any, spec: PRMSpec, tag_id: int, r: int, alpha: int, dropo
         r=r, lora_alpha=alpha, lora_dropout=dropout,
         target_modules=target_modules or "all-linear", trainable_token_indices=[tag_id],
         # The classifier head is trained in full (peft's modules_to_save for TOKEN_CLS), never LoRA-adapted.
-        exclude_modules=None if causal else ["score", "classifier"],
+        exclude_modules=None if causal else list(_HEAD_MODULES),
     )
     return get_peft_model(model, config)

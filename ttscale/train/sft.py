@@ -1,83 +1,43 @@
 """Supervised fine-tuning on prompt/completion pairs with TRL's SFTTrainer, loss on the completion only.
 
-One helper for every stage that does SFT (the revision model; the toy policy can use the same): `SFTArgs`
-is a config mixin with the training options, `sft_trainer` builds the trainer, `save_trained` writes a
-normal `save_pretrained` folder (LoRA merged by default so any backend loads it without peft).
+One helper for every stage that does SFT (the revision model, the toy policy): `SFTArgs` is a config base
+with the training options (ttscale.train.options, plus max_length and merge_lora), `sft_trainer` builds the
+trainer, `save_trained` writes a normal `save_pretrained` folder (LoRA merged by default so any backend
+loads it without peft).
 Works on one CPU, one GPU, or many via `accelerate launch` (the Trainer reads the launch environment).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ttscale.config import field
+from ttscale.train.options import TrainingOptions, default_for
 
 
-@dataclass
-class SFTArgs:
-    """Training options shared by SFT stages (inherit them in a stage Config)."""
-    learning_rate: float = field(1e-4, help="peak learning rate (linear decay after warmup)")
-    epochs: float = field(1.0, help="passes over the data (ignored when --max-steps > 0)")
-    max_steps: int = field(-1, help="optimizer steps to run; -1 = use --epochs")
-    batch_size: int = field(8, help="examples per device per step")
-    grad_accum: int = field(1, help="gradient accumulation steps (effective batch = batch-size x grad-accum x devices)")
-    warmup: float = field(0.0, help="learning-rate warmup: a fraction of the steps if < 1, else a step count")
+@dataclass(kw_only=True)
+class SFTArgs(TrainingOptions):
+    """Training options of SFT stages: the shared ones plus what SFT adds (inherit them in a stage Config)."""
+    learning_rate: float = default_for("learning_rate", 1e-4)
     max_length: int = field(1024, help="tokens kept per example (prompt + completion); longer ones are cut at the end")
-    lora: bool = field(False, help="train a LoRA adapter instead of all weights")
-    lora_r: int = field(16, help="LoRA rank")
-    lora_alpha: int = field(32, help="LoRA scaling alpha")
-    lora_dropout: float = field(0.05, help="LoRA dropout")
-    lora_targets: str = field("all-linear", help="modules LoRA adapts: 'all-linear' or comma-separated names "
-                              "(e.g. q_proj,v_proj)")
     merge_lora: bool = field(True, help="with --lora, merge the adapter into the weights before saving (a plain "
                              "checkpoint any backend loads); false saves the adapter folder only")
-    precision: str = field("auto", help="auto = bf16 on a GPU that supports it, else fp32",
-                           choices=["auto", "fp32", "bf16", "fp16"])
-    gradient_checkpointing: bool = field(False, help="trade compute for memory (large models)")
-    threads: int = field(0, help="CPU threads for torch (0 = leave torch's default)")
-    logging_steps: int = field(10, help="log the loss every this many steps")
-    seed: int = field(0, help="seed for initialisation, data order and dropout")
 
 
-def _precision_flags(precision: str) -> dict[str, bool]:
-    import torch
-
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def sft_config(args: SFTArgs, output_dir: str | Path, **overrides: Any):
-    """The TRL SFTConfig for `args`: completion-only loss, no intermediate checkpoints, no external loggers."""
-    import torch
+def sft_config(args: SFTArgs, output_dir: str | Path, num_examples: int | None = None, **overrides: Any):
+    """The TRL SFTConfig for `args`: completion-only loss, checkpoints in output_dir (only with --save-steps)."""
     from trl import SFTConfig
 
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir), learning_rate=args.learning_rate, num_train_epochs=args.epochs,
-        max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum, warmup_steps=args.warmup if args.warmup < 1 else int(args.warmup), max_length=args.max_length,
-        logging_steps=args.logging_steps, seed=args.seed,
-        data_seed=args.seed, completion_only_loss=True, save_strategy="no", report_to="none",
-        dataloader_pin_memory=torch.cuda.is_available(),
-        **_precision_flags(args.precision))
-    # transformers 5 renamed gradient_checkpointing (TRL defaults the old name to True); set whichever exists.
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
-    kwargs["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = \
-        args.gradient_checkpointing
-    kwargs.update(overrides)
-    return SFTConfig(**kwargs)
+    return args.to_training_arguments(str(output_dir), args_class=SFTConfig, num_examples=num_examples,
+                                      max_length=args.max_length, completion_only_loss=True, **overrides)
 
 
 def lora_config(args: SFTArgs):
     from peft import LoraConfig
 
-    targets: str | list[str] = args.lora_targets
-    if targets != "all-linear":
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
     return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+                      target_modules=args.lora_targets(), task_type="CAUSAL_LM")
 
 
 def sft_trainer(model: Any, tokenizer: Any, pairs: Any, args: SFTArgs, output_dir: str | Path, **overrides: Any):
@@ -100,8 +60,8 @@ def sft_trainer(model: Any, tokenizer: Any, pairs: Any, args: SFTArgs, output_di
     set_seed(args.seed)
     if tokenizer.pad_token is None:  # padding needs a token; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
-    return _plain_loss_trainer_class()(model=model, args=sft_config(args, output_dir, **overrides), train_dataset=pairs,
-                                       processing_class=tokenizer,
+    config = sft_config(args, output_dir, len(pairs), **overrides)
+    return _plain_loss_trainer_class()(model=model, args=config, train_dataset=pairs, processing_class=tokenizer,
                                        peft_config=lora_config(args) if args.lora else None)
 
 

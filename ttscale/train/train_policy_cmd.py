@@ -19,20 +19,29 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ttscale.config import field, to_yaml
+from ttscale.train.options import default_for, quiet_libraries
+from ttscale.train.sft import SFTArgs
 
 
-@dataclass
-class Config:
-    """Train the tiny toy-world policy and measure its per-level correctness."""
+@dataclass(kw_only=True)
+class Config(SFTArgs):
+    """Train the tiny toy-world policy and measure its per-level correctness.
+
+    The training options are train-revision's (ttscale.train.sft.SFTArgs), with the policy's defaults."""
     output_dir: str = field(help="folder for the save_pretrained checkpoint and policy_report.json", positional=True)
+    learning_rate: float = default_for("learning_rate", 3e-3)
+    lr_scheduler_type: str = default_for("lr_scheduler_type", "cosine")
+    warmup_steps: float = default_for("warmup_steps", 0.05)
+    max_steps: int = default_for("max_steps", 700)
+    per_device_train_batch_size: int = default_for("per_device_train_batch_size", 16)
+    logging_steps: int = default_for("logging_steps", 25)
+    threads: int = default_for("threads", 1)  # 1 is fastest when the cores are shared
+    seed: int = default_for("seed", 0, help="seed for problems, mistakes, initialisation, data order and sampling")
+    lora: bool = default_for("lora", False, help="not available in train-policy: the policy starts from random "
+                             "weights, so all of them are trained")
+    max_length: int = default_for("max_length", 512, SFTArgs)
     n_train: int = field(4000, help="training problems (levels round-robin)")
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5], help="toy-world levels to train and evaluate")
-    seed: int = field(0, help="seed for problems, mistakes, initialisation and sampling")
-    max_steps: int = field(700, help="optimizer steps; <= 0 means train for --epochs instead")
-    epochs: float = field(1.0, help="passes over the training set when --max-steps <= 0")
-    learning_rate: float = field(3e-3, help="peak AdamW learning rate (cosine decay after --warmup)")
-    warmup: float = field(0.05, help="learning-rate warmup: a fraction of the steps if < 1, else a step count")
-    batch_size: int = field(16, help="sequences per optimizer step")
     hidden_size: int = field(64, help="model width")
     num_layers: int = field(2, help="transformer layers")
     num_heads: int = field(4, help="attention heads")
@@ -46,10 +55,11 @@ class Config:
     eval_samples: int = field(4, help="sampled solutions per held-out problem")
     temperature: float = field(0.8, help="sampling temperature for the report")
     max_new_tokens: int = field(200, help="generation limit per solution in the report")
-    threads: int = field(1, help="CPU threads for torch (1 is fastest when the cores are shared)")
 
     def __post_init__(self):
-        for name in ("n_train", "batch_size", "hidden_size", "num_layers", "eval_samples", "threads"):
+        if self.lora:
+            raise ValueError("--lora does not apply to train-policy: the policy starts from random weights")
+        for name in ("n_train", "per_device_train_batch_size", "hidden_size", "num_layers", "eval_samples", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         for name in ("mistake_rate", "mistake_rate_max"):
@@ -98,7 +108,7 @@ def train_policy(cfg: Config, out: Path):
     import torch
 
     from ttscale.data.toy_world import generate_problems
-    from ttscale.train.sft import SFTArgs, sft_trainer
+    from ttscale.train.sft import sft_trainer
     from ttscale.train.tiny import tiny_causal_lm, train_tokenizer
 
     rows = generate_problems(cfg.n_train, seed=cfg.seed, levels=cfg.levels)
@@ -107,13 +117,9 @@ def train_policy(cfg: Config, out: Path):
                            num_heads=cfg.num_heads, seed=cfg.seed)
     rates = mistake_rates(cfg.levels, cfg.mistake_rate, cfg.mistake_rate_max)
     train = datasets.Dataset.from_list(sft_pairs(rows, tokenizer, rates, seed=cfg.seed, kinds=cfg.mistake_kinds))
-    steps = cfg.max_steps if cfg.max_steps > 0 else -1
-    args = SFTArgs(learning_rate=cfg.learning_rate, epochs=cfg.epochs, max_steps=steps, batch_size=cfg.batch_size,
-                   warmup=cfg.warmup, max_length=512, threads=cfg.threads, seed=cfg.seed,
-                   logging_steps=max(1, min(25, steps // 5)) if steps > 0 else 25)
-    trainer = sft_trainer(model, tokenizer, train, args, out / "trainer", lr_scheduler_type="cosine",
-                          weight_decay=0.0, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
-    trainer.train()
+    # use_cpu: without CUDA the tiny model trains on the CPU, never on MPS (same numbers on every machine)
+    trainer = sft_trainer(model, tokenizer, train, cfg, out / "checkpoints", use_cpu=not torch.cuda.is_available())
+    trainer.train(resume_from_checkpoint=cfg.resume())
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return trainer.model, tokenizer, losses
 
@@ -161,6 +167,7 @@ def run(cfg: Config) -> int:
     from ttscale.data.toy_world import generate_problems
     from ttscale.inference.transformers_backend import TransformersGenerator
 
+    quiet_libraries()
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

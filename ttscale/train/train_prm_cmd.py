@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,11 +19,14 @@ import yaml
 
 from ttscale.config import field, to_yaml
 from ttscale.inference.prm_inputs import DEFAULT_STEP_TAG, SPEC_FILE, PRMSpec
+from ttscale.train.options import TrainingOptions, default_for, is_main_process, quiet_libraries
 
 
-@dataclass
-class Config:
-    """Train a PRM (token classification or causal-LM "+"/"-") with transformers.Trainer."""
+@dataclass(kw_only=True)  # kw_only: the required --model, --data, --output-dir follow defaulted options
+class Config(TrainingOptions):
+    """Train a PRM (token classification or causal-LM "+"/"-") with transformers.Trainer.
+
+    The training options (learning rate, steps, batch, precision, LoRA, ...) are ttscale.train.options'."""
     model: str = field(help="base model folder or hub name (a causal LM, or an existing PRM to continue)")
     data: str = field(help="step-labelled training data (.jsonl, .parquet or a datasets folder)")
     output_dir: str = field(help="where the trained PRM folder is written (checkpoints go in checkpoints/ inside)")
@@ -54,34 +56,13 @@ class Config:
     max_length: int = field(2048, help="max tokens per example; the problem is left-truncated to keep every step")
     drop_overlong: bool = field(False, help="drop (and count) examples whose steps alone exceed --max-length "
                                 "instead of stopping with an error naming the row")
-    lora: bool = field(False, help="train a LoRA adapter (peft; TOKEN_CLS or CAUSAL_LM to match the formulation) "
-                       "instead of all weights; merged into the saved model")
-    lora_r: int = field(16, help="LoRA rank")
-    lora_alpha: int = field(32, help="LoRA alpha (scale = alpha / r)")
-    lora_dropout: float = field(0.05, help="dropout on the LoRA path")
-    lora_target_modules: list[str] | None = field(None, help="module names LoRA adapts (e.g. q_proj v_proj); "
-                                                  "default: all linear layers")
-    gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass (less memory)")
-    bf16: bool = field(True, help="train in bf16 mixed precision where the GPU supports it (fp32 otherwise, "
-                       "and always on CPU)")
-    learning_rate: float = field(1e-5, help="peak learning rate (linear decay)")
-    warmup_steps: float = field(0.0, help="learning-rate warmup: a number of steps, or a fraction of all steps "
-                                "when below 1")
-    weight_decay: float = field(0.0, help="AdamW weight decay")
-    epochs: float = field(1.0, help="passes over the training data (ignored when --max-steps > 0)")
-    max_steps: int = field(-1, help="optimizer steps to run; -1 = use --epochs")
-    batch_size: int = field(8, help="examples per device per step")
-    eval_batch_size: int | None = field(None, help="examples per device per evaluation step (default: --batch-size)")
-    grad_accum: int = field(1, help="gradient accumulation steps (global batch = batch x accum x processes)")
-    logging_steps: int = field(10, help="log the loss every this many steps")
+    lora: bool = default_for("lora", False, help="train a LoRA adapter (peft; TOKEN_CLS or CAUSAL_LM to match "
+                             "the formulation) instead of all weights; merged into the saved model, the adapter "
+                             "kept in adapter/")
+    seed: int = default_for("seed", 0, help="seed for initialisation, the eval split, data order and dropout")
+    per_device_eval_batch_size: int | None = field(None, help="examples per device per evaluation step "
+                                                   "(default: --per-device-train-batch-size)")
     eval_steps: int = field(0, help="evaluate every this many steps (0 = once per epoch)")
-    save_steps: int = field(0, help="write a resumable checkpoint every this many steps (0 = none)")
-    save_total_limit: int = field(2, help="checkpoints kept on disk")
-    resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' for "
-                                               "the newest one in OUTPUT_DIR/checkpoints")
-    report_to: str = field("none", help="experiment trackers (Trainer's report_to): none, tensorboard, wandb, ...")
-    seed: int = field(0, help="seed for initialisation, the eval split, data order and dropout")
-    threads: int = field(0, help="CPU threads for torch per process (0 = leave torch's default)")
 
     def __post_init__(self) -> None:
         if self.num_labels not in (0, 1, 2):
@@ -99,41 +80,19 @@ class Config:
                        max_length=self.max_length)
 
 
-def _bf16_supported() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def _cpu_processes() -> bool:
-    """Several launched processes but no CUDA: run them on the CPU (DDP over gloo), see accelerate_configs/cpu2.yaml."""
-    import torch
-
-    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def training_arguments(cfg: Config, has_eval: bool):
-    from transformers import TrainingArguments
-
-    bf16 = cfg.bf16 and _bf16_supported()
+def training_arguments(cfg: Config, has_eval: bool, num_examples: int | None = None):
+    """The shared mapping (checkpoints in OUTPUT_DIR/checkpoints) plus what only a PRM has: evaluation, and
+    batches of the collator's own columns."""
     every = "steps" if cfg.eval_steps > 0 else "epoch"
-    return TrainingArguments(
-        output_dir=str(Path(cfg.output_dir) / "checkpoints"), learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        bf16=bf16, logging_steps=cfg.logging_steps, eval_strategy=every if has_eval else "no",
-        eval_steps=cfg.eval_steps or None, save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, report_to=cfg.report_to,
-        seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0,
-        ddp_find_unused_parameters=False, use_cpu=_cpu_processes(),
-    )
+    return cfg.to_training_arguments(
+        str(Path(cfg.output_dir) / "checkpoints"), num_examples=num_examples,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size or cfg.per_device_train_batch_size,
+        eval_strategy=every if has_eval else "no", eval_steps=cfg.eval_steps or None,
+        remove_unused_columns=False, ddp_find_unused_parameters=False)
 
 
 def load_examples(cfg: Config, tokenizer, spec: PRMSpec):
-    """(train examples, eval examples or None); prints what was kept and dropped."""
+    """(train examples, eval examples or None); prints (main process) what was kept and dropped."""
     from ttscale.train.prm_data import encode_rows, load_rows, split_by_problem
 
     rows = load_rows(cfg.data, cfg.data_format)
@@ -144,11 +103,12 @@ def load_examples(cfg: Config, tokenizer, spec: PRMSpec):
     opts = dict(label_mode=cfg.label_mode, threshold=cfg.threshold, last_step_only=cfg.train_on_last_step_only,
                 on_overlong="drop" if cfg.drop_overlong else "error")
     train, stats = encode_rows(train_rows, tokenizer, spec, where=cfg.data, **opts)
-    print(f"train-prm: train data: {stats.summary()}")
+    say = print if is_main_process() else (lambda *_: None)
+    say(f"train-prm: train data: {stats.summary()}")
     if not eval_rows:
         return train, None
     evals, estats = encode_rows(eval_rows, tokenizer, spec, where=cfg.eval_data or f"{cfg.data} (held out)", **opts)
-    print(f"train-prm: eval data: {estats.summary()}")
+    say(f"train-prm: eval data: {estats.summary()}")
     return train, evals
 
 
@@ -158,14 +118,8 @@ def build_model(cfg: Config, tokenizer, spec: PRMSpec):
     model = load_prm_model(cfg.model, tokenizer, spec)
     if cfg.lora:
         tag_id = tokenizer.convert_tokens_to_ids(spec.step_tag)
-        model = lora_model(model, spec, tag_id, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        model = lora_model(model, spec, tag_id, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets())
     return model
-
-
-def _resume(cfg: Config) -> str | bool | None:
-    if cfg.resume_from_checkpoint in (None, "", "none"):
-        return None
-    return True if cfg.resume_from_checkpoint == "last" else cfg.resume_from_checkpoint
 
 
 def model_card(cfg: Config, spec: PRMSpec, metrics: dict, n_train: int, n_eval: int) -> str:
@@ -223,19 +177,18 @@ def train_prm(cfg: Config):
     from ttscale.train.prm_data import PRMCollator
     from ttscale.train.prm_trainer import PRMHead, PRMTrainer, load_tokenizer
 
+    quiet_libraries()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    if cfg.bf16 and not _bf16_supported():
-        print("train-prm: bf16 is not supported here (no CUDA GPU with bf16); training in fp32")
     spec = cfg.spec()
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, spec.step_tag)
     train, evals = load_examples(cfg, tokenizer, spec)
     set_seed(cfg.seed)  # a new head and new embedding rows are drawn at random: same seed, same model
     model = build_model(cfg, tokenizer, spec)
-    trainer = PRMTrainer(model=model, args=training_arguments(cfg, evals is not None), train_dataset=train,
+    trainer = PRMTrainer(model=model, args=training_arguments(cfg, evals is not None, len(train)), train_dataset=train,
                          eval_dataset=evals, data_collator=PRMCollator(tokenizer.pad_token_id),
                          processing_class=tokenizer, prm_head=PRMHead.for_model(model, tokenizer, spec))
-    result = trainer.train(resume_from_checkpoint=_resume(cfg))
+    result = trainer.train(resume_from_checkpoint=cfg.resume())
     metrics = {"train_loss": result.training_loss, "global_step": result.global_step,
                "world_size": trainer.args.world_size}
     if evals is not None:

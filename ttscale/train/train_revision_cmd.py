@@ -12,10 +12,12 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ttscale.config import field, to_yaml
 from ttscale.data.revision_format import DEFAULT_MAX_ATTEMPTS, revision_prompt, write_revision_info
+from ttscale.train.options import quiet_libraries
 from ttscale.train.sft import SFTArgs, save_trained, sft_trainer
 
 REQUIRED_COLUMNS = ("problem", "prompt_attempts", "target")
@@ -66,13 +68,14 @@ def run(cfg: Config) -> int:
 
     from ttscale.data.io import read_table
 
+    quiet_libraries()
     rows = read_table(cfg.data).to_list()
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     pairs = revision_pairs(rows, tokenizer, cfg.max_attempts, source=cfg.data)
     model = AutoModelForCausalLM.from_pretrained(cfg.model)
-    trainer = sft_trainer(model, tokenizer, pairs, cfg, cfg.output_dir)
+    trainer = sft_trainer(model, tokenizer, pairs, cfg, Path(cfg.output_dir) / "checkpoints")
     start = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=cfg.resume())
     seconds = time.perf_counter() - start
     out = save_trained(trainer, cfg.output_dir, merge_lora=cfg.merge_lora)
     if out is None:  # not the main process
@@ -87,7 +90,7 @@ def run(cfg: Config) -> int:
                "first_logged_loss": losses[0] if losses else None, "last_logged_loss": losses[-1] if losses else None,
                "seconds": round(seconds, 1)}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    trend = f"loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} logs" if losses else "no loss logged"
     print(f"trained revision model on {len(rows)} examples (attempts in context: {summary['attempts_in_context']}) "
-          f"for {summary['steps']} steps in {seconds:.1f}s; loss {summary['first_logged_loss']} -> "
-          f"{summary['last_logged_loss']}; saved to {out}")
+          f"for {summary['steps']} steps in {seconds:.1f}s; {trend}; saved to {out}")
     return 0
