@@ -181,6 +181,9 @@ def test_batching_three_problems_costs_the_same_calls_as_one(name):
     ("parallel-revisions", {"reviser": True, "revision_length": 3}, 8, "does not divide"),
     ("parallel-revisions", {"reviser": True, "sequential_ratio": 3.0}, 8, "not a whole number"),
     ("lookahead", {"lookahead": 0}, 4, "--lookahead K"),
+    ("beam", {"max_depth": 0}, 4, "--max-depth must be >= 1"),       # the flags' bounds, for params built in code
+    ("rebase", {"rebase_temperature": 0.0}, 4, "--rebase-temperature must be > 0"),
+    ("mcts", {"mcts_rule": "ucb9"}, 4, "--mcts-rule"),
 ])
 def test_invalid_parameters_fail_before_generation(name, kw, budget, needle):
     c = ctx(**kw)

@@ -46,9 +46,9 @@ def settled(candidates: Sequence[Candidate], threshold: float) -> bool:
 
 @dataclass(frozen=True)
 class AdaptiveParams:
-    round_size: int = field(4, help="adaptive-majority: samples per problem per round", ge=1)
+    round_size: int = field(4, help="adaptive-majority: samples per problem per round", ge=1, short="r")
     stop_threshold: float = field(0.95, help="adaptive-majority: stop a problem once P(leading answer is the "
-                                  "mode) under a Beta posterior exceeds this", ge=0.5)
+                                  "mode) under a Beta posterior exceeds this", ge=0.5, le=1, short="t")
 
 
 class AdaptiveMajority(Strategy):
@@ -58,19 +58,6 @@ class AdaptiveMajority(Strategy):
     budget_meaning = "at most N full samples per problem, drawn in rounds until the vote is settled"
     Params = AdaptiveParams
     default_voting = "majority"
-
-    def method(self, budget: int) -> str:
-        return f"{self.name}(r={self.params.round_size},t={self.params.stop_threshold:g})"
-
-    def config(self, budget: int) -> dict:
-        return {"round_size": self.params.round_size, "stop_threshold": self.params.stop_threshold}
-
-    def validate(self, budget: int, ctx: SearchContext) -> None:
-        super().validate(budget, ctx)
-        if self.params.round_size < 1:
-            raise ValueError(f"--round-size must be >= 1, got {self.params.round_size}")
-        if not 0.5 <= self.params.stop_threshold <= 1:
-            raise ValueError(f"--stop-threshold must be in [0.5, 1], got {self.params.stop_threshold}")
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
         self.validate(budget, ctx)

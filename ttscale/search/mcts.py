@@ -62,11 +62,11 @@ class _Search(TreeState):
 
 @dataclass(frozen=True)
 class MCTSParams(StepParams):
-    mcts_c: float = field(0.5, help="mcts: exploration constant c of UCT / PUCT (values Q are PRM scores in [0, 1])",
-                           ge=0)
-    mcts_width: int = field(4, help="mcts: M, child steps generated per expansion", ge=1)
     mcts_rule: str = field("uct", choices=list(RULES), help="mcts: selection rule (PUCT's prior: the PRM score "
-                           "normalised over siblings)")
+                           "normalised over siblings)", short="rule")
+    mcts_c: float = field(0.5, help="mcts: exploration constant c of UCT / PUCT (values Q are PRM scores in [0, 1])",
+                           ge=0, short="c")
+    mcts_width: int = field(4, help="mcts: M, child steps generated per expansion", ge=1, short="M")
     mcts_max_expansions: int = field(4, help="mcts: expansions per problem at most, as a multiple of N", ge=1)
 
 
@@ -78,19 +78,6 @@ class MCTS(Strategy):
     Params = MCTSParams
     needs_scorer = True
     default_voting = "prm-vote"
-
-    def method(self, budget: int) -> str:
-        p = self.params
-        return f"mcts({p.mcts_rule},c={p.mcts_c:g},M={p.mcts_width})"
-
-    def config(self, budget: int) -> dict:
-        p = self.params
-        return {"mcts_c": p.mcts_c, "mcts_width": p.mcts_width, "mcts_rule": p.mcts_rule}
-
-    def validate(self, budget: int, ctx: SearchContext) -> None:
-        super().validate(budget, ctx)
-        if self.params.mcts_rule not in RULES:
-            raise ValueError(f"--mcts-rule must be one of {', '.join(RULES)}, got {self.params.mcts_rule!r}")
 
     def select(self, s: _Search) -> int:
         """Descend from the root to an unexpanded, open node; ties go to the oldest child."""

@@ -48,9 +48,9 @@ def resample(weights: Sequence[float], k: int, scheme: str, rng: np.random.Gener
 @dataclass(frozen=True)
 class ParticleParams(StepParams):
     pf_temperature: float = field(0.1, help="particle-filtering: weights are softmax(PRM score / T) over a "
-                                  "problem's particles (small T: resample the best more often)", gt=0)
+                                  "problem's particles (small T: resample the best more often)", gt=0, short="T")
     resampling: str = field("systematic", choices=list(RESAMPLING),
-                            help="particle-filtering: resampling scheme")
+                            help="particle-filtering: resampling scheme", short="resampling")
 
 
 class ParticleFiltering(StepEngine):
@@ -58,19 +58,6 @@ class ParticleFiltering(StepEngine):
     label = "particle filtering"
     budget_meaning = "N particles, each advanced one step at a time and resampled by PRM weight"
     Params = ParticleParams
-
-    def method(self, budget: int) -> str:
-        return f"{self.name}(T={self.params.pf_temperature:g},{self.params.resampling})"
-
-    def config(self, budget: int) -> dict:
-        return {"pf_temperature": self.params.pf_temperature, "resampling": self.params.resampling}
-
-    def validate(self, budget: int, ctx: SearchContext) -> None:
-        super().validate(budget, ctx)
-        if self.params.resampling not in RESAMPLING:
-            raise ValueError(f"--resampling must be one of {', '.join(RESAMPLING)}, got {self.params.resampling!r}")
-        if self.params.pf_temperature <= 0:
-            raise ValueError(f"--pf-temperature must be > 0, got {self.params.pf_temperature}")
 
     def next_frontier(self, tree, open_, ctx, problem, depth):
         weights = softmax([c.key for c in open_], self.params.pf_temperature)

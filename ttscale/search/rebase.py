@@ -27,7 +27,7 @@ def allocate(scores: Sequence[float], budget: int, temperature: float) -> list[i
 @dataclass(frozen=True)
 class RebaseParams(StepParams):
     rebase_temperature: float = field(0.1, help="rebase: a node gets children in proportion to softmax(PRM "
-                                      "score / T) (small T: concentrate on the best nodes)", gt=0)
+                                      "score / T) (small T: concentrate on the best nodes)", gt=0, short="T")
 
 
 class Rebase(StepEngine):
@@ -35,17 +35,6 @@ class Rebase(StepEngine):
     label = "REBASE"
     budget_meaning = "N finished solutions; each step's N - finished children split by softmax of PRM score"
     Params = RebaseParams
-
-    def method(self, budget: int) -> str:
-        return f"{self.name}(T={self.params.rebase_temperature:g})"
-
-    def config(self, budget: int) -> dict:
-        return {"rebase_temperature": self.params.rebase_temperature}
-
-    def validate(self, budget: int, ctx: SearchContext) -> None:
-        super().validate(budget, ctx)
-        if self.params.rebase_temperature <= 0:
-            raise ValueError(f"--rebase-temperature must be > 0, got {self.params.rebase_temperature}")
 
     def next_frontier(self, tree, open_, ctx, problem, depth):
         counts = allocate([c.key for c in open_], tree.budget - tree.finished, self.params.rebase_temperature)

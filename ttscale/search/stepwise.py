@@ -110,14 +110,14 @@ class StepParams:
 class TreeParams(StepParams):
     """Beam-style search: a fixed width."""
     beam_width: int = field(4, help="M: beam/lookahead keep N/M beams and expand each M times; dvts runs N/M "
-                            "subtrees of width M", ge=1)
+                            "subtrees of width M", ge=1, short="M")
     filter_duplicates: bool = field(True, help="beam/lookahead: drop beams whose text repeats a kept one")
 
 
 @dataclass(frozen=True)
 class LookaheadParams(TreeParams):
     lookahead: int = field(1, help="k: greedy rollout steps scored per candidate (strategy lookahead; >= 1, "
-                           "k = 0 is plain beam search)", ge=0)
+                           "k = 0 is plain beam search)", ge=0, short="k")
 
 
 def softmax(scores: Sequence[float], temperature: float) -> list[float]:
@@ -258,12 +258,6 @@ class StepwiseSearch(StepEngine):
     def shapes(self, budget: int) -> list[tuple[int, int]]:
         return [(budget, budget // self.params.beam_width)]
 
-    def method(self, budget: int) -> str:
-        return f"{self.name}(M={self.params.beam_width})"
-
-    def config(self, budget: int) -> dict:
-        return {"beam_width": self.params.beam_width}
-
     def validate(self, budget: int, ctx: SearchContext) -> None:
         super().validate(budget, ctx)
         m = self.params.beam_width
@@ -302,11 +296,8 @@ class LookaheadSearch(StepwiseSearch):
     def rollout_steps(self) -> int:
         return self.params.lookahead
 
-    def method(self, budget: int) -> str:
+    def method(self, budget: int) -> str:   # k first: the name reports have always used
         return f"lookahead(k={self.params.lookahead},M={self.params.beam_width})"
-
-    def config(self, budget: int) -> dict:
-        return {**super().config(budget), "lookahead": self.params.lookahead}
 
     def validate(self, budget: int, ctx: SearchContext) -> None:
         super().validate(budget, ctx)

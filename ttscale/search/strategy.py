@@ -8,12 +8,13 @@ A strategy class declares
                   (picks others)
   label           how reports name it
   Params          a frozen dataclass of its own hyperparameters (fields made with ttscale.config.field, so the
-                  search stage turns them into flags; two strategies that share a knob share the Params base
-                  that declares it)
+                  search stage turns them into flags and checks their bounds; two strategies that share a knob
+                  share the Params base that declares it). A field with metadata `short="M"` defines the
+                  method: it appears in the report name ("beam(M=4)") and in allocation entries.
   budget_meaning  what the budget N buys — the same N means the same compute across strategies
-and implements `run` (all problems of a batch advance together) plus, where it has hyperparameters,
-`method` (its name in reports, e.g. "beam(M=4)") and `config` (what an allocation entry must carry to run it
-again). `eval` and `auto` ask the class; nothing matches on strategy names elsewhere.
+and implements `run` (all problems of a batch advance together); `method` (its name in reports) and
+`config` (what an allocation entry must carry to run it again) come from the `short` fields.
+`eval` and `auto` ask the class; nothing matches on strategy names elsewhere.
 
 Adding a strategy: one file with its class, one line in search.registry.
 """
@@ -23,6 +24,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
+from ttscale.config import check_options
 from ttscale.search.types import ProblemResult, SearchContext
 
 FAMILIES = ("parallel", "tree", "revision", "adaptive", "meta")
@@ -31,6 +33,10 @@ FAMILIES = ("parallel", "tree", "revision", "adaptive", "meta")
 @dataclass(frozen=True)
 class NoParams:
     """A strategy without hyperparameters of its own."""
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class Strategy:
@@ -61,13 +67,18 @@ class Strategy:
 
     # ---------------------------------------------------------------- what it is
 
+    @classmethod
+    def _defining(cls) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(cls.Params) if "short" in f.metadata]
+
     def method(self, budget: int) -> str:
         """Its name in reports, with the hyperparameters that make two runs different methods."""
-        return self.name
+        parts = [f"{f.metadata['short']}={_text(getattr(self.params, f.name))}" for f in self._defining()]
+        return f"{self.name}({','.join(parts)})" if parts else self.name
 
     def config(self, budget: int) -> dict[str, Any]:
         """The hyperparameters an allocation entry must carry to run it again (beside strategy and budget)."""
-        return {}
+        return {f.name: getattr(self.params, f.name) for f in self._defining()}
 
     def voting(self, ctx: SearchContext) -> str:
         return self.default_voting if ctx.settings.voting == "default" else ctx.settings.voting
@@ -75,6 +86,7 @@ class Strategy:
     # ---------------------------------------------------------------- running
 
     def validate(self, budget: int, ctx: SearchContext) -> None:
+        check_options(self.params)     # the bounds and choices its flags have, also for params built in code
         if budget < 1:
             raise ValueError(f"{self.name}: budget must be >= 1, got {budget}")
         if self.needs_policy and ctx.generator is None:
