@@ -79,7 +79,8 @@ class GeneratorArgs:
                 from transformers import AutoTokenizer
                 tok = AutoTokenizer.from_pretrained(self.tokenizer)
             return load_generator("openai", self.policy, base_url=self.base_url, api_key=self.api_key,
-                                  max_concurrency=self.max_concurrency, tokenizer=tok)
+                                  max_concurrency=self.max_concurrency, tokenizer=tok,
+                                  num_params=self.policy_params)   # given: no config lookup
         raise UserError(f"unknown backend {self.backend!r}; choose transformers, vllm or openai")
 
 
