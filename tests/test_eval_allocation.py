@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ttscale.eval.allocation import (allocate, allocation_dict, budget_to_reach, compute_optimal_efficiency,
-                                     write_allocation)
+                                     efficiency, write_allocation)
 from ttscale.search.allocation_file import choose_config, load_allocation
 from ttscale.eval.bins import fixed_binning
 from ttscale.eval.metrics import Point
@@ -14,10 +14,83 @@ IDS = [f"p{i}" for i in range(8)]
 BINS = {pid: ("easy" if i < 4 else "hard") for i, pid in enumerate(IDS)}   # p0-p3 easy, p4-p7 hard
 
 
-def pt(strategy: str, budget: int, hits: list[int], **extra) -> Point:
+def pt(strategy: str, budget: int, hits: list[int], flops: float | None = None, ids=IDS, **extra) -> Point:
+    """A point; measured FLOPs default to the nominal budget, run tokens to 10 per unit of FLOPs."""
     config = {"strategy": strategy, "budget": budget, **extra, "aggregation": "last", "voting": "prm-max"}
-    return Point(method=strategy, config=config, budget=budget, ids=IDS, hits=np.array([hits], dtype=bool),
-                 tokens=10.0 * budget, flops=1.0 * budget, default=True)
+    flops = float(budget if flops is None else flops)
+    return Point(method=strategy, config=config, budget=budget, ids=ids, hits=np.array([hits], dtype=bool),
+                 tokens=10.0 * budget, flops=flops, default=True, run_tokens=10.0 * flops)
+
+
+def bon(budget: int, hits: list[int], flops: float, ids=IDS) -> Point:
+    return pt("weighted-best-of-n", budget, hits, flops, ids)
+
+
+def test_equally_accurate_configs_the_measured_cheaper_wins():
+    """Lookahead at nominal N=2 costs 95 FLOPs (its rollouts); beam at nominal N=4 costs 60. Both solve the same
+    problems, and the baseline's N=4 costs 100: beam is chosen on measured FLOPs, lookahead on nominal N."""
+    hits = [1, 1, 1, 0, 1, 1, 0, 0]
+    points = [bon(1, [1, 0, 0, 0, 1, 0, 0, 0], 25.0), bon(4, [1, 1, 0, 0, 1, 0, 0, 0], 100.0),
+              pt("lookahead", 2, hits, 95.0, lookahead=1), pt("beam", 4, hits, 60.0, beam_width=2)]
+    alloc = allocate(points, BINS, folds=2)
+    assert (alloc.axis, alloc.baseline, alloc.budgets) == ("flops", "weighted-best-of-n", [1, 4])
+    assert alloc.budget_cost == {1: 25.0, 4: 100.0}
+    assert alloc.fallback[4]["strategy"] == "beam" and alloc.fallback[4]["budget"] == 4
+    assert alloc.fallback[1]["strategy"] == "weighted-best-of-n"         # nothing else fits in 25 FLOPs
+    assert alloc.curve_cost[4] <= 100.0                                  # what the held-out choices spent
+    assert allocate(points, BINS, folds=1).curve_cost == {1: 25.0, 4: 60.0}   # in-sample: beam in both bins
+    # the same points on tokens run (10 per FLOP here): the same choice; on nominal N the cheaper-by-N one
+    assert allocate(points, BINS, folds=2, axis="tokens").fallback[4]["strategy"] == "beam"
+    nominal = allocate(points, BINS, folds=2, axis="n")
+    assert nominal.fallback[4]["strategy"] == "lookahead" and nominal.budget_cost == {1: 1.0, 4: 4.0}
+
+
+def test_accurate_config_over_the_measured_budget_is_refused():
+    """Lookahead solves everything at nominal N=4 but spends 150 FLOPs (N(k+1) samples); the baseline's N=4
+    spends 100, so at budget 4 lookahead is refused and the best affordable config is chosen."""
+    points = [bon(1, [1, 0, 0, 0, 1, 0, 0, 0], 25.0), bon(4, [1, 1, 1, 0, 1, 0, 0, 0], 100.0),
+              pt("lookahead", 4, [1] * 8, 150.0, lookahead=2), pt("beam", 4, [1, 1, 0, 0, 1, 1, 0, 0], 80.0,
+                                                                   beam_width=2)]
+    alloc = allocate(points, BINS, folds=2)
+    chosen = [alloc.fallback[4]] + [alloc.choices[lab][4] for lab in ("easy", "hard")]
+    assert all(c["strategy"] != "lookahead" for c in chosen)
+    assert alloc.choices["easy"][4]["strategy"] == "weighted-best-of-n"   # 3/4 easy beats beam's 2/4
+    assert alloc.choices["hard"][4]["strategy"] == "beam"                 # 2/4 hard beats 1/4
+    assert max(alloc.curve_cost.values()) <= 100.0
+    # on nominal N it would have been taken: the old rule's mistake
+    assert allocate(points, BINS, folds=2, axis="n").fallback[4]["strategy"] == "lookahead"
+
+
+def test_unknown_flops_fall_back_to_tokens_with_a_note():
+    points = [bon(1, [1, 0, 0, 0, 1, 0, 0, 0], 25.0), bon(4, [1, 1, 0, 0, 1, 0, 0, 0], 100.0)]
+    points[1].flops_known = False
+    alloc = allocate(points, BINS, folds=2)
+    assert alloc.axis == "tokens" and alloc.budget_cost == {1: 250.0, 4: 1000.0}
+    assert any("FLOPs are unknown" in n and "--policy-params" in n for n in alloc.notes)
+
+
+def test_efficiency_interval_brackets_the_point_estimate():
+    """Baseline: 30% at 10 FLOPs, 50% at 40. Beam solves a superset of the baseline's problems (55%) for 20
+    FLOPs, so it is chosen at N=4; the compute-optimal curve reaches 50% between 10 and 20 FLOPs at
+    10 · 2^0.8 (log-linear), so efficiency = 40 / (10 · 2^0.8)."""
+    rng = np.random.default_rng(0)
+    ids = [f"q{i:02d}" for i in range(40)]
+    bins = {i: ("easy" if n % 2 else "hard") for n, i in enumerate(ids)}
+    order = rng.permutation(40)
+    good = np.zeros(40, dtype=int)
+    good[order[:20]] = 1
+    low, best = good.copy(), good.copy()
+    low[order[12:20]] = 0                       # 12 of the baseline's 20
+    best[order[20:22]] = 1                      # the baseline's 20 and 2 more
+    points = [bon(1, low.tolist(), 10.0, ids), bon(4, good.tolist(), 40.0, ids),
+              pt("beam", 4, best.tolist(), 20.0, ids, beam_width=2)]
+    alloc = allocate(points, bins, folds=1)     # in-sample, so the choice in each bin is known: beam
+    assert alloc.fallback[4]["strategy"] == "beam" and alloc.curve_cost == {1: 10.0, 4: 20.0}
+    assert alloc.curve == {1: 0.3, 4: 0.55}
+    eff = efficiency(alloc, points, "weighted-best-of-n", replicates=300)
+    assert eff["axis"] == "flops" and eff["value"] == pytest.approx(40 / (10 * 2 ** 0.8))
+    assert eff["low"] < eff["value"] < eff["high"] and eff["replicates_defined"] == 300
+    assert efficiency(alloc, points, "majority") is None                  # no such curve
 
 
 def test_best_config_differs_by_bin_and_cross_validation_scores_it():
@@ -50,6 +123,7 @@ def test_allocation_file_round_trip_and_choose_config(tmp_path):
     binning = fixed_binning((0.5,), ("hard", "easy"))
     for suffix in ("yaml", "json"):
         policy = load_allocation(write_allocation(allocation_dict(alloc, binning, "predicted"), tmp_path / f"policy.{suffix}"))
+        assert policy["cost"]["axis"] == alloc.axis == "n"                # no baseline curve: nominal N
         easy, hard = choose_config(policy, 0.9, 4), choose_config(policy, 0.1, 8)   # 8 -> the policy's N=4
         assert (easy["strategy"], easy["bin"]) == ("best-of-n", "easy")
         assert (hard["strategy"], hard["beam_width"], hard["budget"], hard["bin"]) == ("beam", 4, 4, "hard")

@@ -181,3 +181,19 @@ def test_paired_difference_hand_computed():
     assert 0.0 <= lo <= mean <= hi <= 1.0
     same = paired_difference(a, a)
     assert same == (0.0, 0.0, 0.0)
+
+
+def test_search_summary_says_when_flops_are_unknown(tmp_path):
+    from ttscale.search.output import finalize, result_rows, write_part
+    from ttscale.search.types import Candidate, ProblemResult, SearchSettings, Spent
+
+    cand = Candidate(steps=["\\boxed{2}"], answer="2", answer_key="2", finished=True, tokens=5)
+    results = [ProblemResult(problem={"id": 1, "problem": "1+1", "answer": "2"}, candidates=[cand],
+                             spent=Spent(generated_tokens=5, policy_prompt_tokens=7, policy_calls=1), chosen=0)]
+    write_part(tmp_path, 0, result_rows(results, "majority", 1, dataclasses.asdict(SearchSettings())))
+    summary = finalize(tmp_path, {"policy": "served-7b"})
+    assert summary["flops_known"] is False and summary["spent_total"]["policy_prompt_tokens"] == 7
+    assert "served-7b" in summary["notes"][0] and "--policy-params" in summary["notes"][0]
+    # a run written before prompt tokens were recorded reads them as 0
+    old = Spent.from_dict({"generated_tokens": 3, "policy_flops": 6.0, "prm_tokens": None})
+    assert (old.policy_prompt_tokens, old.tokens, old.flops, old.unknown_flops()) == (0, 3, 6.0, [])

@@ -60,12 +60,21 @@ def test_summary_keys_and_values(evaluated):
     assert set(co["efficiency_by_baseline"]) == {"weighted-best-of-n", "best-of-n", "majority"}
     assert co["efficiency_by_baseline"]["weighted-best-of-n"] == s["compute_optimal_efficiency"]
     assert s["compute_optimal_efficiency"] is None or s["compute_optimal_efficiency"] > 0
+    # compared on measured FLOPs (the default axis); no chosen configuration spends more than the budget
+    assert co["cost_axis"] == "flops" and s["flops_known"] is True
+    budget_cost = {int(b): c for b, c in co["budget_cost"].items()}
+    assert budget_cost == {b: s["cost"]["weighted-best-of-n"][str(b)]["flops"] for b in (1, 2, 4, 8)}
+    assert all(co["curve_cost"][b] <= budget_cost[int(b)] * (1 + 1e-9) for b in co["curve_cost"])
+    low, high = s["compute_optimal_efficiency_interval"]
+    if s["compute_optimal_efficiency"] is not None and low is not None:
+        assert low <= s["compute_optimal_efficiency"] <= high
 
 
 def test_allocation_file_drives_choose_config(evaluated):
     out, s = evaluated
     policy = load_allocation(out / "allocation.yaml")
     assert policy["budgets"] == [1, 2, 4, 8] and policy["difficulty"]["measure"] == "predicted"
+    assert policy["cost"]["axis"] == "flops" and policy["cost"]["baseline"] == "weighted-best-of-n"
     cfg = choose_config(policy, 0.7, 8)
     assert cfg["budget"] <= 8 and cfg["strategy"] in ("majority", "best-of-n", "weighted-best-of-n", "beam",
                                                       "parallel-revisions")
@@ -89,3 +98,25 @@ def test_runs_over_other_problems_are_restricted_to_the_common_ones_and_said_so(
     assert main(["evaluate", str(full), str(odd), "--out", str(tmp_path / "ev2"), "--bins", "none"]) == 2
     err = capsys.readouterr().err
     assert "no problem is graded in every run" in err and str(odd) in err and "Traceback" not in err
+
+
+def test_unknown_flops_are_reported_as_unknown_not_zero(tmp_path):
+    """A served policy of unknown size ran tokens at 0 FLOPs: the summary says FLOPs are unknown, names the
+    model, prints no FLOPs, and the allocation compares tokens run instead."""
+    rows = synthetic_rows("best-of-n", 4, seed=1)
+    for r in rows:
+        r["spent"] = {**r["spent"], "policy_flops": 0.0, "policy_prompt_tokens": 12}
+    run = save_run(rows, tmp_path / "served")
+    (run / "config.yaml").write_text("policy: my-served-model\nprm: ./prm\n")
+    out = tmp_path / "report"
+    assert main(["evaluate", str(run), "--out", str(out), "--n-bins", "2", "--folds", "2", "--subsamples", "2"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["flops_known"] is False
+    assert any("my-served-model" in n and "--policy-params" in n for n in s["notes"])
+    assert s["cost"]["weighted-best-of-n"]["4"]["flops"] is None
+    assert all(r["flops"] is None for r in s["sweep"])
+    assert s["compute_optimal"]["cost_axis"] == "tokens"
+    # tokens run = prompts + generated + PRM: the 12 prompt tokens are counted
+    tokens = s["cost"]["weighted-best-of-n"]["4"]
+    assert tokens["run_tokens"] == pytest.approx(tokens["tokens"] + 12)
+    assert "unknown" in (out / "report.md").read_text()

@@ -95,6 +95,16 @@ def test_seed_derivation_is_stable():
     assert find_stop("a\n\nb\n\n", ["\n\n", "b"]) == 3
 
 
+def test_reports_the_prompt_tokens_it_prefilled(tiny_lm, tiny_tokenizer, gen):
+    lengths = [len(gen.encode(p)) for p in PROMPTS]
+    gen.generate(PROMPTS, SamplingParams(n=3, temperature=1.0, max_new_tokens=2))
+    assert gen.last_prompt_tokens == lengths and gen.last_cached_tokens == [0] * len(PROMPTS)   # one prefill each
+    # batch_size 2 sequences: a prompt's 3 samples fall in 2 chunks, each prefilling the prompt again
+    small = TransformersGenerator(tiny_lm, tiny_tokenizer, batch_size=2, progress=False)
+    small.generate(PROMPTS[:1], SamplingParams(n=3, temperature=1.0, max_new_tokens=2))
+    assert small.last_prompt_tokens == [2 * lengths[0]]
+
+
 def test_loads_dir_and_peft_adapter(tmp_path, tiny_lm_dir, tiny_tokenizer):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

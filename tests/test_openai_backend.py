@@ -59,7 +59,12 @@ class Stub:
             if body.get("logprobs") is not None:
                 ch["logprobs"] = {"tokens": ["t"] * ntok}
             choices.append(ch)
-        return web.json_response({"choices": choices[::-1], "usage": {"completion_tokens": total}})
+        usage = {"completion_tokens": total}
+        if "nousage" not in prompt:     # like vLLM: prompt tokens once per request, cached ones where enabled
+            usage["prompt_tokens"] = len(prompt.split())
+            if "cached" in prompt:
+                usage["prompt_tokens_details"] = {"cached_tokens": 1}
+        return web.json_response({"choices": choices[::-1], "usage": usage})
 
 
 def _free_port() -> int:
@@ -159,3 +164,13 @@ def test_generator_args_build_openai(server):
     g = GeneratorArgs(policy="stub-model", backend="openai", base_url=url, max_concurrency=2).build()
     assert isinstance(g, OpenAIGenerator) and g.max_concurrency == 2 and g.url == url + "/completions"
     assert g.num_params == 0  # unknown served model: no config to count from
+    sized = GeneratorArgs(policy="stub-model", backend="openai", base_url=url, policy_params=7_000_000).build()
+    assert sized.num_params == 7_000_000
+
+
+def test_prompt_tokens_from_the_servers_usage(server):
+    _, url = server
+    gen = _gen(url)
+    gen.generate(["p eos", "cached p q eos", "nousage eos"], SamplingParams(n=2))
+    # run = prompt_tokens - cached_tokens, once per request (the n samples share the prefill)
+    assert gen.last_prompt_tokens == [2, 3, None] and gen.last_cached_tokens == [0, 1, 0]

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from search_fakes import ScriptedGenerator, ScriptedScorer, problems
+from search_fakes import ScriptedGenerator, ScriptedScorer, hand_spent, problems, spent_fields
 from ttscale.search.allocation_file import predicted_difficulty_of
 from ttscale.search.registry import get_strategy
 from ttscale.search.types import SearchContext, SearchSettings
@@ -44,7 +44,11 @@ def test_auto_routes_problems_by_predicted_difficulty_and_counts_the_probe(tmp_p
     diffs = [predicted_difficulty_of(r.candidates) for r in probe]
     edge = sorted(d for d in diffs if d is not None)[len(diffs) // 2]
     path = _policy(tmp_path, edge)
-    results = _auto(path).run(probs, _ctx(), 4)
+    ctx = _ctx()
+    results = _auto(path).run(probs, ctx, 4)
+    # every problem is charged the probe and its chosen strategy: all prompts, tokens and PRM items it ran
+    hand = hand_spent(probs, ctx.generator, scorer=ctx.scorer)
+    assert [spent_fields(r.spent) for r in results] == [pytest.approx(hand[r.problem["id"]]) for r in results]
     assert [r.problem["id"] for r in results] == [p["id"] for p in probs]
     for r, d in zip(results, diffs):
         want = "easy" if d is not None and d >= edge else "hard"
@@ -57,7 +61,9 @@ def test_auto_routes_problems_by_predicted_difficulty_and_counts_the_probe(tmp_p
             assert len(r.candidates) == 4
         else:
             assert r.tree and all(n.depth >= 0 for n in r.tree)
-        assert r.spent.generated_tokens > probe[results.index(r)].spent.generated_tokens
+        alone = probe[results.index(r)].spent
+        assert r.spent.generated_tokens > alone.generated_tokens
+        assert r.spent.policy_prompt_tokens > alone.policy_prompt_tokens > 0
     assert {r.choice["bin"] for r in results} >= {"easy", "hard"}
     json.dumps([r.choice for r in results])  # stored as JSON in the run
     # the chosen strategy takes the run's other options (here the depth limit) beside the entry's own

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from search_fakes import ScriptedGenerator, ScriptedScorer, problems
+from search_fakes import ScriptedGenerator, ScriptedScorer, hand_spent, problems, spent_fields
 from ttscale.search.meter import _split
 from ttscale.search.registry import get_strategy
 from ttscale.search.types import SearchContext, SearchSettings
@@ -16,11 +16,11 @@ from ttscale.search.voting import aggregate
 _SHARED = {f.name for f in dataclasses.fields(SearchSettings)}
 
 
-def ctx(depth=3, reviser=False, scorer=True, **kw):
+def ctx(depth=3, reviser=False, scorer=True, cached_words=0, **kw):
     """Shared settings go to the context; the rest are the strategy's own options (see `strat`)."""
-    gen = ScriptedGenerator(depth)
+    gen = ScriptedGenerator(depth, cached_words)
     c = SearchContext(generator=gen, scorer=ScriptedScorer() if scorer else None,
-                      reviser=ScriptedGenerator(depth) if reviser else None,
+                      reviser=ScriptedGenerator(depth, cached_words) if reviser else None,
                       settings=SearchSettings(**{k: v for k, v in kw.items() if k in _SHARED}))
     c.options = {k: v for k, v in kw.items() if k not in _SHARED}
     return c
@@ -55,7 +55,35 @@ def test_sampling_makes_exactly_n_samples_in_one_call(name):
     assert total_spent(res, "generated_tokens") == c.generator.calls[0]["tokens"]
     assert c.scorer.usage.calls == 1
     assert total_spent(res, "prm_tokens") == c.scorer.usage.tokens
-    assert res[0].spent.policy_flops == 2 * 1000 * res[0].spent.generated_tokens
+    # the 8 samples share one prefill: the prompt's tokens are charged once, and in the FLOPs
+    prompt = c.generator.calls[0]["prompts"][0]
+    assert res[0].spent.policy_prompt_tokens == len(prompt.split())
+    assert res[0].spent.policy_flops == 2 * 1000 * (len(prompt.split()) + res[0].spent.generated_tokens)
+    assert res[0].spent.prm_flops == 2 * 100 * res[0].spent.prm_tokens
+
+
+def test_cached_prompt_tokens_are_recorded_and_not_charged():
+    c = ctx(cached_words=2)
+    r = search("majority", problems(1), c, 3)[0]
+    words = len(c.generator.calls[0]["prompts"][0].split())
+    assert (r.spent.policy_prompt_tokens, r.spent.policy_cached_tokens) == (words - 2, 2)
+    assert r.spent.policy_flops == 2 * 1000 * (words - 2 + r.spent.generated_tokens)
+    assert r.spent.tokens == words - 2 + r.spent.generated_tokens + r.spent.prm_tokens
+
+
+@pytest.mark.parametrize("name", ["majority", "weighted-best-of-n", "beam", "dvts", "lookahead", "revisions",
+                                  "parallel-revisions"])
+def test_every_strategy_is_charged_all_its_models_ran(name):
+    """Each problem's Spent equals what the fakes' call logs say its prompts and items ran, per model."""
+    c = ctx(depth=4, beam_width=2, lookahead=1, reviser=True, revision_length=2, cached_words=1)
+    probs = problems(3)
+    res = search(name, probs, c, 4)
+    hand = hand_spent(probs, c.generator, c.reviser, c.scorer)
+    for r in res:
+        assert spent_fields(r.spent) == pytest.approx(hand[r.problem["id"]])
+        assert r.spent.unknown_flops() == []
+    role = "reviser" if "revisions" in name else "policy"
+    assert total_spent(res, f"{role}_prompt_tokens") > 0 and total_spent(res, f"{role}_flops") > 0
 
 
 def test_sampling_selections_differ_only_in_default_voting():
@@ -131,6 +159,12 @@ def test_lookahead_spent_includes_rollouts():
     assert total_spent(res, "generated_tokens") == sum(call["tokens"] for call in calls)
     step_tokens = sum(call["tokens"] for call in calls if call["params"].temperature > 0)
     assert total_spent(res, "generated_tokens") > step_tokens   # rollouts are paid for
+    # ... and so are the rollouts' prompts: every greedy call's prompt tokens are in the problems' spend
+    rollout_prompts = sum(run for call in greedy for _, run, _, _ in call["per_prompt"])
+    step_prompts = sum(run for call in calls if call["params"].temperature > 0 for _, run, _, _ in call["per_prompt"])
+    assert rollout_prompts > 0 and total_spent(res, "policy_prompt_tokens") == rollout_prompts + step_prompts
+    hand = hand_spent(problems(2), c.generator, scorer=c.scorer)
+    assert [spent_fields(r.spent) for r in res] == [pytest.approx(hand[r.problem["id"]]) for r in res]
     # one score call per step, on paths extended by up to k rollout steps
     plain = search("beam", problems(2), ctx(depth=5, beam_width=2), 4)
     assert total_spent(res, "prm_tokens") > total_spent(plain, "prm_tokens")

@@ -27,6 +27,25 @@ def test_missing_vllm_names_the_extra(monkeypatch):
         vllm_backend.VLLMGenerator("any-model")
 
 
+def test_prompt_tokens_from_request_outputs():
+    """Prompt tokens run = prompt_token_ids minus num_cached_tokens (absent on older vLLM: nothing cached)."""
+    from types import SimpleNamespace
+
+    from ttscale.inference.vllm_backend import VLLMGenerator
+
+    def request(prompt_ids, **extra):
+        out = SimpleNamespace(index=0, text="a", finish_reason="length", stop_reason=None, token_ids=[9, 9])
+        return SimpleNamespace(prompt_token_ids=prompt_ids, outputs=[out], **extra)
+
+    gen = VLLMGenerator.__new__(VLLMGenerator)   # no engine: only the result mapping is under test
+    gen._sampling_cls = lambda **kw: kw
+    outs = [request([1, 2, 3, 4], num_cached_tokens=3), request([1, 2])]
+    gen.llm = SimpleNamespace(generate=lambda prompts, params, use_tqdm: outs)
+    result = gen.generate(["x", "y"], SamplingParams(n=1, max_new_tokens=2))
+    assert [c.num_tokens for row in result for c in row] == [2, 2]
+    assert gen.last_prompt_tokens == [1, 2] and gen.last_cached_tokens == [3, 0]
+
+
 @pytest.fixture(scope="module")
 def vllm_generator():
     """vLLM needs a real-sized model (its CPU attention rejects the tiny test LM's head_dim=16): set

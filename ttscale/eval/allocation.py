@@ -1,21 +1,28 @@
 """Compute-optimal allocation (Snell et al. 2024, Eq. 1) and the policy file `ttscale search --strategy auto` reads.
 
-For each difficulty bin and budget N, choose the configuration θ (strategy + beam width / lookahead k /
-revision length + aggregation + voting) that maximises accuracy; any configuration whose nominal budget is
-<= N is allowed (spending less is within budget). Ties go to the cheaper, then the earlier-listed one.
+Configurations are compared at equal *measured* cost, on the axis the user picks (`evaluate --cost`):
+flops (default; policy + reviser + PRM, prompts included), tokens (every token run through any model) or n
+(the nominal budget N, the old rule). The budget grid is the baseline's (weighted best-of-N by default):
+budget N stands for B_N = the baseline's measured mean cost per problem at N (for axis n, B_N = N). At
+budget N a configuration θ (strategy + beam width / lookahead k / revision length + aggregation + voting) is
+allowed only if its measured mean cost per problem is <= B_N — so lookahead's rollouts, auto's probe and
+every prompt count against it — and the most accurate allowed one is chosen; among equally accurate ones
+the cheaper (then the earlier-listed). Without a baseline curve the grid is every nominal N and the axis n,
+and a note says so; FLOPs of unknown size (a served model without --policy-params) fall back to tokens.
 Honest accuracy comes from k-fold cross-validation over the problems, as in the paper: choose on k-1
-folds, score the choice on the held-out fold, and average over all problems. The exported allocation is the
-choice made on all problems.
+folds, score the choice on the held-out fold, and average over all problems; the held-out choices' own
+measured cost is what the compute-optimal curve spent. The exported allocation is the choice made on all
+problems, keyed by the baseline's N.
 
-compute_optimal_efficiency = B_baseline(a) / B_optimal(a): how many times the budget best-of-N needs to reach
-accuracy a versus the compute-optimal curve, where B(a) is the smallest budget at which the curve's running
-maximum reaches a, interpolated linearly in log2(budget) between measured budgets, and a is the highest
-accuracy the baseline reaches. None when the compute-optimal curve never reaches a (or a curve is empty).
+Efficiency (Snell et al.): B_baseline(a) / B_optimal(a), the cost the baseline needs to reach accuracy a over
+the cost compute-optimal allocation needs, on the chosen axis, where B(a) is the smallest cost at which the
+curve's running maximum reaches a, interpolated linearly in log2(cost) between measured points, and a is the
+highest accuracy the baseline reaches. None when the compute-optimal curve never reaches a. Its 95% interval
+is a percentile bootstrap over problems (both curves recomputed on each resample).
 """
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,11 +31,14 @@ import numpy as np
 import yaml
 
 from ttscale.search.allocation_file import ALLOCATION_VERSION, Binning
-from ttscale.eval.metrics import Point
+from ttscale.eval.metrics import COST_AXES, Point, default_curves
+
+_TOLERANCE = 1e-9      # relative: a configuration costing the baseline's own cost (to rounding) fits
+
 
 @dataclass
 class Allocation:
-    budgets: list[int]
+    budgets: list[int]                                 # the grid: the baseline's nominal N
     curve: dict[int, float]                            # held-out (k-fold) compute-optimal accuracy per budget
     by_bin: dict[str, dict[int, float]]                # the same per difficulty bin
     choices: dict[str, dict[int, dict[str, Any]]]      # bin -> budget -> config chosen on all problems
@@ -36,11 +46,19 @@ class Allocation:
     problems: int = 0
     folds: int = 0
     notes: list[str] = field(default_factory=list)
+    axis: str = "n"                                    # the cost axis configurations were compared on
+    baseline: str | None = None                        # whose measured cost defines the budget grid
+    budget_cost: dict[int, float] = field(default_factory=dict)   # N -> B_N on the axis
+    curve_cost: dict[int, float] = field(default_factory=dict)    # N -> mean cost of the held-out choices
+    ids: list[str] = field(default_factory=list)       # the problems the matrices below cover
+    held: np.ndarray | None = None                     # [budgets × problems] held-out hits
+    held_cost: np.ndarray | None = None                # [budgets × problems] cost of the config chosen for each
 
 
-def _matrix(points: Sequence[Point], bins: Mapping[str, str]) -> tuple[list[Point], list[str], np.ndarray]:
-    """Points sorted cheapest first, the problems every point and the binning cover, [points × problems]."""
-    pts = sorted(points, key=lambda p: p.budget)      # stable: keeps the given order within a budget
+def _matrix(points: Sequence[Point], bins: Mapping[str, str], axis: str
+            ) -> tuple[list[Point], list[str], np.ndarray]:
+    """Points sorted cheapest first on the axis, the problems every point and the binning cover, [points × problems]."""
+    pts = sorted(points, key=lambda p: (p.cost(axis), p.budget))   # stable: keeps the given order among equals
     common = set(bins)
     for p in pts:
         common &= set(p.ids)
@@ -51,8 +69,28 @@ def _matrix(points: Sequence[Point], bins: Mapping[str, str]) -> tuple[list[Poin
     return pts, ids, mat
 
 
-def _choose(mat: np.ndarray, pts: Sequence[Point], budget: int, cols: np.ndarray) -> int:
-    allowed = [i for i, p in enumerate(pts) if p.budget <= budget]
+def budget_grid(points: Sequence[Point], axis: str, baseline: str | None) -> tuple[dict[int, float], str, list[str]]:
+    """(N -> budget on the axis, the axis actually used, notes): see the module docstring."""
+    if axis not in COST_AXES:
+        raise ValueError(f"cost axis {axis!r} is unknown; choose one of {', '.join(COST_AXES)}")
+    notes = []
+    if axis == "flops" and not all(p.flops_known for p in points):
+        notes.append("FLOPs are unknown for some run (a model of unknown size): configurations are compared on "
+                     "tokens run instead; rerun the search with --policy-params / --reviser-params to compare FLOPs")
+        axis = "tokens"
+    curve = default_curves(points).get(baseline or "", {})
+    if not curve:
+        if axis != "n":
+            notes.append(f"no {baseline or 'baseline'} curve to measure budgets against: configurations are "
+                         f"compared by nominal N, not by measured {axis}")
+        return {b: float(b) for b in sorted({p.budget for p in points})}, "n", notes
+    return {b: curve[b].cost(axis) for b in sorted(curve)}, axis, notes
+
+
+def _choose(mat: np.ndarray, pts: Sequence[Point], limit: float, axis: str, cols: np.ndarray) -> int:
+    allowed = [i for i, p in enumerate(pts) if p.cost(axis) <= limit * (1 + _TOLERANCE)]
+    if not allowed:     # only when the baseline itself is not among the points (a subset was passed)
+        allowed = [0]
     return allowed[int(np.argmax(mat[allowed][:, cols].mean(axis=1)))]   # argmax: first of equals = cheapest
 
 
@@ -60,34 +98,41 @@ def _config(pt: Point, accuracy: float) -> dict[str, Any]:
     return {**pt.config, "method": pt.method, "accuracy": round(float(accuracy), 6)}
 
 
-def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, seed: int = 0) -> Allocation:
-    """Per-bin compute-optimal choice, k-fold held-out accuracy, and the policy chosen on all problems."""
-    pts, ids, mat = _matrix(points, bins)
+def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, seed: int = 0, axis: str = "flops",
+             baseline: str | None = "weighted-best-of-n") -> Allocation:
+    """Per-bin compute-optimal choice at equal measured cost, k-fold held-out accuracy, and the policy chosen on
+    all problems."""
+    grid, axis, notes = budget_grid(points, axis, baseline)
+    pts, ids, mat = _matrix(points, bins, axis)
     labels = np.array([bins[i] for i in ids])
     label_set = sorted({str(x) for x in labels})      # plain str: the policy file is YAML
-    budgets = sorted({p.budget for p in pts})
+    budgets = sorted(grid)
     everyone = np.arange(len(ids))
-    notes = []
+    cost = np.array([p.cost(axis) for p in pts])
     k = min(folds, len(ids))
     held = np.zeros((len(budgets), len(ids)))
+    held_cost = np.zeros((len(budgets), len(ids)))
+
+    def place(b_i: int, fit: np.ndarray, cols: np.ndarray) -> None:
+        chosen = _choose(mat, pts, grid[budgets[b_i]], axis, fit)
+        held[b_i, cols], held_cost[b_i, cols] = mat[chosen, cols], cost[chosen]
+
     if k >= 2:
         perm = np.random.default_rng(seed).permutation(len(ids))
         for test in np.array_split(perm, k):
             train = np.setdiff1d(everyone, test)
-            for b_i, budget in enumerate(budgets):
+            for b_i in range(len(budgets)):
                 for label in sorted(set(labels[test])):
                     fit = train[labels[train] == label]
                     if len(fit) == 0:   # no training problem in this bin: fall back to the overall best
                         fit = train
-                    chosen = _choose(mat, pts, budget, fit)
-                    cols = test[labels[test] == label]
-                    held[b_i, cols] = mat[chosen, cols]
+                    place(b_i, fit, test[labels[test] == label])
     else:
         notes.append(f"only {len(ids)} problem(s): no cross-validation, accuracies are in-sample")
-        for b_i, budget in enumerate(budgets):
+        for b_i in range(len(budgets)):
             for label in label_set:
                 cols = everyone[labels == label]
-                held[b_i, cols] = mat[_choose(mat, pts, budget, cols), cols]
+                place(b_i, cols, cols)
     curve = {b: float(held[i].mean()) for i, b in enumerate(budgets)}
     by_bin = {lab: {b: float(held[i, labels == lab].mean()) for i, b in enumerate(budgets)}
               for lab in label_set}
@@ -96,14 +141,17 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
         cols = everyone[labels == lab]
         choices[lab] = {}
         for b in budgets:
-            c = _choose(mat, pts, b, cols)
+            c = _choose(mat, pts, grid[b], axis, cols)
             choices[lab][b] = _config(pts[c], mat[c, cols].mean())
     fallback = {}
     for b in budgets:
-        c = _choose(mat, pts, b, everyone)
+        c = _choose(mat, pts, grid[b], axis, everyone)
         fallback[b] = _config(pts[c], mat[c].mean())
     return Allocation(budgets=budgets, curve=curve, by_bin=by_bin, choices=choices, fallback=fallback,
-                      problems=len(ids), folds=k if k >= 2 else 0, notes=notes)
+                      problems=len(ids), folds=k if k >= 2 else 0, notes=notes, axis=axis,
+                      baseline=baseline if axis != "n" or default_curves(points).get(baseline or "") else None,
+                      budget_cost=dict(grid), curve_cost={b: float(held_cost[i].mean()) for i, b in enumerate(budgets)},
+                      ids=ids, held=held, held_cost=held_cost)
 
 
 # ---------------------------------------------------------------- allocation file (read by search.allocation_file)
@@ -116,6 +164,9 @@ def allocation_dict(alloc: Allocation, binning: Binning, measure: str) -> dict[s
                        "how": "mean final-step PRM score over samples" if measure == "predicted"
                        else "pass@1 of the policy (needs gold; not available at test time)"},
         "budgets": list(alloc.budgets),
+        # budget N = the baseline's measured cost at N on this axis (what auto's --budget N means)
+        "cost": {"axis": alloc.axis, "baseline": alloc.baseline,
+                 "budgets": {str(b): alloc.budget_cost.get(b) for b in alloc.budgets}},
         "bins": {lab: {str(b): cfg for b, cfg in per.items()} for lab, per in alloc.choices.items()},
         "fallback": {str(b): cfg for b, cfg in alloc.fallback.items()},
     }
@@ -132,8 +183,8 @@ def write_allocation(allocation: Mapping[str, Any], path: str | Path) -> Path:
 # ---------------------------------------------------------------- efficiency
 
 
-def budget_to_reach(curve: Mapping[int, float], target: float) -> float | None:
-    """Smallest budget at which the curve's running maximum reaches `target` (log2-linear interpolation)."""
+def budget_to_reach(curve: Mapping[float, float], target: float) -> float | None:
+    """Smallest cost at which the curve's running maximum reaches `target` (log2-linear interpolation)."""
     if not curve:
         return None
     budgets = sorted(curve)
@@ -142,20 +193,56 @@ def budget_to_reach(curve: Mapping[int, float], target: float) -> float | None:
     if len(hit) == 0:
         return None
     i = int(hit[0])
-    if i == 0:
-        return float(budgets[0])
+    if i == 0 or budgets[i - 1] <= 0:   # nothing below to interpolate from (log2 needs a positive cost)
+        return float(budgets[i])
     lo, hi = np.log2(budgets[i - 1]), np.log2(budgets[i])
     t = (target - env[i - 1]) / (env[i] - env[i - 1])
     return float(2 ** (lo + t * (hi - lo)))
 
 
-def compute_optimal_efficiency(baseline: Mapping[int, float], optimal: Mapping[int, float],
+def compute_optimal_efficiency(baseline: Mapping[float, float], optimal: Mapping[float, float],
                                target: float | None = None) -> float | None:
-    """B_baseline(a) / B_optimal(a) at a = the baseline's best accuracy (or `target`); see module docstring."""
+    """B_baseline(a) / B_optimal(a) at a = the baseline's best accuracy (or `target`); curves map cost ->
+    accuracy. See module docstring."""
     if not baseline or not optimal:
         return None
     a = max(baseline.values()) if target is None else target
     b_base, b_opt = budget_to_reach(baseline, a), budget_to_reach(optimal, a)
-    if b_base is None or b_opt is None:
+    if b_base is None or b_opt is None or b_opt <= 0:
         return None
     return b_base / b_opt
+
+
+def _curve(costs: Sequence[float], accuracies: Sequence[float]) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for c, a in zip(costs, accuracies):     # two budgets that cost the same: the better accuracy counts
+        out[float(c)] = max(out.get(float(c), -1.0), float(a))
+    return out
+
+
+def efficiency(alloc: Allocation, points: Sequence[Point], method: str, replicates: int = 1000,
+               seed: int = 0) -> dict[str, Any] | None:
+    """Efficiency of compute-optimal allocation against `method`'s default curve on the allocation's axis:
+    {"value", "low", "high", "axis", "replicates_defined"} (see module docstring); None without that curve.
+    The interval resamples the allocation's problems; replicates where a curve does not reach the target are
+    left out, and with fewer than half defined the interval is None."""
+    curve = default_curves(points).get(method, {})
+    if not curve or alloc.held is None:
+        return None
+    budgets = sorted(curve)
+    base_hits = np.stack([curve[b].per_problem()[[curve[b].ids.index(i) for i in alloc.ids]] for b in budgets])
+    base_cost = [curve[b].cost(alloc.axis) for b in budgets]
+
+    def value(cols: np.ndarray) -> float | None:
+        return compute_optimal_efficiency(_curve(base_cost, base_hits[:, cols].mean(axis=1)),
+                                          _curve(alloc.held_cost[:, cols].mean(axis=1), alloc.held[:, cols].mean(axis=1)))
+
+    n = len(alloc.ids)
+    point = value(np.arange(n))
+    rng = np.random.default_rng(seed)
+    boots = [value(rng.integers(0, n, size=n)) for _ in range(replicates)]
+    defined = [b for b in boots if b is not None]
+    low = high = None
+    if len(defined) >= replicates / 2:
+        low, high = (float(x) for x in np.percentile(defined, [2.5, 97.5]))
+    return {"value": point, "low": low, "high": high, "axis": alloc.axis, "replicates_defined": len(defined)}

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.config import field, to_yaml
-from ttscale.eval.allocation import allocate, allocation_dict, compute_optimal_efficiency, write_allocation
+import yaml
+
+from ttscale.eval.allocation import allocate, allocation_dict, efficiency, write_allocation
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
-from ttscale.eval.metrics import default_curves, evaluate_runs, pass_at_k_curve
+from ttscale.eval.metrics import COST_AXES, default_curves, evaluate_runs, pass_at_k_curve, unknown_flops
 from ttscale.eval.report import build_summary, write_report
 from ttscale.errors import UserError
-from ttscale.eval.runs import common_problems, load_runs
+from ttscale.eval.runs import Run, common_problems, load_runs
+from ttscale.search.output import flops_notes
 
 BASELINES = ("weighted-best-of-n", "best-of-n", "majority")
 
@@ -44,6 +47,11 @@ class Config:
                           help="parallel-sampling curve compute_optimal_efficiency is measured against "
                                "(weighted best-of-N is Snell et al.'s best-of-N baseline); the other two are "
                                "reported beside it")
+    cost: str = field("flops", choices=list(COST_AXES),
+                      help="what compute-optimal allocation holds equal: flops (measured, policy + reviser + PRM, "
+                           "prompts included), tokens (measured tokens run through any model) or n (nominal "
+                           "budget N); budget N = the baseline's measured cost at N, and efficiency is measured "
+                           "on this axis")
     allocation_format: str = field("yaml", choices=["yaml", "json"], help="allocation file format")
     extra: list[str] = field(default_factory=list,
                              help="JSON files merged into summary.json (e.g. {\"prm\": ...}, {\"seconds\": ...})")
@@ -66,6 +74,19 @@ def _extras(paths: list[str]) -> list[dict[str, Any]]:
             raise SystemExit(f"--extra {p}: expected a JSON object at the top level, got {type(data).__name__}")
         out.append(data)
     return out
+
+
+def _flops_notes(runs: list[Run]) -> list[str]:
+    """A line per run whose FLOPs are unknown for some model, naming the model (from the run's config.yaml)."""
+    notes = []
+    for r in runs:
+        unknown = unknown_flops(r)
+        if unknown:
+            conf = Path(r.path) / "config.yaml"
+            c = (yaml.safe_load(conf.read_text()) or {}) if conf.is_file() else {}
+            models = {"policy": c.get("policy"), "reviser": c.get("revision_model"), "prm": c.get("prm")}
+            notes += [f"{r.path}: {n}" for n in flops_notes(unknown, models)]
+    return notes
 
 
 def run(cfg: Config) -> int:
@@ -93,31 +114,40 @@ def run(cfg: Config) -> int:
                       "predicted_binning": pbinning.to_dict() if pbinning else None,
                       "counts": {lab: sum(v == lab for v in oracle_bins.values()) for lab in order}}
         measure = cfg.allocation_difficulty if predicted_bins else "oracle"
-        alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed)
+        curves = default_curves(points)
+        baseline = cfg.baseline if cfg.baseline in curves else next((m for m in BASELINES if m in curves), None)
+        alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
+                         axis=cfg.cost, baseline=baseline)
         allocation_path = write_allocation(allocation_dict(alloc, pbinning if measure == "predicted" else binning, measure),
                                    out / f"allocation.{cfg.allocation_format}")
-        curves = default_curves(points)
         base_curves = {m: {b: pt.accuracy()[0] for b, pt in curves[m].items()} for m in BASELINES if m in curves}
-        baseline = cfg.baseline if cfg.baseline in base_curves else next(iter(base_curves), None)
-        efficiency = {m: compute_optimal_efficiency(c, alloc.curve) for m, c in base_curves.items()}
+        base_costs = {m: {b: pt.cost(alloc.axis) for b, pt in curves[m].items()} for m in base_curves}
+        eff = {m: efficiency(alloc, points, m, seed=cfg.seed) for m in base_curves}
+        main = eff.get(baseline) or {}
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
                                      ["no PRM scores in the difficulty run: the allocation bins on oracle difficulty, "
                                       "which needs gold answers (not usable at test time)"])
         co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
               "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
-              "efficiency": efficiency.get(baseline), "baseline_curves": base_curves,
-              "efficiency_by_baseline": efficiency,
+              "cost_axis": alloc.axis, "budget_cost": alloc.budget_cost, "curve_cost": alloc.curve_cost,
+              "efficiency": main.get("value"), "efficiency_interval": [main.get("low"), main.get("high")],
+              "baseline_curves": base_curves, "baseline_costs": base_costs,
+              "efficiency_by_baseline": {m: (e or {}).get("value") for m, e in eff.items()},
+              "efficiency_detail": eff,
               "allocation": str(allocation_path),
               "notes": notes}
     coverage = {r.path: pass_at_k_curve(r) for r in runs if r.parallel}
     summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra), coverage)
-    summary["notes"] = run_notes
+    flops_unknown = _flops_notes(runs)
+    summary["flops_known"] = not flops_unknown
+    summary["notes"] = run_notes + flops_unknown
     written = write_report(out, points, summary, oracle_bins, order)
     print(f"evaluated {len(runs)} run(s), {len(points)} points -> {written['report']}")
-    for note in run_notes:
+    for note in summary["notes"]:
         print(f"  note: {note}")
     for method, per in summary["accuracy"].items():
         print(f"  {method}: " + ", ".join(f"N={b}: {a}" for b, a in per.items()))
     if co:
-        print("  compute-optimal efficiency: " + ", ".join(f"vs {m} {e}" for m, e in co["efficiency_by_baseline"].items()))
+        print(f"  compute-optimal efficiency on {co['cost_axis']}: " + ", ".join(
+            f"vs {m} {e}" for m, e in co["efficiency_by_baseline"].items()))
     return 0

@@ -10,8 +10,11 @@ their samples are not N independent draws) are scored at their own budget.
 Each evaluated point keeps a [subsamples × problems] matrix of hits, so accuracy on any subset of
 problems (a difficulty bin, a fold) is a column slice. 95% interval: a percentile bootstrap over problems
 and subsamples (`bootstrap_interval`), the same kind for subsampled and single evaluations.
-Compute per point (x-axes): nominal N, and generated tokens and FLOPs (policy + PRM) per problem from
-`spent`, scaled for a subsample by the share of the run's candidate tokens it contains.
+Compute per point: nominal N, and from `spent` (search.types.Spent, measured by the search's meter) per
+problem: generated tokens, tokens run (prompts run + generated, policy + reviser + PRM) and FLOPs (policy +
+reviser + PRM, prompts included), scaled for a subsample by the share of the run's candidate tokens it
+contains (its prompts' share too). `Point.cost(axis)` is what `evaluate --cost flops|tokens|n` compares.
+A run in which some model ran tokens at 0 FLOPs (size unknown) has `flops_known` False.
 """
 from __future__ import annotations
 
@@ -25,10 +28,11 @@ from tqdm.auto import tqdm
 
 from ttscale.eval.runs import Run
 from ttscale.search.registry import STRATEGIES, parallel_by_voting
-from ttscale.search.types import AGGREGATIONS
+from ttscale.search.types import AGGREGATIONS, Spent
 from ttscale.search.voting import select
 
 PRM_VOTINGS = ("prm-max", "prm-vote")
+COST_AXES = ("flops", "tokens", "n")   # measured FLOPs, measured tokens run, nominal budget N
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -73,10 +77,18 @@ class Point:
     ids: list[str]
     hits: np.ndarray            # [subsamples, problems] bool
     tokens: float               # mean generated tokens per problem
-    flops: float                # mean policy + PRM FLOPs per problem
+    flops: float                # mean policy + reviser + PRM FLOPs per problem, prompts included
     default: bool               # the strategy's own aggregation and voting
     source_budget: int = 0      # the budget of the run it came from (bigger runs win duplicates)
     seeds: int = 1              # runs pooled into it that differ only in their seed
+    run_tokens: float = 0.0     # mean tokens run per problem: prompts (not cached) + generated, every model
+    flops_known: bool = True    # False: some model's size was unknown, its FLOPs read 0
+
+    def cost(self, axis: str) -> float:
+        """Mean cost per problem on a COST_AXES axis."""
+        if axis not in COST_AXES:
+            raise ValueError(f"cost axis {axis!r} is unknown; choose one of {', '.join(COST_AXES)}")
+        return {"flops": self.flops, "tokens": self.run_tokens, "n": float(self.budget)}[axis]
 
     @property
     def strategy(self) -> str:
@@ -140,15 +152,22 @@ def parallel_budgets(n: int) -> list[int]:
     return out + ([n] if out[-1] != n else [])
 
 
-def _cost(run: Run, index: int, subset: Sequence[int] | None) -> tuple[float, float]:
+def _cost(run: Run, index: int, subset: Sequence[int] | None) -> tuple[float, float, float]:
+    """(generated tokens, tokens run, FLOPs) of one problem, or of a subset of its candidates."""
     p = run.graded[index]
-    tokens = float(p.spent.get("generated_tokens", 0) or 0)
-    flops = float((p.spent.get("policy_flops", 0) or 0) + (p.spent.get("prm_flops", 0) or 0))
+    spent = Spent.from_dict(p.spent)
+    full = (float(spent.generated_tokens + spent.reviser_generated_tokens), float(spent.tokens), spent.flops)
     if subset is None:
-        return tokens, flops
+        return full
     own = [c.tokens for c in p.candidates]
     frac = sum(own[i] for i in subset) / sum(own) if sum(own) else len(subset) / max(1, len(own))
-    return tokens * frac, flops * frac
+    return tuple(x * frac for x in full)  # type: ignore[return-value]
+
+
+def unknown_flops(run: Run) -> list[str]:
+    """Models (policy / reviser / prm) that ran tokens in this run at 0 FLOPs: their size was unknown."""
+    found = {r for p in run.graded for r in Spent.from_dict(p.spent).unknown_flops()}
+    return [r for r in ("policy", "reviser", "prm") if r in found]
 
 
 def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
@@ -161,6 +180,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
     voting_of_run = own_voting(run)
     own_agg = run.params.get("aggregation", "last")
     budgets = parallel_budgets(run.budget) if run.parallel else [run.budget]
+    flops_known = not unknown_flops(run)
     points = []
     by_voting = parallel_by_voting()
     for budget in tqdm(budgets, desc=f"evaluate {run.strategy}@{run.budget}", disable=len(budgets) < 3):
@@ -170,7 +190,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
         subsets = [[None if exact else np.sort(rng.choice(len(p.candidates), min(budget, len(p.candidates)),
                                                           replace=False)) for p in problems] for _ in range(draws)]
         hits = {pair: np.zeros((draws, len(problems)), dtype=bool) for pair in pairs}
-        cost = np.zeros((draws, len(problems), 2))
+        cost = np.zeros((draws, len(problems), 3))
         for s, row in enumerate(subsets):
             for j, (p, sub) in enumerate(zip(problems, row)):
                 idx = list(range(len(p.candidates))) if sub is None else [int(i) for i in sub]
@@ -179,7 +199,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
                 for pair in pairs:
                     _, chosen = select(cands, pair[1], pair[0])
                     hits[pair][s, j] = chosen >= 0 and p.correct[idx[chosen]]
-        tokens, flops = cost.mean(axis=(0, 1))
+        tokens, run_tokens, flops = cost.mean(axis=(0, 1))
         for (agg, voting), h in hits.items():
             if run.parallel:
                 sel = _Selection(by_voting.get(voting, run.strategy), by_voting.get(voting, run.strategy))
@@ -190,7 +210,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
             config = {"strategy": sel.strategy, "budget": budget, **sel.extra, "aggregation": agg, "voting": voting}
             points.append(Point(method=sel.method, config=config, budget=budget, ids=ids, hits=h,
                                 tokens=float(tokens), flops=float(flops), default=default,
-                                source_budget=run.budget))
+                                source_budget=run.budget, run_tokens=float(run_tokens), flops_known=flops_known))
     return points
 
 
@@ -210,7 +230,8 @@ def pool_seeds(points: Sequence[Point]) -> Point:
     hits = np.concatenate([p.hits[:, [p.ids.index(i) for i in ids]] for p in points], axis=0)
     return dataclasses.replace(first, ids=ids, hits=hits, tokens=float(np.mean([p.tokens for p in points])),
                                flops=float(np.mean([p.flops for p in points])),
-                               seeds=sum(p.seeds for p in points))
+                               run_tokens=float(np.mean([p.run_tokens for p in points])),
+                               flops_known=all(p.flops_known for p in points), seeds=sum(p.seeds for p in points))
 
 
 def _disambiguate(runs: Sequence[Run]) -> dict[str, str]:

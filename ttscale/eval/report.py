@@ -5,10 +5,13 @@ summary.json keys (stable; the demo and users read them):
                                            its hyperparameters, e.g. "beam(M=4)"); interval in accuracy_ci
   accuracy_by_bin[bin][method][budget]     oracle difficulty bins (accuracy_by_predicted_bin: predicted bins)
   pass_at_k[run][k]                        unbiased pass@k of each parallel-sample run (coverage)
-  cost[method][budget]                     {"tokens", "flops"} per problem
+  cost[method][budget]                     measured per problem: {"tokens" (generated), "run_tokens" (prompts
+                                           run + generated, every model), "flops" (None when unknown)}
+  flops_known                              False when some model's size was unknown (notes name it)
   sweep                                    every method × aggregation × voting × budget with its interval
   revision_ratio                           accuracy by sequential:parallel ratio (revision runs only)
-  compute_optimal, compute_optimal_efficiency
+  compute_optimal, compute_optimal_efficiency   on compute_optimal.cost_axis, with
+                                           compute_optimal_efficiency_interval [low, high] (bootstrap over problems)
   prm, label_agreement, seconds            slots other stages fill (merged in from --extra JSON files)
 """
 from __future__ import annotations
@@ -33,13 +36,18 @@ def _ratio(pt: Point) -> float:
     return length * length / pt.budget                       # L / C with C = N / L
 
 
+def _flops(pt: Point) -> float | None:
+    """FLOPs per problem, None when a model's size was unknown (0 would read as real)."""
+    return pt.flops if pt.flops_known else None
+
+
 def sweep_rows(points: Sequence[Point]) -> list[dict[str, Any]]:
     rows = []
     for pt in sorted(points, key=lambda p: (p.method, p.config["aggregation"], p.config["voting"], p.budget)):
         mean, lo, hi = pt.accuracy()
         rows.append({"method": pt.method, "aggregation": pt.config["aggregation"], "voting": pt.config["voting"],
                      "budget": pt.budget, "default": pt.default, "accuracy": _r(mean), "low": _r(lo),
-                     "high": _r(hi), "tokens": _r(pt.tokens), "flops": pt.flops, "subsamples": pt.hits.shape[0],
+                     "high": _r(hi), "tokens": _r(pt.tokens), "run_tokens": _r(pt.run_tokens), "flops": _flops(pt), "subsamples": pt.hits.shape[0],
                      "problems": pt.hits.shape[1], "seeds": pt.seeds})
     return rows
 
@@ -85,8 +93,9 @@ def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None
         "accuracy": {m: {b: _r(pt.accuracy()[0]) for b, pt in per.items()} for m, per in curves.items()},
         "accuracy_ci": {m: {b: [_r(x) for x in pt.accuracy()[1:]] for b, pt in per.items()}
                         for m, per in curves.items()},
-        "cost": {m: {b: {"tokens": _r(pt.tokens), "flops": pt.flops} for b, pt in per.items()}
-                 for m, per in curves.items()},
+        "cost": {m: {b: {"tokens": _r(pt.tokens), "run_tokens": _r(pt.run_tokens), "flops": _flops(pt)}
+                     for b, pt in per.items()} for m, per in curves.items()},
+        "flops_known": all(pt.flops_known for pt in points),
         "seeds": {m: {b: pt.seeds for b, pt in per.items()} for m, per in curves.items()},
         "paired_vs_baseline": paired_rows(curves, (compute_optimal or {}).get("baseline")),
         "pass_at_k": {run: {k: _r(v) for k, v in per.items()} for run, per in (pass_at_k or {}).items()},
@@ -96,6 +105,7 @@ def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None
         "revision_ratio": ratio_sweep(points),
         "compute_optimal": dict(compute_optimal or {}),
         "compute_optimal_efficiency": (compute_optimal or {}).get("efficiency"),
+        "compute_optimal_efficiency_interval": (compute_optimal or {}).get("efficiency_interval"),
         **{slot: None for slot in EXTRA_SLOTS},
     }
     for key, bins in (("accuracy_by_bin", oracle_bins), ("accuracy_by_predicted_bin", predicted_bins)):
@@ -132,7 +142,7 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
                      [[m] + [f"{_pct(per[b].accuracy()[0])} [{_pct(per[b].accuracy()[1])}, "
                              f"{_pct(per[b].accuracy()[2])}]" if b in per else "" for b in budgets]
                       for m, per in curves.items()]), ""]
-    series = {m: [{"budget": b, "tokens": pt.tokens, "flops": pt.flops, **dict(zip(("accuracy", "low", "high"),
+    series = {m: [{"budget": b, "tokens": pt.tokens, "flops": _flops(pt) or 0.0, **dict(zip(("accuracy", "low", "high"),
                                                                                  pt.accuracy()))}
                   for b, pt in per.items()] for m, per in curves.items()}
     written["accuracy_vs_budget"] = plots.accuracy_vs_compute(series, out / "accuracy_vs_budget.png")
@@ -143,9 +153,11 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
                   _table(["run"] + [f"k={k}" for k in ks],
                          [[run] + [_pct(per.get(k)) for k in ks] for run, per in summary["pass_at_k"].items()]), ""]
     lines += ["## Every aggregation × voting", "",
-              _table(["method", "aggregation", "voting", "N", "acc %", "95% interval", "tokens", "FLOPs"],
+              _table(["method", "aggregation", "voting", "N", "acc %", "95% interval", "generated tokens",
+                      "tokens run", "FLOPs"],
                      [[r["method"], r["aggregation"], r["voting"], r["budget"], _pct(r["accuracy"]),
-                       f"[{_pct(r['low'])}, {_pct(r['high'])}]", r["tokens"], r["flops"]] for r in summary["sweep"]]),
+                       f"[{_pct(r['low'])}, {_pct(r['high'])}]", r["tokens"], r["run_tokens"],
+                       "unknown" if r["flops"] is None else r["flops"]] for r in summary["sweep"]]),
               ""]
     if oracle_bins:
         table = by_bin(points, oracle_bins, bin_order)
@@ -172,15 +184,23 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
         lines += ["## Compute-optimal allocation", "",
                   f"Bins: {co.get('measure')} difficulty, {co.get('folds')}-fold held-out accuracy over "
                   f"{co.get('problems')} problems; baseline: {co.get('baseline')}. Allocation file: `{co.get('allocation')}`.",
-                  "", f"compute_optimal_efficiency = {summary.get('compute_optimal_efficiency')} "
-                  "(baseline budget ÷ compute-optimal budget to reach the baseline's best accuracy, log-budget "
-                  "interpolation; None = not reached); against every parallel-sampling baseline: "
+                  "", f"Configurations are compared at equal measured cost on **{co.get('cost_axis')}**: budget N "
+                  f"is {co.get('baseline')}'s measured cost at N, and a configuration is allowed at N only if its "
+                  "own measured cost per problem is no higher.", "",
+                  f"compute_optimal_efficiency = {_r(summary.get('compute_optimal_efficiency'))}, 95% interval "
+                  f"{[_r(x) for x in summary.get('compute_optimal_efficiency_interval') or [None, None]]} "
+                  f"(baseline {co.get('cost_axis')} ÷ compute-optimal {co.get('cost_axis')} to reach the baseline's "
+                  "best accuracy, log-cost interpolation, bootstrap over problems; None = not reached); against "
+                  "every parallel-sampling baseline: "
                   + ", ".join(f"{m} {_r(e)}" for m, e in (co.get("efficiency_by_baseline") or {}).items()), ""]
         cb = sorted(int(b) for b in co["curve"])
         bases = co.get("baseline_curves") or {}
         lines += [_table(["", *[f"N={b}" for b in cb]],
                          [["compute-optimal", *[_pct(co["curve"].get(b)) for b in cb]],
-                          *[[m, *[_pct(c.get(b)) for b in cb]] for m, c in bases.items()]]), ""]
+                          *[[m, *[_pct(c.get(b)) for b in cb]] for m, c in bases.items()],
+                          [f"budget ({co.get('cost_axis')})", *[co.get("budget_cost", {}).get(b) for b in cb]],
+                          [f"compute-optimal spent ({co.get('cost_axis')})",
+                           *[co.get("curve_cost", {}).get(b) for b in cb]]]), ""]
         lines += [_table(["bin", "N", "chosen"], [[lab, b, f"{c['method']} {c['aggregation']}/{c['voting']} "
                                                   f"({_pct(c['accuracy'])}%)"]
                                                  for lab, per in co.get("choices", {}).items()

@@ -46,9 +46,20 @@ class GeneratorArgs:
                                              "for backend openai (default: none; plain-text prompts)")
     gpu_memory_utilization: float = field(0.9, gt=0, le=1, run_key=False,
                                           help="vllm backend: fraction of GPU memory vLLM may take")
+    # model_specific: the revision model has its own size (--reviser-params)
+    policy_params: int | None = field(None, ge=1, model_specific=True, run_key=False,
+                                      help="policy parameter count for FLOPs accounting (default: counted from the "
+                                           "checkpoint or its config; needed for a served model whose config cannot "
+                                           "be found, whose FLOPs are otherwise reported as unknown)")
 
     def build(self):
         """The Generator these options describe."""
+        generator = self._build()
+        if self.policy_params:
+            generator.num_params = int(self.policy_params)
+        return generator
+
+    def _build(self):
         if not self.policy:
             raise UserError("no policy model given: pass --policy (a checkpoint dir, hub id, adapter dir, .gguf "
                              "file, or the served model name for --backend openai)")
@@ -68,7 +79,8 @@ class GeneratorArgs:
                 from transformers import AutoTokenizer
                 tok = AutoTokenizer.from_pretrained(self.tokenizer)
             return load_generator("openai", self.policy, base_url=self.base_url, api_key=self.api_key,
-                                  max_concurrency=self.max_concurrency, tokenizer=tok)
+                                  max_concurrency=self.max_concurrency, tokenizer=tok,
+                                  num_params=self.policy_params)   # given: no config lookup
         raise UserError(f"unknown backend {self.backend!r}; choose transformers, vllm or openai")
 
 
@@ -83,10 +95,16 @@ _ReviserOptions = prefixed(
 class ReviserArgs(_ReviserOptions):
     """--revision-model and --reviser-backend/--reviser-dtype/...: each unset one is the policy's option."""
 
+    reviser_params: int | None = field(None, ge=1, run_key=False,
+                                       help="revision model parameter count for FLOPs accounting (default: counted "
+                                            "from its checkpoint or config; not taken from --policy-params)")
+
     def reviser_generator_args(self, policy: GeneratorArgs) -> GeneratorArgs | None:
         """The revision model's GeneratorArgs (None without --revision-model): the policy's options with the
         --reviser-* ones given in place; the policy's --adapter and --gguf-file are not carried over."""
-        return self.resolve(policy) if self.revision_model else None
+        if not self.revision_model:
+            return None
+        return dataclasses.replace(self.resolve(policy), policy_params=self.reviser_params)
 
 
 def load_generator(backend: str, model: Any, **kw: Any):

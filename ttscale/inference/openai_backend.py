@@ -12,6 +12,11 @@ Token counts (`Completion.num_tokens`), in order of preference:
   3. the server returned neither: the tokenizer, if given, re-encodes the text (+1 for EOS; approximate when
      a stop string ended inside a token); otherwise usage split evenly over the n choices (an estimate).
 
+Prompt tokens (`last_prompt_tokens`, per prompt of the last call): the server's `usage.prompt_tokens` minus
+`usage.prompt_tokens_details.cached_tokens` where the server reports it (vLLM with
+--enable-prompt-tokens-details, OpenAI), the cached part in `last_cached_tokens`; without usage, the
+tokenizer's count if one was given, else None (the meter then falls back and says so).
+
 Finish reasons: "length" -> length; "stop" with vLLM's `stop_reason` a string -> "stop" (the string is
 appended if the server dropped it); "stop" with `stop_reason` null or a token id -> "eos", unless the text
 ends with one of the requested stop strings (servers that include it but send no stop_reason). A server
@@ -86,6 +91,8 @@ class OpenAIGenerator:
         self.extra_body = dict(VLLM_EXTRAS if extra_body is None else extra_body)
         self.progress = progress
         self.num_params = count_params_from_config(model) if num_params is None else int(num_params)
+        self.last_prompt_tokens: list[int | None] | None = None    # see module doc
+        self.last_cached_tokens: list[int] | None = None
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         return run_sync(self.agenerate(prompts, params))
@@ -101,16 +108,30 @@ class OpenAIGenerator:
                    disable=not self.progress or len(prompts) <= 1)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-            async def one(prompt: str) -> list[Completion]:
+            async def one(prompt: str) -> tuple[list[Completion], tuple[int | None, int]]:
                 async with sem:
                     data = await self._post(session, self._body(prompt, params))
                 bar.update(1)
-                return self._completions(data, params)
+                return self._completions(data, params), self._prompt_usage(data, prompt)
 
             try:
-                return list(await asyncio.gather(*(one(p) for p in prompts)))
+                done = await asyncio.gather(*(one(p) for p in prompts))
             finally:
                 bar.close()
+        self.last_prompt_tokens = [run for _, (run, _) in done]
+        self.last_cached_tokens = [cached for _, (_, cached) in done]
+        return [comps for comps, _ in done]
+
+    def _prompt_usage(self, data: dict, prompt: str) -> tuple[int | None, int]:
+        """(prompt tokens the server ran, prompt tokens it served from its prefix cache); see module doc."""
+        usage = data.get("usage") or {}
+        total = usage.get("prompt_tokens")
+        if total is None:
+            if self.tokenizer is None:
+                return None, 0
+            return len(self.tokenizer(prompt)["input_ids"]), 0
+        cached = min(int(total), int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0))
+        return int(total) - cached, cached
 
     @staticmethod
     def _request_n(params: SamplingParams) -> int:

@@ -7,6 +7,9 @@ contract needs things generate does not give together:
   - stop strings are matched on decoded text (a stop can end inside a token) per row, the text is cut
     right after the stop, and the row leaves the batch at once (finished rows cost nothing);
   - n samples of a prompt share one prefill: the prompt is run once and its KV cache copied n times.
+After each call `last_prompt_tokens` holds, per prompt, the prompt tokens prefilled: its length once per
+chunk of `batch_size` sequences its samples fall in (padding is masked and not counted; there is no cache
+across calls, so `last_cached_tokens` is all 0).
 """
 from __future__ import annotations
 
@@ -103,6 +106,8 @@ class TransformersGenerator:
         self.pad_id = next(iter(x for x in (tok.pad_token_id, tok.eos_token_id, 0) if x is not None))
         self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._cache_arg = cache_kwarg(self.model) or "past_key_values"
+        self.last_prompt_tokens: list[int] | None = None   # see module doc
+        self.last_cached_tokens: list[int] | None = None
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -245,10 +250,14 @@ class TransformersGenerator:
         results: list[list[Completion | None]] = [[None] * params.n for _ in texts]
         bar = tqdm(total=len(rows), desc="generate", unit="seq", disable=not self.progress or len(rows) <= self.batch_size,
                    leave=False)
+        prefill = [0] * len(texts)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
+            for p in {p for p, _ in chunk}:  # _run_chunk prefills each prompt of a chunk once
+                prefill[p] += len(encoded[p])
             for (p, j), c in zip(chunk, self._run_chunk(encoded, chunk, texts, params)):
                 results[p][j] = c
             bar.update(len(chunk))
         bar.close()
+        self.last_prompt_tokens, self.last_cached_tokens = prefill, [0] * len(texts)
         return results  # type: ignore[return-value]

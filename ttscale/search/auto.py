@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ttscale.config import field
 from ttscale.search.allocation_file import choose_config, load_allocation, predicted_difficulty_of
 from ttscale.search.strategy import Strategy
-from ttscale.search.types import ProblemResult, SearchContext, Spent
+from ttscale.search.types import ProblemResult, SearchContext
 
 _SETTINGS_KEYS = ("aggregation", "voting")     # allocation-entry keys that are shared settings, not Params
 
@@ -30,10 +30,6 @@ class AutoParams:
                                    "budget, the strategy and hyperparameters to run")
     probe_samples: int = field(4, help="--strategy auto: samples per problem whose mean final PRM score predicts "
                                "its difficulty bin (their compute is counted in the spent budget)", ge=1)
-
-
-def _add(a: Spent, b: Spent) -> Spent:
-    return Spent(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in dataclasses.fields(Spent)})
 
 
 class AutoStrategy(Strategy):
@@ -79,7 +75,7 @@ class AutoStrategy(Strategy):
             strategy = self._lookup(conf["strategy"], {**self._options, **conf})
             strategy.validate(int(conf["budget"]), sub_ctx)
             for i, res in zip(members, strategy.run([problems[i] for i in members], sub_ctx, int(conf["budget"]))):
-                res.spent = _add(res.spent, probe[i].spent)
+                res.spent = res.spent + probe[i].spent   # every field, prompts included
                 res.choice = choices[i]
                 results[i] = res
         return [r for r in results if r is not None]

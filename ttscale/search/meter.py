@@ -3,18 +3,29 @@
 Counting rules:
 - A batched call counts as ONE call for every problem that has at least one prompt/item in it.
 - Generated tokens are Completion.num_tokens, all of them — including completions a strategy then discards.
+- Prompt tokens per prompt: what the generator reports it ran (attribute `last_prompt_tokens` after a call,
+  one count per prompt, prefill actually computed; `last_cached_tokens`, where the backend knows them, the
+  prompt tokens served from its prefix cache instead). A generator that reports nothing (or None for a
+  prompt) is charged its tokenizer's length of the prompt, once per call (all backends share one prefill
+  between the n samples of a prompt); with no tokenizer either, 0, and a warning says so.
+- Each `generate` call is charged to a role, the policy's or the reviser's (revision strategies), so their
+  tokens and FLOPs are kept apart.
 - PRM tokens per item: when the scorer reports per-item counts (attribute `last_item_tokens` after a call;
   ttscale's PRMScorer does, counting only tokens run, so cached prefixes cost nothing), those are used;
   otherwise the call's usage delta is split across items in proportion to their text length
   (largest-remainder rounding, so per-problem tokens sum to the delta).
-- FLOPs ≈ 2 · params · tokens, policy (or revision model) and PRM separately.
+- FLOPs ≈ 2 · params · tokens run (prompt run + generated), policy, reviser and PRM separately. A model of
+  unknown size (num_params 0) counts 0 FLOPs; Spent.unknown_flops() and the reports say so.
 """
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 from ttscale.inference.base import Completion, Generator, SamplingParams, Scorer
 from ttscale.search.types import Spent
+
+logger = logging.getLogger(__name__)
 
 
 def _split(total: int, weights: Sequence[int]) -> list[int]:
@@ -31,6 +42,31 @@ def _split(total: int, weights: Sequence[int]) -> list[int]:
     return out
 
 
+_warned: set[str] = set()
+
+
+def _prompt_tokens(generator: Generator, prompts: Sequence[str]) -> tuple[list[int], list[int]]:
+    """(prompt tokens run, prompt tokens served from cache) per prompt of the call just made (module doc)."""
+    run = getattr(generator, "last_prompt_tokens", None)
+    cached = getattr(generator, "last_cached_tokens", None)
+    run = list(run) if run is not None and len(run) == len(prompts) else [None] * len(prompts)
+    cached = list(cached) if cached is not None and len(cached) == len(prompts) else [0] * len(prompts)
+    tok = getattr(generator, "tokenizer", None)
+    for i, n in enumerate(run):
+        if n is not None:
+            continue
+        if callable(tok):
+            run[i] = len(tok(prompts[i])["input_ids"])
+        else:
+            run[i] = 0
+            name = type(generator).__name__
+            if name not in _warned:
+                _warned.add(name)
+                logger.warning("%s reports no prompt tokens and has no tokenizer: its prompts count 0 tokens "
+                               "and 0 FLOPs", name)
+    return [int(x) for x in run], [int(x or 0) for x in cached]
+
+
 class Meter:
     """Wraps generate/score calls and attributes what they spend to the problems (owners) behind each input."""
 
@@ -40,20 +76,28 @@ class Meter:
         self.score_calls = 0
 
     def generate(self, generator: Generator, prompts: Sequence[str], owners: Sequence[int],
-                 params: SamplingParams) -> list[list[Completion]]:
+                 params: SamplingParams, role: str = "policy") -> list[list[Completion]]:
+        """`params.n` completions per prompt, charged to `role` ("policy" or "reviser") of each prompt's owner."""
+        if role not in ("policy", "reviser"):
+            raise ValueError(f"role must be policy or reviser, got {role!r}")
         if not prompts:
             return []
         out = generator.generate(list(prompts), params)
         if len(out) != len(prompts) or any(len(c) != params.n for c in out):
             raise RuntimeError(f"{type(generator).__name__}.generate returned {[len(c) for c in out]} completions "
                                f"for {len(prompts)} prompts with n={params.n}; it breaks the Generator protocol")
+        run, cached = _prompt_tokens(generator, prompts)
         self.generate_calls += 1
         for owner in set(owners):
-            self.spent[owner].policy_calls += 1
-        for owner, comps in zip(owners, out):
-            tokens = sum(c.num_tokens for c in comps)
-            self.spent[owner].generated_tokens += tokens
-            self.spent[owner].policy_flops += 2.0 * generator.num_params * tokens
+            setattr(self.spent[owner], f"{role}_calls", getattr(self.spent[owner], f"{role}_calls") + 1)
+        generated_field = "generated_tokens" if role == "policy" else "reviser_generated_tokens"
+        for owner, comps, prompt_run, prompt_cached in zip(owners, out, run, cached):
+            spent, tokens = self.spent[owner], sum(c.num_tokens for c in comps)
+            setattr(spent, generated_field, getattr(spent, generated_field) + tokens)
+            setattr(spent, f"{role}_prompt_tokens", getattr(spent, f"{role}_prompt_tokens") + prompt_run)
+            setattr(spent, f"{role}_cached_tokens", getattr(spent, f"{role}_cached_tokens") + prompt_cached)
+            setattr(spent, f"{role}_flops",
+                    getattr(spent, f"{role}_flops") + 2.0 * generator.num_params * (prompt_run + tokens))
         return out
 
     def score(self, scorer: Scorer, items: Sequence[tuple[str, Sequence[str]]], owners: Sequence[int],

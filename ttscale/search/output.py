@@ -26,7 +26,7 @@ from ttscale.data.answers import grade_many
 from ttscale.data.rundir import collect_parts, part_path
 from ttscale.data.io import write_table
 from ttscale.search.registry import strategy_options
-from ttscale.search.types import Candidate, Node, ProblemResult, SearchSettings, Spent
+from ttscale.search.types import ROLES, Candidate, Node, ProblemResult, SearchSettings, Spent
 
 _SCALARS = {int: datasets.Value("int64"), float: datasets.Value("float64"), bool: datasets.Value("bool"),
             str: datasets.Value("string")}
@@ -104,8 +104,19 @@ def write_part(out: Path, index: int, rows: list[dict[str, Any]]) -> Path:
     return write_table(rows, part_path(out, index))   # atomic: the rename marks the part done
 
 
-def summarize(ds: datasets.Dataset) -> dict[str, Any]:
+_SIZE_FLAG = {"policy": "--policy-params", "reviser": "--reviser-params", "prm": "a local --prm checkpoint"}
+
+
+def flops_notes(unknown: Sequence[str], models: dict[str, Any] | None = None) -> list[str]:
+    """One line per model whose FLOPs read 0 because its size is unknown, naming it and the fix."""
+    return [f"FLOPs unknown for the {role} ({(models or {}).get(role) or 'model'}): its parameter count could not "
+            f"be found, so its FLOPs are not counted; give it with {_SIZE_FLAG[role]}" for role in unknown]
+
+
+def summarize(ds: datasets.Dataset, models: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Accuracy and spent compute of a run; `models` (role -> model name) names a model whose FLOPs are unknown."""
     spent = ds["spent"]
+    unknown = [r for r in ROLES if any(r in Spent.from_dict(s).unknown_flops() for s in spent)]
     graded = [c for c in ds["correct"] if c is not None]
     n = len(ds)
     total = {k: sum(s[k] for s in spent) for k in (spent[0] if spent else {})}
@@ -117,6 +128,8 @@ def summarize(ds: datasets.Dataset) -> dict[str, Any]:
         if n else None,
         "spent_total": total,
         "spent_per_problem": {k: v / n for k, v in total.items()} if n else {},
+        "flops_known": not unknown,
+        "notes": flops_notes(unknown, models),
         **_auto_summary(ds),
     }
 
@@ -132,7 +145,7 @@ def _auto_summary(ds: datasets.Dataset) -> dict[str, Any]:
                                          "predicted_difficulty": c["predicted_difficulty"]} for i, c in chosen}}}
 
 
-def finalize(out: Path) -> dict[str, Any]:
+def finalize(out: Path, models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Join parts/ into out/dataset (save_to_disk, replaced atomically) and write out/summary.json."""
     out = Path(out)
     parts = collect_parts([out])
@@ -147,6 +160,6 @@ def finalize(out: Path) -> dict[str, Any]:
     if (out / "dataset").exists():
         shutil.rmtree(out / "dataset")
     tmp.rename(out / "dataset")
-    summary = summarize(ds)
+    summary = summarize(ds, models)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -48,7 +48,7 @@ def generate_distinct(meter: Meter, ctx: SearchContext, prompts: Sequence[str], 
         unique.setdefault(key, len(unique))
     outs = meter.generate(ctx.reviser, [p for _, p in unique], [o for o, _ in unique], SamplingParams(
         n=max(slot) + 1, temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens,
-        stop=params.stop, seed=params.seed))
+        stop=params.stop, seed=params.seed), role="reviser")
     return [outs[unique[k]][j] for k, j in zip(keys, slot)]
 
 

@@ -123,6 +123,6 @@ def run(cfg: Config) -> int:
             bar.update(len(batch))
             bar.set_postfix(problems_per_s=f"{done / max(time.time() - start, 1e-9):.2f}")
         bar.close()
-    summary = finalize(out)
+    summary = finalize(out, {"policy": cfg.policy, "reviser": cfg.revision_model, "prm": cfg.prm})
     print(json.dumps(summary, indent=1))
     return 0

@@ -40,18 +40,63 @@ class Candidate:
         return dataclasses.asdict(self)
 
 
+ROLES = ("policy", "reviser", "prm")
+
+
 @dataclass
 class Spent:
-    """Compute one problem used. FLOPs ≈ 2 · params · tokens (forward only; prompt tokens not counted)."""
+    """Compute one problem used, as measured by search.meter: tokens each model actually ran (a prompt prefix
+    served from a KV/prefix cache is not run again; where a backend reports such cached tokens they are
+    recorded apart), model calls, and FLOPs ≈ 2 · params · tokens run (prompt + generated) per model.
+
+    The first six fields are the original schema (`generated_tokens` is the policy's); runs written before the
+    rest existed read them as 0 (`from_dict`)."""
     generated_tokens: int = 0
-    prm_tokens: int = 0
+    prm_tokens: int = 0                 # tokens run through the PRM (its cached prefixes excluded)
     policy_calls: int = 0
     prm_calls: int = 0
     policy_flops: float = 0.0
     prm_flops: float = 0.0
+    policy_prompt_tokens: int = 0       # prompt tokens the policy ran (prefill), cached ones excluded
+    policy_cached_tokens: int = 0       # prompt tokens the backend served from its prefix cache
+    reviser_prompt_tokens: int = 0
+    reviser_cached_tokens: int = 0
+    reviser_generated_tokens: int = 0
+    reviser_calls: int = 0
+    reviser_flops: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Spent":
+        """From a run's `spent` column: unknown keys ignored, missing or null ones 0 (older runs)."""
+        d = d or {}
+        cast = {"int": int, "float": float}    # field types are strings (postponed annotations)
+        return cls(**{f.name: cast[f.type](d.get(f.name) or 0) for f in dataclasses.fields(cls)})
+
+    def __add__(self, other: "Spent") -> "Spent":
+        return Spent(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(Spent)})
+
+    def run_tokens(self, role: str) -> int:
+        """Tokens `role` (policy / reviser / prm) ran: prompt tokens not served from cache + generated."""
+        if role == "prm":
+            return self.prm_tokens
+        generated = self.generated_tokens if role == "policy" else self.reviser_generated_tokens
+        return getattr(self, f"{role}_prompt_tokens") + generated
+
+    @property
+    def tokens(self) -> int:
+        """Every token any model ran (the `--cost tokens` axis)."""
+        return sum(self.run_tokens(r) for r in ROLES)
+
+    @property
+    def flops(self) -> float:
+        return self.policy_flops + self.reviser_flops + self.prm_flops
+
+    def unknown_flops(self) -> list[str]:
+        """Models that ran tokens but count 0 FLOPs: their size is unknown (a served model with no config)."""
+        return [r for r in ROLES if self.run_tokens(r) > 0 and getattr(self, f"{r}_flops") == 0]
 
 
 @dataclass
