@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from search_fakes import ScriptedGenerator, h, problems
+from search_fakes import ScriptedGenerator, h, hand_spent, problems, spent_fields
 from test_search_strategies import ctx, search, strat
 from ttscale.inference.base import Completion
 from ttscale.search.adaptive import leader_probability
@@ -195,13 +195,16 @@ def test_adaptive_runs_are_scored_at_their_own_budget(tmp_path):
 def test_within_budget_and_charges_all_it_ran(name):
     n = 8
     c = ctx(depth=4, mcts_width=3)
-    res = search(name, problems(3), c, n)
+    probs = problems(3)
+    res = search(name, probs, c, n)
     assert sum(r.spent.generated_tokens for r in res) == sum(call["tokens"] for call in c.generator.calls)
     assert sum(r.spent.prm_tokens for r in res) == c.scorer.usage.tokens
+    # every field, prompts included, equals what the fakes' call logs say was run for that problem
+    assert {r.problem["id"]: spent_fields(r.spent) for r in res} == hand_spent(probs, c.generator, scorer=c.scorer)
     for r in res:
         assert sum(x.finished for x in r.candidates) <= n
         assert r.chosen == -1 or r.candidates[r.chosen].finished
-        assert r.spent.policy_flops == 2 * 1000 * r.spent.generated_tokens
+        assert r.spent.policy_flops == 2 * 1000 * (r.spent.generated_tokens + r.spent.policy_prompt_tokens)
         assert all(x.step_scores for x in r.candidates if x.finished)     # every finished candidate scored
 
 
