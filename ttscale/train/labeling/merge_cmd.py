@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttscale.config import field
+from ttscale.data.threads import ThreadArgs
 from ttscale.train.labeling.output import finalize
 
 
 @dataclass
-class Config:
+class Config(ThreadArgs):
     """Join sharded labelling runs (their parts/ folders) into OUTPUT/dataset and OUTPUT/summary.json."""
     output_dir: str = field(help="folder to write dataset/ and summary.json into", positional=True)
     inputs: list[str] = field(help="the shard output folders (each from `ttscale label --shard-index i`)",
@@ -20,6 +21,7 @@ class Config:
 
 
 def run(cfg: Config) -> int:
+    cfg.apply_threads()
     runs = [Path(p) for p in cfg.inputs]
     metas = [json.loads((p / "run.json").read_text()) for p in runs]
     if any(m != metas[0] for m in metas[1:]):
