@@ -129,6 +129,29 @@ def test_bounds_name_the_flag_and_range(argv, message, capsys):
     assert re.search(message, err), err
 
 
+@pytest.mark.parametrize("stage, argv, message", [
+    ("generate", ["out.jsonl", "--policy", "m", "--temperature", "-1"], "--temperature must be >= 0, got -1.0"),
+    ("label", ["out", "--policy", "m", "--threshold", "2"], r"--threshold must be in \[0, 1\), got 2.0"),
+    ("build-revisions", ["o.jsonl", "--policy", "m", "--samples-per-problem", "0"],
+     "--samples-per-problem must be >= 1, got 0"),
+    ("toy-world", ["o.jsonl", "--levels", "1", "6"], r"--levels must be in \[1, 5\], got 6"),
+    ("toy-world", ["o.jsonl", "--mistake-fraction", "1.5"], r"--mistake-fraction must be in \[0, 1\], got 1.5"),
+    ("convert", ["a.jsonl", "b.jsonl", "--to", "trl-stepwise", "--hard-threshold", "1"],
+     r"--hard-threshold must be in \[0, 1\), got 1.0"),
+    ("demo", ["--threads", "0"], "--threads must be >= 1, got 0"),
+    ("merge", ["out", "a", "--threads", "0"], "--threads must be >= 1, got 0"),
+])
+def test_stage_bounds_are_one_line_naming_the_flag(stage, argv, message, capsys):
+    """Each stage rejects a nonsense value with one line (no usage block) that names the flag and range."""
+    from ttscale.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([stage, *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(f"^ttscale {stage}: error: {message}", err), err
+
+
 def test_bounds_apply_to_yaml_values_and_name_the_file(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text("top_p: 1.5\nmethod: first-error\n")

@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 
+from ttscale.data.answers import extract_answer, is_correct
 from ttscale.inference.base import Completion, Generator, SamplingParams
 from ttscale.inference.loading import GeneratorArgs
 from ttscale.inference.backend_rules import derive_seed, find_stop
@@ -150,10 +151,13 @@ def test_generate_stage_writes_rows(tmp_path, tiny_lm_dir):
     assert main(argv) == 0
     rows = read_table(out).to_list()
     assert [(r["id"], r["sample"]) for r in rows] == [(f"p{i}", j) for i in range(3) for j in range(2)]
-    assert set(rows[0]) == {"id", "problem", "sample", "completion", "num_tokens", "finish_reason"}
+    assert set(rows[0]) == {"id", "problem", "sample", "completion", "num_tokens", "finish_reason", "answer",
+                            "extracted_answer", "correct"}
     for r in rows:
         assert 1 <= r["num_tokens"] <= 12 and r["finish_reason"] in ("stop", "length")
         assert (r["finish_reason"] == "stop") == r["completion"].endswith(("e", "\n\n"))
+        assert r["answer"] == str(int(r["id"][1:]) + 4) and r["correct"] is is_correct(r["completion"], r["answer"])
+        assert r["extracted_answer"] == extract_answer(r["completion"])
     # same rows as the generator called directly on the chat-template prompts
     from ttscale.data.steps import build_prompt
 
@@ -162,3 +166,26 @@ def test_generate_stage_writes_rows(tmp_path, tiny_lm_dir):
                         SamplingParams(n=2, temperature=1.0, max_new_tokens=12, stop=("e", "\n\n"), seed=3))
     assert [c.text for o in direct for c in o] == [r["completion"] for r in rows]
     assert (tmp_path / "samples.config.yaml").read_text().count("policy:") == 1
+
+
+def test_generate_rows_carry_answer_and_correctness(tmp_path, tiny_lm_dir, monkeypatch):
+    import json
+
+    from ttscale.cli import main
+    from ttscale.data.io import read_table
+    from ttscale.inference import transformers_backend
+
+    def fake(self, prompts, params):  # the tiny model answers nothing; these rows have known answers
+        return [[Completion("1 + 4 = 5.\n\nThe answer is \\boxed{5}.", 9, "eos"), Completion("no idea", 2, "eos")]
+                for _ in prompts]
+
+    monkeypatch.setattr(transformers_backend.TransformersGenerator, "generate", fake)
+    src = tmp_path / "problems.jsonl"
+    src.write_text(json.dumps({"id": "a", "problem": "What is 1 + 4?", "answer": "5"}) + "\n"
+                   + json.dumps({"id": "b", "problem": "What is 2 + 4?", "answer": "6"}) + "\n"
+                   + json.dumps({"id": "c", "problem": "What is 3 + 4?"}) + "\n")
+    out = tmp_path / "samples.jsonl"
+    assert main(["generate", str(out), "--problems", str(src), "--policy", str(tiny_lm_dir), "--n", "2"]) == 0
+    got = [(r["id"], r["extracted_answer"], r["correct"]) for r in read_table(out).to_list()]
+    assert got == [("a", "5", True), ("a", None, False), ("b", "5", False), ("b", None, False),
+                   ("c", "5", None), ("c", None, None)]

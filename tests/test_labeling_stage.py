@@ -52,7 +52,10 @@ def test_uninterrupted_run_writes_dataset_and_summary(reference_run, toy_problem
         assert all(t in (0, 1, 2) for t in r["mc_total"]) and r["method"] == "per-step"
         assert r["rollouts"] == 2 * (len(r["steps"]) - 1)
     summary = json.loads((reference_run / "summary.json").read_text())
-    assert summary["solutions"] == 16 and summary["rollouts"] == sum(r["rollouts"] for r in rows)
+    assert summary["solutions"] == 16 and summary["label_rollouts"] == sum(r["rollouts"] for r in rows)
+    # the bar's count: 2 sampled solutions per problem + the rollouts (a repeated prompt is generated once)
+    assert 16 <= summary["completions"] == summary["completions_generated"] + summary["completions_from_cache"]
+    assert summary["completions_generated"] <= 16 + summary["label_rollouts"]
     assert 0.0 <= summary["label_agreement"] <= 1.0  # toy world: true step labels are known
     assert sorted(p.name for p in (reference_run / "parts").glob("part-*.jsonl")) == [
         f"part-{c:05d}.jsonl" for c in range(4)]
@@ -87,20 +90,56 @@ def test_sigkill_then_resume_gives_the_identical_dataset(reference_run, toy_prob
     assert summary["solutions"] == 16
 
 
-def test_shards_then_merge_equal_one_run(reference_run, toy_problems, tiny_lm_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def problems20(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("label20") / "problems.jsonl"
+    write_table(generate_problems(20, seed=4, levels=(1, 2)), path)
+    return path
+
+
+def _cheap(problems: Path, policy: Path, out: Path, *extra: str) -> list[str]:
+    # later flags win: 1 rollout of 8 tokens keeps 3 runs of 20 problems cheap
+    return _args(problems, policy, out, "--rollouts", "1", "--max-new-tokens", "8", "--chunk-size", "3",
+                 "--export", "trl-stepwise", *extra)
+
+
+@pytest.fixture(scope="module")
+def unsharded20(problems20, tiny_lm_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("label20_ref") / "run"
+    assert main(_cheap(problems20, tiny_lm_dir, out)) == 0
+    assert not (out / ".hf_cache").exists() and [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    return out
+
+
+def _arrow_bytes(out: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((out / "dataset").glob("*.arrow"))]
+
+
+@pytest.mark.parametrize("num_shards", [2, 4])
+def test_shards_balanced_by_problem_and_merge_equals_one_run(num_shards, unsharded20, problems20, tiny_lm_dir,
+                                                             tmp_path, capsys):
     shard_dirs = []
-    for i in range(2):
+    for i in range(num_shards):
         d = tmp_path / f"shard{i}"
-        assert main(_args(toy_problems, tiny_lm_dir, d, "--num-shards", "2", "--shard-index", str(i))) == 0
+        assert main(_cheap(problems20, tiny_lm_dir, d, "--num-shards", str(num_shards), "--shard-index", str(i))) == 0
         assert not (d / "dataset").exists()
+        stats = [json.loads(p.read_text()) for p in (d / "parts").glob("*.stats.json")]
+        assert sum(s["problems"] for s in stats) == 20 // num_shards  # every shard gets its share
+        export = (d / "export.jsonl").read_text().splitlines()  # a shard writes its own rows' export
+        assert len(export) == 2 * 20 // num_shards
         shard_dirs.append(str(d))
     merged = tmp_path / "merged"
-    assert main(["merge", str(merged), *shard_dirs]) == 0
-    assert _rows(merged) == _rows(reference_run)
-    assert main(["merge", str(tmp_path / "half"), shard_dirs[0]]) == 2  # a user error: one line, exit 2
-    assert "missing" in capsys.readouterr().err
+    assert main(["merge", "--export", "trl-stepwise", str(merged), *shard_dirs]) == 0
+    assert _rows(merged) == _rows(unsharded20)  # same rows, same (problem) order
+    assert _arrow_bytes(merged) == _arrow_bytes(unsharded20)
+    assert (merged / "export.jsonl").read_bytes() == (unsharded20 / "export.jsonl").read_bytes()
+    assert not (merged / ".hf_cache").exists()
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "half"), *shard_dirs[1:]]) == 2  # a user error: one line, exit 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "shard(s) 0 " in err
 
 
-def test_resume_with_other_settings_is_refused(reference_run, toy_problems, tiny_lm_dir):
-    with pytest.raises(SystemExit, match="other settings"):
-        main(_args(toy_problems, tiny_lm_dir, reference_run, "--rollouts", "3"))
+def test_resume_with_other_settings_is_refused(reference_run, toy_problems, tiny_lm_dir, capsys):
+    assert main(_args(toy_problems, tiny_lm_dir, reference_run, "--rollouts", "3")) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -249,3 +249,31 @@ def test_train_revision_lora_merges_into_a_plain_checkpoint(tiny_lm_dir, revisio
     assert merged.keys() == base.keys()  # no lora_A/lora_B left: a plain checkpoint
     changed = {n.split(".")[-2] for n in base if not merged[n].equal(base[n])}
     assert changed == {"q_proj", "v_proj"}  # only the adapted projections moved
+
+
+def test_no_duplicate_revision_rows(toy_samples, tmp_path, capsys):
+    from ttscale.cli import main
+    from ttscale.data.io import read_jsonl, write_table
+    from ttscale.data.revisions import trajectory_count
+
+    problems, samples = toy_samples
+    assert [trajectory_count(n, 4) for n in (0, 1, 2, 3, 6)] == [1, 2, 3, 6, 1 + 1 + 5 + 20 + 60]
+    # Repeated correct answers with few distinct wrong ones: the data holds 1 + 1 and 1 + 1 + 1 trajectories.
+    few = {problems[0]["id"]: [problems[0]["solution"]] * 12 + samples[problems[0]["id"]][5:6],
+           problems[1]["id"]: [problems[1]["solution"]] * 12 + samples[problems[1]["id"]][5:7] * 3}
+    rows = build_revision_examples(problems[:2], few, seed=0, grader=toy_grader)
+    keys = [(r["problem_id"], tuple(r["prompt_attempts"]), r["target"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 2 + 3
+    # Plenty of distinct wrong answers: every correct answer still gets its own (distinct) row.
+    rows = build_revision_examples(problems, samples, seed=1, grader=toy_grader)
+    keys = {(r["problem_id"], tuple(r["prompt_attempts"]), r["target"]) for r in rows}
+    assert len(keys) == len(rows) == 5 * len(problems)
+    # The stage says how many distinct rows the data gives.
+    problems_path = write_table(problems[:2], tmp_path / "problems.jsonl")
+    samples_path = write_table([{"id": pid, "completion": t} for pid, ts in few.items() for t in ts],
+                               tmp_path / "samples.jsonl")
+    assert main(["build-revisions", str(tmp_path / "rev.jsonl"), "--problems", str(problems_path),
+                 "--samples", str(samples_path)]) == 0
+    assert len(read_jsonl(tmp_path / "rev.jsonl")) == 5
+    out = capsys.readouterr().out
+    assert '"repeats_not_written": 19' in out and "24 correct answers give only 5 distinct" in out

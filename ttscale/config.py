@@ -183,6 +183,12 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
     return parser
 
 
+def _bad_value(parser: argparse.ArgumentParser, message: str) -> typing.NoReturn:
+    """A value outside its range or a bad config file: one line naming the option (the usage block that
+    parser.error prints would bury it); syntax errors still get argparse's usage."""
+    parser.exit(2, f"{parser.prog}: error: {message} (--help explains every option)\n")
+
+
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | None = None,
                  description: str | None = None) -> T:
     """Parse `argv` (default sys.argv[1:]) into an instance of the dataclass `cls`."""
@@ -195,22 +201,22 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
     if config_path:
         data = yaml.safe_load(Path(config_path).read_text()) or {}
         if not isinstance(data, dict):
-            parser.error(f"{config_path}: expected a mapping of option: value at the top level")
+            _bad_value(parser, f"{config_path}: expected a mapping of option: value at the top level")
         for k, v in data.items():
             key = k.replace("-", "_")
             if key not in names:
-                parser.error(f"{config_path}: unknown option {k!r} (valid: {', '.join(sorted(names))})")
+                _bad_value(parser, f"{config_path}: unknown option {k!r} (valid: {', '.join(sorted(names))})")
             try:
                 values[key] = _coerce(hints[key], v, key)
             except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
-                parser.error(f"{config_path}: {e}")
+                _bad_value(parser, f"{config_path}: {e}")
     from_yaml = set(values) - set(ns)
     values.update(ns)
     for f in dataclasses.fields(cls):
         why = _violation(f, values[f.name]) if f.name in values else None
         if why:
             where = f"{config_path}: {f.name}: " if f.name in from_yaml else ""   # a YAML value: name the file
-            parser.error(f"{where}{_flag(f)} {why}")
+            _bad_value(parser, f"{where}{_flag(f)} {why}")
     missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
     if missing:
@@ -218,7 +224,7 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
     try:
         return cls(**values)
     except (ValueError, TypeError) as e:  # __post_init__ validation
-        parser.error(str(e))
+        _bad_value(parser, str(e))
         raise  # unreachable
 
 

@@ -33,9 +33,9 @@ class Config:
     """Run the whole pipeline on the embedded toy world (what `make demo` runs)."""
     out: str = field("demo_out", help="folder for every stage's output, report.md and summary.json")
     recipes: str = field(str(RECIPES), help="folder with one YAML recipe per stage")
-    threads: int = field(1, help="torch CPU threads for every stage (1 is fastest on a shared 2-core machine)")
+    threads: int = field(1, ge=1, help="torch CPU threads for every stage (1 is fastest on a shared 2-core machine)")
     only: list[str] | None = field(None, help="run only these step names (their inputs must exist)")
-    jobs: int = field(2, help="independent steps run side by side in this many processes (labelling + PRM "
+    jobs: int = field(2, ge=1, help="independent steps run side by side in this many processes (labelling + PRM "
                               "beside revision data + reviser, then the searches split over the lanes); 1 = one by one")
 
 

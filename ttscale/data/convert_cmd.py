@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from ttscale.config import field
 from ttscale.data.formats import FORMATS, ConversionWarning, read_rows, write_rows
 from ttscale.data.labels import relabel
+from ttscale.data.threads import ThreadArgs
 
 _FORMAT_HELP = "; ".join(f"{name} = {f.columns}" for name, f in FORMATS.items())
 
 
 @dataclass
-class Config:
+class Config(ThreadArgs):
     """Convert step-labelled data between formats (through native `ttscale` rows)."""
 
     input: str = field(help="file to read: .jsonl/.json, .parquet, or a datasets directory (save_to_disk)",
@@ -34,7 +35,7 @@ class Config:
     relabel: str = field("keep", choices=["keep", "hard", "soft"],
                          help="re-derive labels from the mc_correct/mc_total evidence before writing: hard = "
                          "1 if correct/total > --hard-threshold, soft = correct/total; keep = leave labels")
-    hard_threshold: float = field(0.0, help="a soft label (or MC fraction) above this counts as a correct step "
+    hard_threshold: float = field(0.0, ge=0, lt=1, help="a soft label (or MC fraction) above this counts as a correct step "
                                   "when a hard label is needed (+/-, booleans, ProcessBench's first error); "
                                   "0 = any rollout correct, as in Math-Shepherd")
     skip_invalid: bool = field(False, help="skip rows that fail validation (counted in a warning) instead of "
@@ -48,6 +49,7 @@ class Config:
 
 
 def run(cfg: Config) -> int:
+    cfg.apply_threads()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConversionWarning)
         try:

@@ -5,10 +5,14 @@ problem go in context before it (uniform in 0..min(max_incorrect, #incorrect)); 
 the incorrect answer closest to the correct one by character edit distance (so the model learns to fix a
 near miss), the others are random incorrect ones, in random order. The correct answer is the target.
 
-Incorrect answers with identical text are counted once, so the context never repeats an attempt.
+Incorrect answers with identical text are counted once, so the context never repeats an attempt. Policies
+often repeat a correct answer word for word; each repeat gets a trajectory (attempts, target) its problem
+has not produced yet, drawn again when the draw repeats one, and none once the answers cannot give another
+(`trajectory_count`): the data never holds two identical rows.
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -70,6 +74,15 @@ def revision_trajectory(correct: str, incorrect: Sequence[str], rng: random.Rand
     return rng.sample(others, k - 1) + [incorrect[last]]
 
 
+def trajectory_count(n_incorrect: int, max_incorrect: int) -> int:
+    """How many distinct trajectories `revision_trajectory` can draw: none in context, or k attempts ending
+    with the closest one, the k-1 before it an ordered pick from the n-1 others."""
+    return 1 + sum(math.perm(n_incorrect - 1, k - 1) for k in range(1, min(max_incorrect, n_incorrect) + 1))
+
+
+_REDRAWS = 64  # draws per row before giving up on a new trajectory (only when nearly all are taken)
+
+
 def _unique(texts: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(texts))
 
@@ -98,8 +111,9 @@ def build_revision_examples(problem_rows: Iterable[Mapping[str, Any]], samples: 
     `problem_rows` need `id`, `problem`, `answer`; `samples` maps a problem id to its sampled answers.
     Answers are graded with `grader(text, gold)` (default: ttscale.data.answers, batched), unless
     `verdicts` (from `grade_samples`) already say which are correct. Problems with
-    no sample, or no correct sample, give no rows. Same inputs and seed, same rows: each problem draws from
-    its own RNG seeded by (seed, problem id), so adding or dropping other problems changes nothing here.
+    no sample, or no correct sample, give no rows; a correct answer whose every trajectory is already a row
+    gives none (no duplicate rows). Same inputs and seed, same rows: each problem draws from its own RNG
+    seeded by (seed, problem id), so adding or dropping other problems changes nothing here.
     """
     if max_incorrect < 0:
         raise ValueError(f"max_incorrect must be >= 0, got {max_incorrect}")
@@ -116,13 +130,21 @@ def build_revision_examples(problem_rows: Iterable[Mapping[str, Any]], samples: 
                              f"samples that are passed in (grade_samples)")
         incorrect = _unique(t for t, ok in zip(answers, flags) if not ok)
         rng = random.Random(f"{seed}:{pid}")
-        closest: dict[str, int] = {}  # policies often repeat a correct answer word for word
+        closest: dict[str, int] = {}
+        taken: dict[str, set[tuple[str, ...]]] = {}  # trajectories already written, per target text
+        possible = trajectory_count(len(incorrect), max_incorrect)
         for j, (text, ok) in enumerate(zip(answers, flags)):
-            if not ok:
+            if not ok or len(taken.setdefault(text, set())) >= possible:
                 continue
             if incorrect and text not in closest:
                 closest[text] = closest_index(text, incorrect)
-            attempts = revision_trajectory(text, incorrect, rng, max_incorrect, closest.get(text))
+            for _ in range(_REDRAWS):
+                attempts = revision_trajectory(text, incorrect, rng, max_incorrect, closest.get(text))
+                if tuple(attempts) not in taken[text]:
+                    break
+            else:
+                continue
+            taken[text].add(tuple(attempts))
             rows.append({"id": f"{pid}-rev{j}", "problem_id": pid, "problem": problem["problem"],
                          "prompt_attempts": attempts, "target": text, "num_incorrect": len(attempts)})
     return rows

@@ -5,26 +5,24 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ttscale.config import field
+from ttscale.data.threads import ThreadArgs
 
 
 @dataclass
-class Config:
+class Config(ThreadArgs):
     """Write toy-world problems {id, problem, answer, level, solution, program} to a table."""
     output: str = field(help="where to write the problems: .jsonl, .parquet, or a datasets folder", positional=True)
-    n: int = field(200, help="number of problems (levels assigned round-robin)")
+    n: int = field(200, ge=1, help="number of problems (levels assigned round-robin)")
     seed: int = field(0, help="random seed; same seed, same problems")
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5],
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5], ge=1, le=5,
                               help="difficulty levels to include (1 = 2 steps, small numbers ... 5 = 6 steps, large)")
     processbench: bool = field(False, help="write ProcessBench rows {id, problem, steps, label, level} instead "
                                "(label = index of the first wrong step, -1 if none): held-out data for eval-prm")
-    mistake_fraction: float = field(0.5, help="with --processbench: fraction of rows given an injected mistake")
-
-    def __post_init__(self):
-        if self.n < 1:
-            raise ValueError(f"--n must be >= 1, got {self.n}")
+    mistake_fraction: float = field(0.5, ge=0, le=1, help="with --processbench: fraction of rows given an injected mistake")
 
 
 def run(cfg: Config) -> int:
+    cfg.apply_threads()
     from ttscale.data.io import write_table
     from ttscale.data.toy_world import generate_problems
 

@@ -17,6 +17,7 @@ class Config:
     output_dir: str = field(help="folder to write the checkpoint to", positional=True)
     dtype: str = field("float32", choices=["float32", "bfloat16", "float16"],
                        help="dtype of the written weights (GGUF blocks are dequantised to this)")
+    threads: int | None = field(None, ge=1, help="torch CPU threads for dequantising (default: torch's)")
 
     def __post_init__(self):
         if not Path(self.gguf).is_file():
@@ -26,6 +27,8 @@ class Config:
 def run(cfg: Config) -> int:
     import torch
 
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     lm, tokenizer = convert_gguf(cfg.gguf, cfg.output_dir, dtype=getattr(torch, cfg.dtype))
     n = sum(p.numel() for p in lm.parameters())
     template = "with" if getattr(tokenizer, "chat_template", None) else "without"

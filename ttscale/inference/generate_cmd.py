@@ -1,7 +1,10 @@
 """`ttscale generate`: sample solutions (or single steps) for a problem set with any generation backend.
 
-Writes one row per sample: {id, problem, sample, completion, num_tokens, finish_reason} (+ the policy's
-prompt settings in a sibling config.yaml), readable by `build-revisions --samples` and by any user tool.
+Writes one row per sample: {id, problem, sample, completion, num_tokens, finish_reason, answer,
+extracted_answer, correct} (+ the policy's prompt settings in a sibling config.yaml), readable by
+`build-revisions --samples` and by any user tool. `answer` is the gold answer (null when the problem has
+none), `extracted_answer` the sample's final answer (null when it gives none), `correct` whether they agree
+(null without gold).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ttscale.config import field, overrides, to_yaml
+from ttscale.data.answers import extract_answer, grade_many
 from ttscale.data.io import write_table
 from ttscale.data.problems import ProblemArgs
 from ttscale.data.steps import build_prompt
@@ -49,17 +53,22 @@ def run(cfg: Config) -> int:
     problems = cfg.load()
     generator = cfg.build()
     params = cfg.sampling()
-    ids, texts = list(problems["id"]), list(problems["problem"])
+    ids, texts, golds = list(problems["id"]), list(problems["problem"]), list(problems["answer"])
     prompts = [build_prompt(p, generator.tokenizer, cfg.system) for p in texts]
     rows, t0 = [], time.perf_counter()
     calls = range(0, len(prompts), cfg.problems_per_call)
     for start in tqdm(calls, desc="problems", unit="call", disable=len(calls) <= 1):
         chunk = slice(start, start + cfg.problems_per_call)
         outs = generator.generate(prompts[chunk], params)
-        for pid, problem, samples in zip(ids[chunk], texts[chunk], outs):
+        for pid, problem, gold, samples in zip(ids[chunk], texts[chunk], golds[chunk], outs):
             rows += [{"id": pid, "problem": problem, "sample": j, "completion": c.text,
-                      "num_tokens": c.num_tokens, "finish_reason": c.finish_reason} for j, c in enumerate(samples)]
+                      "num_tokens": c.num_tokens, "finish_reason": c.finish_reason, "answer": gold,
+                      "extracted_answer": extract_answer(c.text)} for j, c in enumerate(samples)]
     elapsed = time.perf_counter() - t0
+    graded = [r for r in rows if r["answer"] is not None]
+    verdicts = dict(zip(map(id, graded), grade_many((r["completion"], r["answer"]) for r in graded)))
+    for r in rows:
+        r["correct"] = verdicts.get(id(r))
     path = write_table(rows, cfg.output)
     config_path = Path(cfg.output).with_name(Path(cfg.output).stem + ".config.yaml")
     config_path.write_text(to_yaml(cfg))
@@ -67,4 +76,7 @@ def run(cfg: Config) -> int:
     reasons = {k: sum(r["finish_reason"] == k for r in rows) for k in ("stop", "eos", "length")}
     print(f"wrote {len(rows)} samples for {len(problems)} problems to {path} "
           f"({tokens} tokens in {elapsed:.1f}s, {tokens / max(elapsed, 1e-9):.1f} tok/s; finish {reasons})")
+    if graded:
+        right = sum(r["correct"] for r in graded)
+        print(f"correct: {right} of {len(graded)} samples with a gold answer ({right / len(graded):.1%})")
     return 0

@@ -103,13 +103,21 @@ def run(cfg: Config) -> int:
                                    verdicts=verdicts)
     path = write_table(rows, cfg.output)
     flags = [ok for v in verdicts.values() for ok in v]
+    # Every correct answer asks for a row; repeats of a trajectory are not written (see data.revisions).
+    repeats = sum(flags) - len(rows)
     summary = {"problems": len(problems), "answers": len(flags),
                "accuracy": round(sum(flags) / len(flags), 4) if flags else None,
                "problems_with_a_correct_answer": sum(any(v) for v in verdicts.values()),
                "problems_with_an_incorrect_answer": sum(not all(v) for v in verdicts.values() if v),
+               "correct_answers": sum(flags),
                "rows": len(rows),
+               "repeats_not_written": repeats,
                "attempts_in_context": dict(sorted(Counter(r["num_incorrect"] for r in rows).items()))}
     print(f"wrote {len(rows)} revision rows to {path}\n{json.dumps(summary, indent=2)}")
+    if repeats:
+        print(f"{sum(flags)} correct answers give only {len(rows)} distinct (problem, attempts, target) rows: "
+              f"the other {repeats} would repeat a row (identical correct answers with too few distinct wrong "
+              f"ones); sample more answers or more problems for more data")
     if not rows:
         print("no revision rows: no sampled answer was correct; sample more answers or use easier problems")
         return 1

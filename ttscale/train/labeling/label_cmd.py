@@ -1,10 +1,10 @@
 """`ttscale label`: Monte Carlo step labels from a policy, written in resumable shards.
 
-Problems are cut into fixed chunks of --chunk-size (before sharding, so chunk c is the same whatever the
-sharding); chunk c belongs to shard c % num_shards. Each finished chunk is written atomically as
-parts/part-CCCCC.jsonl, so a killed run (even SIGKILL) resumes at the first missing chunk with nothing lost
-or duplicated, and rollouts it had already generated come back from the SQLite rollout cache. A single
-shard finalises itself; several are joined with `ttscale merge`.
+Problem i belongs to shard i % num_shards; each shard cuts its problems into chunks of --chunk-size with
+globally unique ids (shards.py). Each finished chunk is written atomically as parts/part-CCCCC.jsonl, so a
+killed run (even SIGKILL) resumes at the first missing chunk with nothing lost or duplicated, and rollouts
+it had already generated come back from the SQLite rollout cache. A single shard finalises itself; several
+are joined with `ttscale merge`, which puts the rows back in problem order (= one unsharded run).
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from ttscale.config import field, run_identity, to_yaml
 from ttscale.data.io import write_table
 from ttscale.train.labeling.labeler import LabelArgs, label_chunk
 from ttscale.data.rundir import claim_run_dir, part_path
-from ttscale.train.labeling.output import finalize
+from ttscale.train.labeling.output import finalize, layout_of, write_export
+from ttscale.train.labeling.shards import Layout
 from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
@@ -48,33 +49,38 @@ class Config(LabelArgs, GeneratorArgs, ProblemArgs):
 def run(cfg: Config) -> int:
     out = Path(cfg.output_dir)
     problems = cfg.load()
-    n_chunks = (len(problems) + cfg.chunk_size - 1) // cfg.chunk_size
-    claim_run_dir(out, {**run_identity(cfg), "n_chunks": n_chunks}, "labelling")
+    layout = Layout(len(problems), cfg.num_shards, cfg.chunk_size)
+    # The layout decides which chunk id holds which problems: a resume or a merge must see the same one.
+    claim_run_dir(out, {**run_identity(cfg), "n_chunks": layout.n_chunks, "n_problems": len(problems),
+                        "num_shards": cfg.num_shards}, "labelling")
     (out / f"config-shard{cfg.shard_index}.yaml").write_text(to_yaml(cfg))
-    mine = [c for c in range(n_chunks) if c % cfg.num_shards == cfg.shard_index]
-    todo = [c for c in mine if not part_path(out, c).exists()]
-    print(f"[label] {len(problems)} problems, {len(mine)} parts in shard {cfg.shard_index}/{cfg.num_shards}, "
-          f"{len(mine) - len(todo)} already done, method={cfg.method} k={cfg.rollouts}")
+    mine = layout.chunks(cfg.shard_index)
+    todo = [(c, idx) for c, idx in mine if not part_path(out, c).exists()]
+    print(f"[label] {len(problems)} problems, {len(layout.shard_problems(cfg.shard_index))} in shard "
+          f"{cfg.shard_index}/{cfg.num_shards} ({len(mine)} parts, {len(mine) - len(todo)} already done), "
+          f"method={cfg.method} k={cfg.rollouts}")
     if todo:
         (out / "parts").mkdir(parents=True, exist_ok=True)
         generator = cfg.build()
         cache = RolloutCache(out / "rollout_cache.sqlite")
         engine = RolloutEngine(generator, model_id=cfg.policy, cache=cache, batch_prompts=cfg.rollout_batch)
         start = time.time()
-        bar = tqdm(total=sum(min(cfg.chunk_size, len(problems) - c * cfg.chunk_size) for c in todo),
-                   unit="problem", desc=f"label {cfg.method}")
+        bar = tqdm(total=sum(len(idx) for _, idx in todo), unit="problem", desc=f"label {cfg.method}")
 
         def on_batch(n: int) -> None:
             rate = engine.stats.generated / max(time.time() - start, 1e-9)
-            bar.set_postfix(rollouts=engine.stats.generated + engine.stats.cached, per_s=f"{rate:.1f}")
+            # the same names and counts as the summary's completions_generated / completions_from_cache
+            bar.set_postfix(generated=engine.stats.generated, from_cache=engine.stats.cached, per_s=f"{rate:.1f}")
 
-        for c in todo:
+        for c, idx in todo:
             before = dataclasses.replace(engine.stats)
             t0 = time.time()
-            chunk = problems.select(range(c * cfg.chunk_size, min((c + 1) * cfg.chunk_size, len(problems))))
-            rows, dropped = label_chunk(chunk.to_list(), engine, generator.tokenizer, cfg, on_batch=on_batch)
+            chunk = problems.select(idx).to_list()
+            rows, dropped = label_chunk(chunk, engine, generator.tokenizer, cfg, on_batch=on_batch)
             after = dataclasses.asdict(engine.stats)
-            stats = {"chunk": c, "problems": len(chunk), "dropped": dropped, "seconds": time.time() - t0,
+            # problem_ids let `merge` put each row back at its problem's index (output.ordered_rows)
+            stats = {"chunk": c, "problems": len(chunk), "problem_ids": [str(p["id"]) for p in chunk],
+                     "dropped": dropped, "seconds": time.time() - t0,
                      **{k: v - getattr(before, k) for k, v in after.items()}}
             part_path(out, c).with_suffix(".stats.json").write_text(json.dumps(stats))
             write_table(rows, part_path(out, c))  # the rename that marks the part done comes last
@@ -85,5 +91,9 @@ def run(cfg: Config) -> int:
         summary = finalize([out], out, export=cfg.export or None)
         print(json.dumps(summary, indent=1))
     else:
+        if cfg.export:  # this shard's own rows; `merge --export` writes the joined one
+            parts = [part_path(out, c) for c, _ in mine]
+            write_export(cfg.export, parts, layout_of(out), out / "export.jsonl")
+            print(f"[label] shard export: {out / 'export.jsonl'}")
         print(f"[label] shard {cfg.shard_index} done; join the shards with: ttscale merge OUT {out} ...")
     return 0
