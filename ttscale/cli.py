@@ -71,6 +71,7 @@ def _run_stage(stage: str, rest: list[str]) -> int:
     from ttscale.config import parse_config
 
     module_name, summary = STAGES[stage]
+    _quiet_libraries(stage)
     module = importlib.import_module(module_name)
     cfg = parse_config(module.Config, rest, prog=f"ttscale {stage}", description=summary)
     try:
@@ -83,6 +84,32 @@ def _run_stage(stage: str, rest: list[str]) -> int:
 def _user_error(stage: str, error: object) -> int:
     print(f"ttscale {stage}: error: {error} (--debug shows the traceback)", file=sys.stderr)
     return 2
+
+
+def _quiet_libraries(stage: str) -> None:
+    """What every stage prints: the libraries' warnings at their default level (errors only on every process
+    but rank 0 of a launched job), no tokenizers fork notice, and ttscale's own warnings as one line each
+    (not Python's two-line form with the source line). Training stages add their own filters on top
+    (train.options.quiet_libraries). Set before the stage imports the libraries, which read these once."""
+    import os
+    import warnings
+
+    main = int(os.environ.get("RANK", "0")) == 0
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning" if main else "error")
+    if not main:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    package = os.path.dirname(os.path.abspath(__file__))
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        ours = category.__module__.startswith("ttscale.") or os.path.abspath(str(filename)).startswith(package + os.sep)
+        if ours:
+            print(f"ttscale {stage}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def _close_process_group() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.config import field, to_yaml
+from ttscale.data.threads import ThreadArgs
 import yaml
 
 from ttscale.eval.allocation import allocate, allocation_dict, efficiency, write_allocation
@@ -24,8 +25,8 @@ from ttscale.search.output import flops_notes
 BASELINES = ("weighted-best-of-n", "best-of-n", "majority")
 
 
-@dataclass
-class Config:
+@dataclass(kw_only=True)
+class Config(ThreadArgs):
     runs: list[str] = field(help="search run folders (`ttscale search` outputs; one strategy and budget each)",
                             positional=True)
     out: str = field("eval", help="output folder for report.md, summary.json, plots and allocation.yaml")
@@ -90,6 +91,7 @@ def _flops_notes(runs: list[Run]) -> list[str]:
 
 
 def run(cfg: Config) -> int:
+    cfg.apply_threads()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluate_config.yaml").write_text(to_yaml(cfg))
