@@ -88,10 +88,11 @@ class _Search(GeneratorArgs, ReviserArgs):
 def test_reviser_defaults_to_the_policy_options():
     cfg = parse_config(_Search, ["--policy", "pol", "--adapter", "lora", "--gguf-file", "x.gguf", "--dtype",
                                  "bfloat16", "--backend", "openai", "--revision-model", "rev"])
-    # today's behaviour: the policy's options, the revision model as the model, no adapter / GGUF carried over
+    # the policy's options, the revision model as the model, no adapter / GGUF carried over, and a GPU share
+    # of its own (two engines on one GPU must not each take the policy's)
     assert cfg.reviser_generator_args(cfg) == dataclasses.replace(
         GeneratorArgs(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GeneratorArgs)}),
-        policy="rev", adapter=None, gguf_file=None)
+        policy="rev", adapter=None, gguf_file=None, gpu_memory_utilization=0.3)
     assert parse_config(_Search, ["--policy", "pol"]).reviser_generator_args(cfg) is None
 
 
@@ -190,3 +191,15 @@ def test_overrides_default_help_and_omit():
     assert {f.name: f for f in dataclasses.fields(SamplingArgs)}["max_new_tokens"].default == 512  # base untouched
     with pytest.raises(TypeError, match="no option 'nope'"):
         overrides(nope=1)(type("D", (SamplingArgs,), {}))
+
+
+def test_policy_and_reviser_gpu_shares_fit_one_gpu_with_the_prm_by_default():
+    from ttscale.config import parse_config
+    from ttscale.search.search_cmd import Config
+
+    base = ["out", "--strategy", "revisions", "--revision-model", "rev", "--problems", "p", "--voting", "majority"]
+    cfg = parse_config(Config, base)
+    reviser = cfg.reviser_generator_args(cfg)
+    assert cfg.gpu_memory_utilization + reviser.gpu_memory_utilization < 0.9
+    set_ = parse_config(Config, base + ["--gpu-memory-utilization", "0.6", "--reviser-gpu-memory-utilization", "0.2"])
+    assert (set_.gpu_memory_utilization, set_.reviser_generator_args(set_).gpu_memory_utilization) == (0.6, 0.2)

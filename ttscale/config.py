@@ -288,13 +288,14 @@ def overrides(**changes: Any):
 
 
 def prefixed(cls: type, prefix: str, *, subject: str, rename: dict[str, str] | None = None,
-             help: dict[str, str] | None = None) -> type:
+             help: dict[str, str] | None = None, defaults: dict[str, Any] | None = None) -> type:
     """A copy of the option group `cls` for a second model: option x becomes `{prefix}x` (flag --{prefix}x,
     or the name `rename` gives it), with the same type, choices and bounds, defaulting to None = "the same
     as --x". Options marked model_specific are left out (the second model does not inherit the first's
-    adapter or GGUF file). `help` replaces the derived help text of the named new fields.
+    adapter or GGUF file). `help` replaces the derived help text of the named new fields; `defaults` gives a
+    new field a default of its own instead (e.g. a GPU memory share that must not repeat the first model's).
     The copy's `resolve(base)` returns a `cls` holding `base`'s values with the ones given here in place."""
-    rename, help = rename or {}, help or {}
+    rename, help, defaults = rename or {}, help or {}, defaults or {}
     hints = typing.get_type_hints(cls)
     names: dict[str, str] = {}   # option of cls -> its name in the copy
     specs = []
@@ -303,10 +304,11 @@ def prefixed(cls: type, prefix: str, *, subject: str, rename: dict[str, str] | N
             continue
         new = names[f.name] = rename.get(f.name, prefix + f.name)
         own = re.sub(r"\s*\(default: [^)]*\)$", "", f.metadata["help"])   # the copy's default is another
-        text = help.get(new, f"{subject}: {own} (default: the same as {_flag(f)})")
+        same = f" (default: the same as {_flag(f)})" if new not in defaults else ""
+        text = help.get(new, f"{subject}: {own}{same}")
         meta = {k: v for k, v in f.metadata.items() if k not in ("flag", "positional")}
         specs.append((new, typing.Optional[hints[f.name]],
-                      dataclasses.field(default=None, kw_only=True, metadata={**meta, "help": text})))
+                      dataclasses.field(default=defaults.get(new), kw_only=True, metadata={**meta, "help": text})))
 
     def resolve(self, base: Any) -> Any:
         values = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)

@@ -44,8 +44,10 @@ class GeneratorArgs:
     max_concurrency: int = field(16, ge=1, run_key=False, help="openai backend: requests in flight at once")
     tokenizer: str | None = field(None, help="tokenizer to build prompts (chat template) and count tokens with, "
                                              "for backend openai (default: none; plain-text prompts)")
-    gpu_memory_utilization: float = field(0.9, gt=0, le=1, run_key=False,
-                                          help="vllm backend: fraction of GPU memory vLLM may take")
+    gpu_memory_utilization: float = field(0.5, gt=0, le=1, run_key=False,
+                                          help="vllm backend: fraction of GPU memory vLLM may take (the policy's "
+                                          "0.5 and the reviser's 0.3 by default leave room for the PRM on one "
+                                          "GPU; alone on a GPU, raise it to 0.9)")
     # model_specific: the revision model has its own size (--reviser-params)
     policy_params: int | None = field(None, ge=1, model_specific=True, run_key=False,
                                       help="policy parameter count for FLOPs accounting (default: counted from the "
@@ -88,7 +90,9 @@ _ReviserOptions = prefixed(
     GeneratorArgs, "reviser_", subject="revision model", rename={"policy": "revision_model"},
     help={"revision_model": "revision model (from `ttscale train-revision`): a save_pretrained dir, hub id, PEFT "
                             "adapter dir or .gguf file; loaded with the policy's backend options unless a "
-                            "--reviser-* option says otherwise"})
+                            "--reviser-* option says otherwise"},
+    # its own share: two vLLM engines on one GPU must not each ask for the policy's
+    defaults={"reviser_gpu_memory_utilization": 0.3})
 
 
 @dataclasses.dataclass(kw_only=True)
