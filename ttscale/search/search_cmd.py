@@ -26,10 +26,10 @@ from ttscale.search.search_args import SearchArgs
 from ttscale.search.types import SearchContext, SearchSettings
 
 
+@dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
 @overrides(temperature=tweak(help="sampling temperature (rollouts for lookahead are greedy)"),
            max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
            seed=tweak(help="sampling seed: same seed, same search"))
-@dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
 class Config(SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
