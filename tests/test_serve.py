@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -347,3 +350,40 @@ def test_a_request_whose_client_left_is_dropped_before_it_costs_compute(real):
         assert time.time() < deadline, "the abandoned request was not dropped"
         time.sleep(0.05)
     assert not any("LEFT EARLY" in p for p in policy.prompts)
+
+
+def test_the_cli_stage_serves_and_reads_the_key_from_the_environment(tiny_lm_dir):
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TTSCALE_API_KEY": "env-key", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "ttscale", "serve", "--policy", str(tiny_lm_dir), "--strategy",
+                             "majority", "--port", str(port), "--device", "cpu", "--threads", "1", "--budget", "2",
+                             "--max-new-tokens", "8"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.time() < deadline, "ttscale serve did not start"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert httpx.get(url + "/v1/models", timeout=5).status_code == 401
+        models = _client(url, key="env-key").models.list().data
+        assert models[0].id == tiny_lm_dir.name and "majority" in models[0].model_extra["ttscale"]["strategies"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path):
+    code = ("import sys; sys.modules['fastapi'] = None; from ttscale.cli import main; "
+            "sys.exit(main(['serve', '--policy', 'nowhere', '--strategy', 'majority']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 2 and "pip install 'ttscale[serve]'" in proc.stderr and "Traceback" not in proc.stderr
