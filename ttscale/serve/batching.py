@@ -82,8 +82,14 @@ class Batcher:
                 # checked again per group: a client may leave while an earlier group of this round runs
                 live = [j for j in jobs if not j.dropped]
                 self.stats["dropped"] += len(jobs) - len(live)
-                if live:
-                    await self._run(live)
+                try:
+                    if live:
+                        await self._run(live)
+                except Exception as e:  # noqa: BLE001 - a bug here must fail these requests, not stop the loop
+                    logger.exception("batch bookkeeping failed")
+                    for job in live:
+                        if not job.future.done():
+                            job.future.set_exception(e)
 
     async def _run(self, jobs: list[Job]) -> None:
         loop = asyncio.get_running_loop()
