@@ -63,3 +63,17 @@ def prm_tokenizer(tiny_tokenizer, tmp_path_factory):
     add_step_tag(tok)
     tok.add_tokens(["<extra_0>", "ки"], special_tokens=True)
     return tok
+
+
+@pytest.fixture(scope="session")
+def prm_dir(prm_tokenizer, tmp_path_factory):
+    """A tiny token-classification PRM folder with its ttscale_prm.json (search and serve load it by path)."""
+    from ttscale.inference.prm_inputs import PRMSpec
+    from ttscale.train.tiny import tiny_model
+
+    path = tmp_path_factory.mktemp("search_prm")
+    model = tiny_model(prm_tokenizer, "token-classification", hidden_size=32, num_layers=1, num_labels=2)
+    model.save_pretrained(path)
+    prm_tokenizer.save_pretrained(path)
+    PRMSpec(max_length=1024).save(path)
+    return path

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ttscale"
 
 # Layers, lowest first: a subpackage may import only from layers at or below its own rank.
 # data <- inference <- {train, search} <- eval; serve and the executor sit beside search and import downward.
-RANK = {"data": 0, "inference": 1, "train": 2, "search": 2, "eval": 3}
+RANK = {"data": 0, "inference": 1, "train": 2, "search": 2, "eval": 3, "serve": 3}
 
 
 def module_name(path: Path) -> str:

@@ -21,19 +21,6 @@ def toy_problems(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def prm_dir(prm_tokenizer, tmp_path_factory):
-    from ttscale.inference.prm_inputs import PRMSpec
-    from ttscale.train.tiny import tiny_model
-
-    path = tmp_path_factory.mktemp("search_prm")
-    model = tiny_model(prm_tokenizer, "token-classification", hidden_size=32, num_layers=1, num_labels=2)
-    model.save_pretrained(path)
-    prm_tokenizer.save_pretrained(path)
-    PRMSpec(max_length=1024).save(path)
-    return path
-
-
 def _args(out, toy_problems, tiny_lm_dir, prm_dir, *extra):
     return ["search", str(out), "--problems", str(toy_problems), "--policy", str(tiny_lm_dir), "--prm", str(prm_dir),
             "--device", "cpu", "--threads", "1", "--prm-device", "cpu", "--budget", "4", "--beam-width", "2",

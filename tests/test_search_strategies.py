@@ -266,6 +266,21 @@ def test_voting_hand_computed():
     assert select([_c("4", [0.5], finished=False)], "majority") == (None, -1)
 
 
+
+def test_rank_answers_lists_each_answer_once_best_first():
+    from ttscale.search.voting import rank_answers, select
+
+    cands = [_c("1", [0.9, 0.55]), _c("2", [0.5, 0.6]), _c("2", [0.4, 0.3]), _c("3", [0.99, 0.99], finished=False),
+             _c("1", [0.1, 0.25], group=1), _c("5", [0.2]), _c(None, [0.9], group=1)]
+    assert rank_answers(cands, "majority") == [0, 1, 5]              # "1" x2 (first), "2" x2, "5" x1
+    assert rank_answers(cands, "prm-vote", "last") == [1, 0, 5]      # "2": 0.9, "1": 0.8, "5": 0.2
+    assert rank_answers(cands, "prm-max", "min") == [0, 1, 5]        # best min: 0.55, 0.5, 0.2
+    assert rank_answers(cands, "hierarchical", "last") == [1, 4]     # group winners: idx1 ("2"), idx4 ("1")
+    for voting in ("majority", "prm-max", "prm-vote", "hierarchical"):
+        for how in ("min", "last", "avg", "prod"):
+            assert rank_answers(cands, voting, how)[0] == select(cands, voting, how)[1]
+    assert rank_answers([_c("4", [0.5], finished=False)], "majority") == []
+
 def test_rows_without_gold_are_searchable():
     from ttscale.search.output import FEATURES, result_rows
     import datasets

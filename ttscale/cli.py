@@ -28,6 +28,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "evaluate": ("ttscale.eval.evaluate_cmd", "accuracy vs budget per strategy × aggregation × voting, difficulty bins, compute-optimal allocation file, report + plots"),
     "eval-prm": ("ttscale.eval.eval_prm_cmd", "ProcessBench-style evaluation of a PRM: first-error accuracy on erroneous/correct rows and F1 per split"),
     "search": ("ttscale.search.search_cmd", "test-time search (best-of-N, beam, lookahead, DVTS, revisions) with a policy, a PRM and a revision model"),
+    "serve": ("ttscale.serve.serve_cmd", "serve test-time search (any strategy, a PRM, compute-optimal auto) as an OpenAI-compatible API, batched across requests"),
     "demo": ("ttscale.demo_cmd", "run the whole pipeline on the toy world (what `make demo` runs)"),
 }
 

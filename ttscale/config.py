@@ -114,6 +114,12 @@ def _violation(f: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
+def check_value(f: dataclasses.Field, value: Any) -> str | None:
+    """Why `value` breaks option `f`'s choices or bounds ("must be >= 1, got 0"); None if it fits. For values
+    that arrive other ways than flags or YAML (a server request's fields)."""
+    return _violation(f, value)
+
+
 def check_options(obj: Any) -> None:
     """Check a config built in code (not by parse_config) against its fields' bounds; ValueError names the flag."""
     for f in dataclasses.fields(obj):

@@ -12,7 +12,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -23,66 +22,29 @@ from ttscale.inference.sampling_args import SamplingArgs
 from ttscale.inference.scorers_load import ScorerArgs
 from ttscale.data.rundir import claim_run_dir, part_path
 from ttscale.search.output import finalize, result_rows, write_part
-from ttscale.search.registry import STRATEGIES, get_strategy, strategy_options
-from ttscale.search.strategy import Strategy
-from ttscale.search.types import AGGREGATIONS, VOTINGS, SearchContext, SearchSettings
-
-_PENDING = object()   # stands for a model that will be loaded, so options are checked before loading any
+from ttscale.search.search_args import SearchArgs
+from ttscale.search.types import SearchContext, SearchSettings
 
 
-def _default_votings() -> str:
-    by_voting: dict[str, list[str]] = {}
-    for name, cls in STRATEGIES.items():
-        by_voting.setdefault(cls.default_voting, []).append(name)
-    return "; ".join(f"{v} for {', '.join(names)}" for v, names in by_voting.items())
-
-
-# Every strategy's hyperparameters become flags of this stage, once each (see registry.strategy_options).
-StrategyOptions = dataclasses.make_dataclass(
-    "StrategyOptions", [(name, tp, dataclasses.field(default=f.default, metadata=f.metadata))
-                        for name, tp, f in strategy_options()], kw_only=True)
-
-
+@dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
 @overrides(temperature=tweak(help="sampling temperature (rollouts for lookahead are greedy)"),
            max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
            seed=tweak(help="sampling seed: same seed, same search"))
-@dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
-class Config(StrategyOptions, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
+class Config(SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
     revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
                             run_key=False)
     policy: str | None = field(None, help="policy model: a local save_pretrained dir, a hub id, a PEFT adapter dir, "
                                "a .gguf file, or (backend openai) the served model name; not needed for revisions")
-    strategy: str = field("weighted-best-of-n", choices=list(STRATEGIES),
-                          help="search strategy; the budget N means: " + "; ".join(
-                              f"{name}: {cls.budget_meaning}" for name, cls in STRATEGIES.items()))
-    budget: int = field(16, ge=1, help="N, the same compute for every strategy (see --strategy)")
-    aggregation: str = field("last", choices=list(AGGREGATIONS), help="step scores -> candidate score")
-    voting: str = field("default", choices=["default", *VOTINGS],
-                        help="final selection; default: the strategy's own, " + _default_votings())
     problems_per_batch: int = field(16, ge=1, help="problems searched together (and written as one part)")
 
-    def settings(self, revision_max_attempts: int = 4) -> SearchSettings:
-        return SearchSettings(
-            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-            aggregation=self.aggregation, voting=self.voting, seed=self.seed, delimiter=self.step_delimiter,
-            revision_max_attempts=revision_max_attempts)
-
-    def strategy_options(self) -> dict[str, Any]:
-        """Every strategy hyperparameter as set for this run (the row's params keep all of them)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(StrategyOptions)}
-
-    def make_strategy(self) -> Strategy:
-        return get_strategy(self.strategy, self.strategy_options())
-
     def __post_init__(self):
-        dry = SearchContext(generator=_PENDING if self.policy else None, scorer=_PENDING if self.prm else None,
-                            reviser=_PENDING if self.revision_model else None, settings=self.settings())
-        self.make_strategy().validate(self.budget, dry)
+        self.check_models()
 
 
 def build_context(cfg: Config, need_policy: bool) -> tuple[SearchContext, SearchSettings]:
+    """Load the models `cfg` names (any config with the search, model and sampling option groups: `serve` too)."""
     reviser, max_attempts = None, 4
     reviser_args = cfg.reviser_generator_args(cfg)
     if reviser_args is not None:

@@ -75,3 +75,32 @@ def select(candidates: Sequence[Candidate], voting: str, aggregation: str = "las
     else:
         raise ValueError(f"voting {voting!r} is unknown; choose majority, prm-max, prm-vote or hierarchical")
     return candidates[idx].answer, idx
+
+
+def rank_answers(candidates: Sequence[Candidate], voting: str, aggregation: str = "last") -> list[int]:
+    """One candidate per distinct answer, best answer first, ranked as `select` ranks them: by vote weight
+    (majority: count; prm-vote: summed scores; prm-max: best score; hierarchical: prm-vote over each group's
+    winner). Each answer is represented by its best-scored candidate; the first entry is `select`'s choice."""
+    pool = eligible(candidates)
+    if not pool:
+        return []
+    chosen = select(candidates, voting, aggregation)[1]
+    scores = [aggregate(c.step_scores, aggregation) for c in candidates]
+    if voting == "hierarchical":
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in pool:
+            groups.setdefault(candidates[i].group, []).append(i)
+        pool = [_best(members, scores) for members in groups.values()]
+    weights = [1.0] * len(candidates) if voting == "majority" else scores
+    total: dict[str, float] = {}
+    members: dict[str, list[int]] = {}
+    for i in pool:
+        key = candidates[i].answer_key
+        w = weights[i]
+        total[key] = max(total.get(key, w), w) if voting == "prm-max" else total.get(key, 0.0) + w
+        members.setdefault(key, []).append(i)
+    reps = {key: _best(m, weights) for key, m in members.items()}
+    order = sorted(total, key=lambda k: (-total[k], reps[k] if voting == "prm-max" else members[k][0]))
+    ranked = [reps[k] for k in order]
+    # the selection rule is `select`'s; ties it breaks another way must not reorder the top answer
+    return [chosen] + [i for i in ranked if candidates[i].answer_key != candidates[chosen].answer_key]

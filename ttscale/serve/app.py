@@ -1,0 +1,157 @@
+"""The HTTP side: OpenAI-compatible routes over the batcher. Needs the `serve` extra (FastAPI + uvicorn).
+
+Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health (no key needed: it says
+only whether the server is up and how busy it is).
+Safety: with an API key set, /v1/* needs `Authorization: Bearer KEY` (401 otherwise); bodies over
+--max-body-bytes get 413 before they are parsed; more than --max-pending queued requests get 503; a request
+whose client disconnects before its batch starts is dropped; a failed search answers 500 with the reason and
+the server keeps serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, Mapping
+
+from ttscale.errors import UserError
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    import uvicorn  # noqa: F401 - serve_cmd runs it; checked here so one message names the extra
+except ImportError as e:  # one line the CLI prints as is
+    raise UserError(f"ttscale serve needs FastAPI and uvicorn ({e.name} is missing): "
+                    f"pip install 'ttscale[serve]'") from None
+
+from ttscale.search.registry import STRATEGIES, get_strategy
+from ttscale.search.types import SearchContext
+from ttscale.serve import responses
+from ttscale.serve.batching import Batcher
+from ttscale.serve.schemas import ApiError, RequestParser
+
+
+def offered_strategies(cfg: Any, ctx: SearchContext) -> list[str]:
+    """The strategies the loaded models can run (with the server's default options)."""
+    out = []
+    for name in STRATEGIES:
+        try:
+            get_strategy(name, cfg.strategy_options()).validate(cfg.budget, ctx)
+        except ValueError:
+            continue
+        out.append(name)
+    return out
+
+
+def _error(e: ApiError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status)
+
+
+async def _read_body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {declared} bytes is over this server's cap --max-body-bytes {limit}")
+    data = bytearray()
+    async for chunk in request.stream():   # a chunked body has no length to check up front
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, f"request body is over this server's cap --max-body-bytes {limit}")
+    try:
+        return json.loads(bytes(data))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"malformed JSON body: {e}") from None
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away (the body is read, so the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(cfg: Any, ctx: SearchContext, model_id: str, api_key: str | None = None,
+               allocation: Mapping[str, Any] | None = None) -> FastAPI:
+    """The server for loaded models `ctx` with `cfg`'s defaults and caps (see serve_cmd.Config)."""
+    parser = RequestParser(cfg, ctx, model_id, allocation)
+    parser.check_defaults()
+    batcher = Batcher(cfg.batch_window_ms / 1000.0, cfg.max_batch)
+    strategies = offered_strategies(cfg, ctx)
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="ttscale serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.batcher = batcher
+
+    def authorized(request: Request) -> bool:
+        if not api_key:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode())
+
+    def check_key(request: Request) -> None:
+        # in the handlers, not a middleware: Starlette's http middleware wraps `receive`, which would hide
+        # the client's disconnect from the handler
+        if not authorized(request):
+            raise ApiError(401, "missing or wrong API key: send Authorization: Bearer KEY",
+                           kind="authentication_error")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": model_id, "pending": batcher.pending, **batcher.stats}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Any:
+        try:
+            check_key(request)
+        except ApiError as e:
+            return _error(e)
+        return {"object": "list", "data": [{
+            "id": model_id, "object": "model", "created": created, "owned_by": "ttscale",
+            "ttscale": {"strategies": strategies, "default_strategy": cfg.strategy, "default_budget": cfg.budget,
+                        "max_budget": cfg.max_budget, "prm": ctx.scorer is not None,
+                        "revision_model": ctx.reviser is not None, "allocation": allocation is not None}}]}
+
+    async def search(request: Request, kind: str) -> Response:
+        request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+        try:
+            check_key(request)
+            req = parser.parse(kind, await _read_body(request, cfg.max_body_bytes), request_id)
+            if batcher.pending >= cfg.max_pending:
+                raise ApiError(503, f"server busy: {batcher.pending} requests queued (--max-pending "
+                                    f"{cfg.max_pending}); retry later", kind="server_error")
+        except ApiError as e:
+            return _error(e)
+        job = batcher.submit(req)
+        watcher = asyncio.create_task(_disconnected(request))
+        try:
+            await asyncio.wait({job.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if not job.future.done():   # the client left first: its batch skips it if it has not started
+            job.dropped = True
+            return Response(status_code=499)
+        if job.future.exception() is not None:
+            e = job.future.exception()
+            return _error(ApiError(500, f"search failed: {type(e).__name__}: {e}", kind="server_error"))
+        result = job.future.result()
+        if req.stream:
+            return StreamingResponse(responses.stream(req, result, request_id, model_id),
+                                     media_type="text/event-stream")
+        return JSONResponse(responses.completion(req, result, request_id, model_id))
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        return await search(request, "chat")
+
+    @app.post("/v1/completions")
+    async def text(request: Request) -> Response:
+        return await search(request, "text")
+
+    return app
