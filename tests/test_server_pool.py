@@ -31,8 +31,8 @@ class StubServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                data = json.dumps({"choices": [{"index": 0, "text": "re: " + body["prompt"], "finish_reason": "length"}],
-                                   "usage": {"completion_tokens": body["max_tokens"]}}).encode()
+                choice = {"index": 0, "text": "re: " + body["prompt"], "finish_reason": "length"}
+                data = json.dumps({"choices": [choice], "usage": {"completion_tokens": body["max_tokens"]}}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from collections import deque
 from typing import Any, Iterable, Iterator
 
@@ -41,7 +42,9 @@ class _Replica:
         import ray
 
         self.work, self.index = work, index
-        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():   # Ray's own property trips its deprecation of actor_id
+            warnings.simplefilter("ignore")
+            self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self.state = work.setup(index)
 
     def run(self, payload: Any) -> tuple[bool, Any]:
@@ -58,8 +61,9 @@ class _Replica:
 class RayExecutor:
     def __init__(self, args: ExecutorArgs):
         self.args = args
-        self.stats: dict[str, Any] = {"executor": "ray", "replicas": args.replicas, "parts": 0, "restarted_replicas": 0,
-                                      "replicas_lost": 0, "duplicates_dropped": 0, "seconds_startup": 0.0}
+        self.stats: dict[str, Any] = {"executor": "ray", "replicas": args.replicas, "parts": 0,
+                                      "restarted_replicas": 0, "replicas_lost": 0, "duplicates_dropped": 0,
+                                      "seconds_startup": 0.0}
 
     def _connect(self, ray) -> bool:
         """Join or start a cluster; True when this call started it (and so should shut it down)."""
