@@ -23,7 +23,7 @@ from ttscale.inference.sampling_args import SamplingArgs
 
 @dataclass(kw_only=True)
 @overrides(temperature=0.7)
-class Config(SamplingArgs, GeneratorArgs, ExecutorArgs, ProblemArgs):
+class Config(ExecutorArgs, SamplingArgs, GeneratorArgs, ProblemArgs):
     """Sample step-by-step solutions for a problem set."""
     output: str = field(help="where to write the samples: .jsonl, .parquet, or a datasets folder", positional=True,
                         run_key=False)

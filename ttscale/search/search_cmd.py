@@ -48,7 +48,7 @@ StrategyOptions = dataclasses.make_dataclass(
            max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
            seed=tweak(help="sampling seed: same seed, same search"))
 @dataclass(kw_only=True)  # keyword-only: a positional OUTPUT_DIR may follow inherited defaults
-class Config(StrategyOptions, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ExecutorArgs, ProblemArgs):
+class Config(ExecutorArgs, StrategyOptions, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
     revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,

@@ -27,7 +27,7 @@ from ttscale.inference.loading import GeneratorArgs
 
 
 @dataclass(kw_only=True)
-class Config(LabelArgs, GeneratorArgs, ExecutorArgs, ProblemArgs):
+class Config(ExecutorArgs, LabelArgs, GeneratorArgs, ProblemArgs):
     """Monte Carlo step labels (Math-Shepherd / OmegaPRM) from a policy, resumable and shardable."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, rollout cache", positional=True,
                             run_key=False)
