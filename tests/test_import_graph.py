@@ -11,8 +11,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "ttscale"
 
 # Layers, lowest first: a subpackage may import only from layers at or below its own rank.
-# data <- inference <- {train, search} <- eval; serve and the executor sit beside search and import downward.
-RANK = {"data": 0, "inference": 1, "train": 2, "search": 2, "eval": 3, "serve": 3}
+# data <- inference <- {train, search} <- eval; serve sits beside eval and imports downward. The executor
+# (distributed) imports no subpackage, only the top-level config: it sits at the bottom so every
+# model-running stage (generate, label, search) can call it.
+RANK = {"distributed": 0, "data": 0, "inference": 1, "train": 2, "search": 2, "eval": 3, "serve": 3}
 
 
 def module_name(path: Path) -> str:

@@ -19,6 +19,7 @@ from ttscale.data.answers import extract_answer, grade_many
 from ttscale.data.io import write_table
 from ttscale.data.problems import ProblemArgs
 from ttscale.data.steps import build_prompt
+from ttscale.distributed.executor import ExecutorArgs, Work, make_executor
 from ttscale.inference.base import SamplingParams
 from ttscale.inference.loading import GeneratorArgs
 from ttscale.inference.sampling_args import SamplingArgs
@@ -26,7 +27,7 @@ from ttscale.inference.sampling_args import SamplingArgs
 
 @dataclass(kw_only=True)
 @overrides(temperature=0.7)
-class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
+class Config(ExecutorArgs, SamplingArgs, GeneratorArgs, ProblemArgs):
     """Sample step-by-step solutions for a problem set."""
     output: str = field(help="where to write the samples: .jsonl, .parquet, or a datasets folder", positional=True,
                         run_key=False)
@@ -38,7 +39,8 @@ class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
     stop: list[str] = field(default_factory=list, help="extra stop strings (kept in the completion)")
     system: str | None = field(None, help="system message for chat-template prompts")
     problems_per_call: int = field(64, ge=1, run_key=False,
-                                   help="problems sent to the backend per call (progress is shown per call)")
+                                   help="problems sent to the backend per call (progress is shown per call; "
+                                        "with --executor ray, the unit a replica takes from the queue)")
 
     def __post_init__(self):
         if not self.problems:
@@ -49,21 +51,39 @@ class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
         return self.params(self.n, stop=stops)
 
 
+@dataclass
+class GenerateWork(Work):
+    """One generation replica (the executor's Work): the policy loaded once, then one call's problems each."""
+    cfg: Config
+
+    def setup(self, replica: int | None):
+        return self.cfg.build()
+
+    def run(self, generator, problems: list[tuple[str, str, str | None]]) -> list[dict]:
+        """(id, problem, gold answer) per problem -> one row per sample (graded by the driver, in one pool)."""
+        prompts = [build_prompt(text, generator.tokenizer, self.cfg.system) for _, text, _ in problems]
+        outs = generator.generate(prompts, self.cfg.sampling())
+        return [{"id": pid, "problem": text, "sample": j, "completion": c.text, "num_tokens": c.num_tokens,
+                 "finish_reason": c.finish_reason, "answer": gold, "extracted_answer": extract_answer(c.text)}
+                for (pid, text, gold), samples in zip(problems, outs) for j, c in enumerate(samples)]
+
+
 def run(cfg: Config) -> int:
     problems = cfg.load()
-    generator = cfg.build()
-    params = cfg.sampling()
-    ids, texts, golds = list(problems["id"]), list(problems["problem"]), list(problems["answer"])
-    prompts = [build_prompt(p, generator.tokenizer, cfg.system) for p in texts]
-    rows, t0 = [], time.perf_counter()
-    calls = range(0, len(prompts), cfg.problems_per_call)
-    for start in tqdm(calls, desc="problems", unit="call", disable=len(calls) <= 1):
-        chunk = slice(start, start + cfg.problems_per_call)
-        outs = generator.generate(prompts[chunk], params)
-        for pid, problem, gold, samples in zip(ids[chunk], texts[chunk], golds[chunk], outs):
-            rows += [{"id": pid, "problem": problem, "sample": j, "completion": c.text,
-                      "num_tokens": c.num_tokens, "finish_reason": c.finish_reason, "answer": gold,
-                      "extracted_answer": extract_answer(c.text)} for j, c in enumerate(samples)]
+    pairs = list(zip(problems["id"], problems["problem"], problems["answer"]))
+    calls = range(0, len(pairs), cfg.problems_per_call)
+    done: dict[int, list[dict]] = {}   # call number -> its rows (a Ray pool finishes them out of order)
+    bar = tqdm(total=len(calls), desc="problems", unit="call", disable=len(calls) <= 1)
+
+    def keep(i: int, rows: list[dict]) -> None:
+        done[i] = rows
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    make_executor(cfg).map_parts(((i, pairs[s:s + cfg.problems_per_call]) for i, s in enumerate(calls)),
+                                 GenerateWork(cfg), keep)
+    bar.close()
+    rows = [r for i in sorted(done) for r in done[i]]
     elapsed = time.perf_counter() - t0
     graded = [r for r in rows if r["answer"] is not None]
     verdicts = dict(zip(map(id, graded), grade_many((r["completion"], r["answer"]) for r in graded)))

@@ -37,8 +37,10 @@ class GeneratorArgs:
     gguf_file: str | None = field(None, model_specific=True, help="GGUF file name inside --policy (a dir or hub "
                                   "repo); or give the .gguf path as --policy directly")
     adapter: str | None = field(None, model_specific=True, help="PEFT (LoRA) adapter dir applied on top of --policy")
-    base_url: str = field("http://127.0.0.1:8000/v1", run_key=False,
-                          help="openai backend: server URL (ending in /v1)")
+    base_url: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8000/v1"], run_key=False,
+                                help="openai backend: server URL (ending in /v1); several (space- or "
+                                     "comma-separated) make a pool: requests spread over them, a failing one "
+                                     "is rested while the others take its requests")
     api_key: str | None = field(None, run_key=False,
                                 help="openai backend: API key (default: $OPENAI_API_KEY, if set)")
     max_concurrency: int = field(16, ge=1, run_key=False, help="openai backend: requests in flight at once")

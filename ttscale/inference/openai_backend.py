@@ -3,7 +3,9 @@
 One request per prompt carries all n samples (the server shares the prompt's prefill) with a seed derived
 from (params.seed, prompt), so completion j depends only on (prompt, params, j) — as in the other backends.
 Requests run concurrently under a semaphore; 429 / 5xx / dropped connections are retried with exponential
-backoff (honouring Retry-After); a refused connection fails at once with how to start a server.
+backoff (honouring Retry-After); a refused connection fails at once with how to start a server. Several
+base URLs make a pool (server_pool.py): requests spread over them, a failing server cools down while its
+requests go to the others, and the run fails only when none answers.
 
 Token counts (`Completion.num_tokens`), in order of preference:
   1. n > 1: we ask for `logprobs=0` and count the choice's returned tokens (exact; includes the token that
@@ -38,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ttscale.inference.base import Completion, SamplingParams
 from ttscale.inference.backend_rules import count_params_from_config, derive_seed, env_api_key, find_stop
+from ttscale.inference.server_pool import ServerPool, split_urls
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +77,16 @@ class OpenAIGenerator:
     """See module doc. `extra_body` is merged into every request (default: vLLM's include_stop_str_in_output;
     pass {} for servers that reject unknown fields)."""
 
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, max_concurrency: int = 16,
-                 timeout_s: float = 120, max_retries: int = 5, tokenizer: Any = None, num_params: int | None = None,
-                 backoff_s: float = 0.5, extra_body: dict | None = None, progress: bool = True):
+    def __init__(self, base_url: str | Sequence[str], model: str, *, api_key: str | None = None,
+                 max_concurrency: int = 16, timeout_s: float = 120, max_retries: int = 5, tokenizer: Any = None,
+                 num_params: int | None = None, backoff_s: float = 0.5, extra_body: dict | None = None,
+                 progress: bool = True, cooldown_s: float = 10.0):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        self.base_url = base_url.rstrip("/")
-        self.url = self.base_url + "/completions"
+        urls = split_urls(base_url)   # several (comma-separated or a list): a server pool
+        self.pool = ServerPool(urls, cooldown_s=cooldown_s)
+        self.base_url = ", ".join(urls)
+        self.url = ", ".join(u + "/completions" for u in urls)
         self.model = model
         self.api_key = env_api_key(api_key)
         self.max_concurrency = int(max_concurrency)
@@ -152,30 +158,51 @@ class OpenAIGenerator:
     async def _post(self, session, body: dict) -> dict:
         import aiohttp
 
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            delay = self.backoff_s * 2 ** attempt
-            try:
-                async with session.post(self.url, json=body) as r:
-                    if r.status == 200:
-                        return await r.json()
-                    text = (await r.text())[:500]
-                    if r.status != 429 and r.status < 500:
-                        raise ServerError(f"{self.url}: HTTP {r.status}: {text}")
-                    last = f"HTTP {r.status}: {text}"
-                    retry_after = r.headers.get("Retry-After", "")
-                    if retry_after.replace(".", "", 1).isdigit():
-                        delay = max(delay, float(retry_after))
-            except aiohttp.ClientConnectorError as e:
-                raise ConnectionError(f"no server at {self.base_url} — start one with `vllm serve {self.model}` "
-                                      f"(or pass --base-url of a running OpenAI-compatible server): {e}") from None
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError,
-                    asyncio.TimeoutError) as e:
-                last = f"{type(e).__name__}: {e}"
-            if attempt < self.max_retries:
-                logger.warning("%s: %s; retry %d/%d in %.1fs", self.url, last, attempt + 1, self.max_retries, delay)
-                await asyncio.sleep(delay)
-        raise ServerError(f"{self.url}: giving up after {self.max_retries} retries; last error: {last}")
+        last, attempt = "", 0
+        while True:
+            server, wait = self.pool.pick()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            url, delay = server.url + "/completions", self.backoff_s * 2 ** attempt
+            with self.pool.using(server):
+                try:
+                    async with session.post(url, json=body) as r:
+                        if r.status == 200:
+                            data = await r.json()
+                            self.pool.ok(server)
+                            return data
+                        text = (await r.text())[:500]
+                        if r.status != 429 and r.status < 500:
+                            raise ServerError(f"{url}: HTTP {r.status}: {text}")
+                        last = f"HTTP {r.status}: {text}"
+                        retry_after = r.headers.get("Retry-After", "")
+                        if retry_after.replace(".", "", 1).isdigit():
+                            delay = max(delay, float(retry_after))
+                except aiohttp.ClientConnectorError as e:
+                    # nothing was sent: try another server at once, without spending a retry
+                    self.pool.failed(server, f"{type(e).__name__}: {e}", refused=True)
+                    if self.pool.all_refused():
+                        raise ConnectionError(self._no_server(e)) from None
+                    continue
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError,
+                        asyncio.TimeoutError) as e:
+                    last = f"{type(e).__name__}: {e}"
+            self.pool.failed(server, last)
+            if attempt >= self.max_retries:
+                raise ServerError(f"{url}: giving up after {self.max_retries} retries; last error: {last}"
+                                  + (f" (servers: {self.pool.describe()})" if len(self.pool) > 1 else ""))
+            attempt += 1
+            if self.pool.any_healthy_besides(server):
+                delay = 0.0   # another server can take it now; this one cools down
+            logger.warning("%s: %s; retry %d/%d in %.1fs", url, last, attempt, self.max_retries, delay)
+            await asyncio.sleep(delay)
+
+    def _no_server(self, e: Exception) -> str:
+        if len(self.pool) == 1:
+            return (f"no server at {self.base_url} — start one with `vllm serve {self.model}` "
+                    f"(or pass --base-url of a running OpenAI-compatible server): {e}")
+        return (f"none of the {len(self.pool)} servers answers ({self.pool.describe()}) — start them with "
+                f"`vllm serve {self.model}` or fix --base-url")
 
     def _completions(self, data: dict, params: SamplingParams) -> list[Completion]:
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))

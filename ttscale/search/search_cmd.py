@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -21,8 +22,10 @@ from ttscale.inference.loading import GeneratorArgs, ReviserArgs
 from ttscale.inference.sampling_args import SamplingArgs
 from ttscale.inference.scorers_load import ScorerArgs
 from ttscale.data.rundir import claim_run_dir, part_path
+from ttscale.distributed.executor import ExecutorArgs, Work, make_executor
 from ttscale.search.output import finalize, result_rows, write_part
 from ttscale.search.search_args import SearchArgs
+from ttscale.search.strategy import Strategy
 from ttscale.search.types import SearchContext, SearchSettings
 
 
@@ -30,7 +33,7 @@ from ttscale.search.types import SearchContext, SearchSettings
 @overrides(temperature=tweak(help="sampling temperature (rollouts for lookahead are greedy)"),
            max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
            seed=tweak(help="sampling seed: same seed, same search"))
-class Config(SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
+class Config(ExecutorArgs, SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
     revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
@@ -58,10 +61,25 @@ def build_context(cfg: Config, need_policy: bool) -> tuple[SearchContext, Search
     return SearchContext(generator=generator, scorer=scorer, reviser=reviser, settings=settings), settings
 
 
+@dataclasses.dataclass
+class SearchWork(Work):
+    """One search replica (the executor's Work): policy, PRM and reviser loaded once, then batches of problems."""
+    cfg: Config
+
+    def setup(self, replica: int | None) -> tuple[Strategy, SearchContext, dict[str, Any]]:
+        strategy = self.cfg.make_strategy()
+        ctx, settings = build_context(self.cfg, strategy.needs_policy)
+        strategy.validate(self.cfg.budget, ctx)
+        return strategy, ctx, {**dataclasses.asdict(settings), **self.cfg.strategy_options()}
+
+    def run(self, state: tuple[Strategy, SearchContext, dict[str, Any]], batch: list[dict]) -> list[dict]:
+        strategy, ctx, params = state
+        return result_rows(strategy.run(batch, ctx, self.cfg.budget), self.cfg.strategy, self.cfg.budget, params)
+
+
 def run(cfg: Config) -> int:
     out = Path(cfg.output_dir)
     problems = cfg.load()
-    strategy = cfg.make_strategy()
     size = cfg.problems_per_batch
     n_parts = (len(problems) + size - 1) // size
     claim_run_dir(out, {**run_identity(cfg), "n_chunks": n_parts}, "search")
@@ -71,19 +89,20 @@ def run(cfg: Config) -> int:
     print(f"[search] {cfg.strategy} N={cfg.budget}: {len(problems)} problems, {n_parts} parts, "
           f"{n_parts - len(todo)} already done")
     if todo:
-        ctx, settings = build_context(cfg, strategy.needs_policy)
-        strategy.validate(cfg.budget, ctx)
         bar = tqdm(total=sum(min(size, len(problems) - c * size) for c in todo), unit="problem",
                    desc=f"search {cfg.strategy}")
         start, done = time.time(), 0
-        for c in todo:
-            batch = problems.select(range(c * size, min((c + 1) * size, len(problems)))).to_list()
-            results = strategy.run(batch, ctx, cfg.budget)
-            write_part(out, c, result_rows(results, cfg.strategy, cfg.budget,
-                                           {**dataclasses.asdict(settings), **cfg.strategy_options()}))
-            done += len(batch)
-            bar.update(len(batch))
+
+        def write(c: int, rows: list[dict]) -> None:
+            nonlocal done
+            write_part(out, c, rows)
+            n = min(size, len(problems) - c * size)
+            done += n
+            bar.update(n)
             bar.set_postfix(problems_per_s=f"{done / max(time.time() - start, 1e-9):.2f}")
+
+        batches = ((c, problems.select(range(c * size, min((c + 1) * size, len(problems)))).to_list()) for c in todo)
+        make_executor(cfg).map_parts(batches, SearchWork(cfg), write)
         bar.close()
     summary = finalize(out, {"policy": cfg.policy, "reviser": cfg.revision_model, "prm": cfg.prm})
     print(json.dumps(summary, indent=1))

@@ -8,9 +8,7 @@ are joined with `ttscale merge`, which puts the rows back in problem order (= on
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +16,19 @@ from tqdm.auto import tqdm
 
 from ttscale.config import field, run_identity, to_yaml
 from ttscale.data.io import write_table
-from ttscale.train.labeling.labeler import LabelArgs, label_chunk
+from ttscale.distributed.executor import ExecutorArgs, make_executor
+from ttscale.train.labeling.labeler import LabelArgs
+from ttscale.train.labeling.label_work import CACHE_NAME, ChunkResult, LabelWork
 from ttscale.data.rundir import claim_run_dir, part_path
 from ttscale.train.labeling.output import finalize, layout_of, write_export
 from ttscale.train.labeling.shards import Layout
-from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
+from ttscale.train.labeling.rollouts import RolloutCache
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
 
 
 @dataclass(kw_only=True)
-class Config(LabelArgs, GeneratorArgs, ProblemArgs):
+class Config(ExecutorArgs, LabelArgs, GeneratorArgs, ProblemArgs):
     """Monte Carlo step labels (Math-Shepherd / OmegaPRM) from a policy, resumable and shardable."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, rollout cache", positional=True,
                             run_key=False)
@@ -61,32 +61,30 @@ def run(cfg: Config) -> int:
           f"method={cfg.method} k={cfg.rollouts}")
     if todo:
         (out / "parts").mkdir(parents=True, exist_ok=True)
-        generator = cfg.build()
-        cache = RolloutCache(out / "rollout_cache.sqlite")
-        engine = RolloutEngine(generator, model_id=cfg.policy, cache=cache, batch_prompts=cfg.rollout_batch)
-        start = time.time()
         bar = tqdm(total=sum(len(idx) for _, idx in todo), unit="problem", desc=f"label {cfg.method}")
+        cache: RolloutCache | None = None   # the driver's handle, for rollouts a Ray replica sends back
+        counts = {"generated": 0, "cached": 0, "seconds": 0.0}
 
-        def on_batch(n: int) -> None:
-            rate = engine.stats.generated / max(time.time() - start, 1e-9)
-            # the same names and counts as the summary's completions_generated / completions_from_cache
-            bar.set_postfix(generated=engine.stats.generated, from_cache=engine.stats.cached, per_s=f"{rate:.1f}")
-
-        for c, idx in todo:
-            before = dataclasses.replace(engine.stats)
-            t0 = time.time()
-            chunk = problems.select(idx).to_list()
-            rows, dropped = label_chunk(chunk, engine, generator.tokenizer, cfg, on_batch=on_batch)
-            after = dataclasses.asdict(engine.stats)
+        def write(c: int, res: ChunkResult) -> None:
+            nonlocal cache
+            if res.rollouts:
+                cache = cache or RolloutCache(out / CACHE_NAME)
+                cache.put_many(res.rollouts)
             # problem_ids let `merge` put each row back at its problem's index (output.ordered_rows)
-            stats = {"chunk": c, "problems": len(chunk), "problem_ids": [str(p["id"]) for p in chunk],
-                     "dropped": dropped, "seconds": time.time() - t0,
-                     **{k: v - getattr(before, k) for k, v in after.items()}}
-            part_path(out, c).with_suffix(".stats.json").write_text(json.dumps(stats))
-            write_table(rows, part_path(out, c))  # the rename that marks the part done comes last
-            bar.update(len(chunk))
+            part_path(out, c).with_suffix(".stats.json").write_text(json.dumps({"chunk": c, **res.stats}))
+            write_table(res.rows, part_path(out, c))  # the rename that marks the part done comes last
+            for k in counts:
+                counts[k] += res.stats[k]
+            bar.update(res.stats["problems"])
+            # the same names and counts as the summary's completions_generated / completions_from_cache
+            bar.set_postfix(generated=counts["generated"], from_cache=counts["cached"],
+                            per_s=f"{counts['generated'] / max(counts['seconds'], 1e-9):.1f}")
+
+        chunks = ((c, problems.select(idx).to_list()) for c, idx in todo)
+        make_executor(cfg).map_parts(chunks, LabelWork(cfg, str(out)), write)
         bar.close()
-        cache.close()
+        if cache:
+            cache.close()
     if cfg.num_shards == 1:
         summary = finalize([out], out, export=cfg.export or None)
         print(json.dumps(summary, indent=1))

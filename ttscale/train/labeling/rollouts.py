@@ -4,6 +4,12 @@ The cache is a SQLite file keyed by (model, prompt, sampling params incl. seed):
 completion j depends only on (prompt, params, j), a retry, a resumed run or a second labelling method
 reuses rollouts already generated instead of paying for them again. Each batch is committed before its
 results are used, so a killed job loses at most the batch in flight.
+
+Under the Ray executor the file keeps one writer, the driver: each replica reads through it (read-only,
+when its node can open the file) and keeps what it generates in a `ReplicaCache`, shipped with the part's
+result; the driver stores those rollouts before it writes the part. No shared filesystem is needed for
+that (SQLite's locking is unreliable over NFS); a replica killed mid-part loses only that part's new
+rollouts, which its retry regenerates identically.
 """
 from __future__ import annotations
 
@@ -25,6 +31,19 @@ class RolloutCache:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("CREATE TABLE IF NOT EXISTS rollouts (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self.conn.commit()
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> "RolloutCache | None":
+        """The cache at `path` opened read-only, or None where it does not exist or cannot be opened."""
+        if not Path(path).exists():
+            return None
+        self = cls.__new__(cls)
+        try:
+            self.conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=60)
+            self.conn.execute("SELECT 1 FROM rollouts LIMIT 1")
+        except sqlite3.Error:
+            return None
+        return self
 
     @staticmethod
     def key(model_id: str, prompt: str, params: SamplingParams) -> str:
@@ -51,6 +70,30 @@ class RolloutCache:
         self.conn.close()
 
 
+class ReplicaCache:
+    """A Ray replica's cache: reads the run's cache (if given) and its own new rollouts; `drain` hands the
+    new ones to the driver, the run cache's only writer (see the module doc)."""
+
+    def __init__(self, base: RolloutCache | None):
+        self.base, self.fresh = base, {}
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, list[Completion]]:
+        found = self.base.get_many(keys) if self.base else {}
+        found.update({k: self.fresh[k] for k in keys if k in self.fresh})
+        return found
+
+    def put_many(self, items: dict[str, list[Completion]]) -> None:
+        self.fresh.update(items)
+
+    def drain(self) -> dict[str, list[Completion]]:
+        out, self.fresh = self.fresh, {}
+        return out
+
+    def close(self) -> None:
+        if self.base:
+            self.base.close()
+
+
 @dataclass
 class RolloutStats:
     generated: int = 0          # completions actually generated
@@ -61,7 +104,7 @@ class RolloutStats:
 class RolloutEngine:
     """Run `params.n` rollouts for each prompt, through the cache, and grade them against gold answers."""
 
-    def __init__(self, generator: Generator, model_id: str, cache: RolloutCache | None = None,
+    def __init__(self, generator: Generator, model_id: str, cache: RolloutCache | ReplicaCache | None = None,
                  batch_prompts: int = 64, grade_timeout_s: float = 5.0):
         self.generator, self.model_id, self.cache = generator, model_id, cache
         self.batch_prompts = batch_prompts

@@ -1,0 +1,53 @@
+"""What one labelling replica does (the executor's `Work`): load the policy once, then label chunks.
+
+In-process the replica writes rollouts straight into the run's cache, as before; a Ray replica reads that
+cache and returns its new rollouts with the chunk for the driver to store (see rollouts.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttscale.distributed.executor import Work
+from ttscale.train.labeling.labeler import label_chunk
+from ttscale.inference.base import Completion
+from ttscale.train.labeling.rollouts import ReplicaCache, RolloutCache, RolloutEngine
+
+CACHE_NAME = "rollout_cache.sqlite"
+
+
+@dataclass
+class ChunkResult:
+    rows: list[dict]
+    stats: dict[str, Any]                                         # what the part's .stats.json records
+    rollouts: dict[str, list[Completion]] = dataclasses.field(default_factory=dict)   # for the driver's cache
+
+
+@dataclass
+class LabelWork(Work):
+    cfg: Any        # label_cmd.Config: LabelArgs + GeneratorArgs (+ rollout_batch)
+    output_dir: str
+
+    def setup(self, replica: int | None) -> tuple[Any, RolloutEngine]:
+        generator = self.cfg.build()
+        path = Path(self.output_dir) / CACHE_NAME
+        cache = RolloutCache(path) if replica is None else ReplicaCache(RolloutCache.open_readonly(path))
+        engine = RolloutEngine(generator, model_id=self.cfg.policy, cache=cache,
+                               batch_prompts=self.cfg.rollout_batch)
+        return generator, engine
+
+    def run(self, state: tuple[Any, RolloutEngine], problems: list[dict]) -> ChunkResult:
+        generator, engine = state
+        before, t0 = dataclasses.replace(engine.stats), time.time()
+        rows, dropped = label_chunk(problems, engine, generator.tokenizer, self.cfg)
+        stats = {"problems": len(problems), "problem_ids": [str(p["id"]) for p in problems], "dropped": dropped,
+                 "seconds": time.time() - t0,
+                 **{k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.stats).items()}}
+        fresh = engine.cache.drain() if isinstance(engine.cache, ReplicaCache) else {}
+        return ChunkResult(rows, stats, fresh)
+
+    def close(self, state: tuple[Any, RolloutEngine]) -> None:
+        state[1].cache.close()
