@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
+# vLLM's CPU wheel pins an older transformers, so its tests run in a venv of their own (tests/test_vllm_ci.py)
+VLLM_VENV := .venv-vllm
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean vllm-venv
 
 $(BIN)/ttscale: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,8 +27,14 @@ install: $(BIN)/ttscale
 demo: $(BIN)/ttscale
 	$(BIN)/ttscale demo --out $(DEMO_OUT)
 
-test: $(BIN)/ttscale
+# Never fails: where vLLM cannot be installed, $(VLLM_VENV).failed says why and the vLLM tests skip.
+$(VLLM_VENV)/.ready: pyproject.toml .ci/vllm_venv.sh
+	PY=$(PY) bash .ci/vllm_venv.sh $(VLLM_VENV)
+
+vllm-venv: $(VLLM_VENV)/.ready
+
+test: $(BIN)/ttscale $(VLLM_VENV)/.ready
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).failed $(DEMO_OUT) .pytest_cache

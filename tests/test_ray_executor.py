@@ -79,7 +79,7 @@ def test_label_on_two_replicas_equals_in_process(cluster, label_ref, problems, t
     (out2 / "rollout_cache.sqlite").write_bytes((out / "rollout_cache.sqlite").read_bytes())
     assert main(_label(problems, tiny_lm_dir, out2)) == 0
     summary = __import__("json").loads((out2 / "summary.json").read_text())
-    assert summary["rollouts_generated"] == 0 and summary["rollouts_from_cache"] > 0
+    assert summary["completions_generated"] == 0 and summary["completions_from_cache"] > 0
 
 
 def test_killed_replica_is_restarted_and_nothing_changes(cluster, label_ref, problems, tiny_lm_dir, tmp_path,

