@@ -13,12 +13,13 @@ from ttscale.cli import STAGES
 from ttscale.config import _coerce
 from ttscale.demo_cmd import RECIPES_ROOT as RECIPES
 STAGE_OF = {"problems_train": "toy-world", "problems_test": "toy-world", "prm_heldout": "toy-world",
+            "problems_fresh": "toy-world",
             "policy": "train-policy", "label": "label", "label_ray": "label", "prm": "train-prm", "eval_prm": "eval-prm",
             "build_revisions": "build-revisions", "train_revision": "train-revision", "evaluate": "evaluate"}
 
 
 def _stage(path: Path) -> str:
-    return "search" if path.stem.startswith("search_") else STAGE_OF[path.stem]
+    return "search" if path.stem.startswith(("search_", "deploy_")) else STAGE_OF[path.stem]
 
 
 def test_recipes_live_in_the_package_and_the_demo_reads_them_there():
@@ -48,6 +49,9 @@ def test_demo_has_a_recipe_for_every_step():
     steps = _steps(Path("/tmp/x"), RECIPES / "toy", "1")
     recipes = [a for _, argv, _ in steps for a in argv if a.endswith(".yaml")]
     assert recipes and all(Path(r).exists() for r in recipes)
+    # every search recipe is a step (the new strategies are swept beside the anchors)
+    assert {f"search-{p.stem[len('search_'):]}" for p in (RECIPES / "toy").glob("search_*.yaml")} <= {
+        name for name, _, _ in steps}
     assert {name for name, _, _ in steps} >= {"policy", "label", "prm", "prm-eval", "revision-data", "reviser",
                                               "search-bon", "search-beam16"}
 
@@ -66,3 +70,17 @@ def test_demo_lanes_run_every_step_once_after_its_inputs(jobs):
     lane_of = {n: lane for wave in waves for lane in wave for n in lane}
     assert lane_of["label"].index("label") < lane_of["prm"].index("prm") < lane_of["prm-eval"].index("prm-eval")
     assert max(len(wave) for wave in waves) <= max(jobs, 1)
+
+
+def test_demo_deploys_auto_on_fresh_problems_with_the_fitted_allocation():
+    from ttscale.demo_cmd import _searches
+
+    out = Path("/tmp/x")
+    deploy = {name: argv for name, argv, _ in _searches(out, RECIPES / "toy", "1", "deploy",
+                                                          out / "problems_fresh.jsonl", out / "runs_fresh",
+                                                          allocation=out / "report" / "allocation.yaml")}
+    assert set(deploy) == {"deploy-auto16", "deploy-bon"}
+    auto = deploy["deploy-auto16"]
+    assert auto[auto.index("--allocation") + 1] == str(out / "report" / "allocation.yaml")
+    assert "--allocation" not in deploy["deploy-bon"]
+    assert all(argv[argv.index("--problems") + 1] == str(out / "problems_fresh.jsonl") for argv in deploy.values())

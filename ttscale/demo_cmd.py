@@ -39,18 +39,26 @@ class Config:
                               "beside revision data + reviser, then the searches split over the lanes); 1 = one by one")
 
 
-def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Path]]:
-    """(name, ttscale argv, output that marks the step done) in data-flow order."""
-    t = ["--threads", threads]
-    search = []
-    for recipe in sorted(rec.glob("search_*.yaml")):   # one search run per recipe: search_NAME.yaml -> runs/NAME
-        name = recipe.stem[len("search_"):]
+def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, runs: Path,
+              allocation: Path | None = None) -> list[tuple[str, list[str], Path]]:
+    """One search step per recipe PREFIX_NAME.yaml -> runs/NAME (revision strategies get the reviser, auto the
+    allocation file)."""
+    steps = []
+    for recipe in sorted(rec.glob(f"{prefix}_*.yaml")):
+        name = recipe.stem[len(prefix) + 1:]
         extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
-        search.append((f"search-{name}", ["search", "--config", str(recipe), "--problems",
-                                           str(out / "problems_test.jsonl"), "--policy", str(out / "policy"),
-                                           "--prm", str(out / "prm"), *extra, *t, "--prm-threads", threads,
-                                           str(out / "runs" / name)],
-                       out / "runs" / name / "dataset"))
+        extra += (["--allocation", str(allocation)] if allocation and "auto" in name else [])
+        steps.append((f"{prefix}-{name}", ["search", "--config", str(recipe), "--problems", str(problems),
+                                            "--policy", str(out / "policy"), "--prm", str(out / "prm"), *extra,
+                                            "--threads", threads, "--prm-threads", threads, str(runs / name)],
+                      runs / name / "dataset"))
+    return steps
+
+
+def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Path]]:
+    """(name, ttscale argv, output that marks the step done) in data-flow order, up to `evaluate`."""
+    t = ["--threads", threads]
+    search = _searches(out, rec, threads, "search", out / "problems_test.jsonl", out / "runs")
     return [
         ("problems-train", ["toy-world", "--config", str(rec / "problems_train.yaml"),
                             str(out / "problems_train.jsonl")], out / "problems_train.jsonl"),
@@ -58,6 +66,8 @@ def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Pat
                            str(out / "problems_test.jsonl")], out / "problems_test.jsonl"),
         ("prm-heldout", ["toy-world", "--config", str(rec / "prm_heldout.yaml"),
                          str(out / "prm_heldout.jsonl")], out / "prm_heldout.jsonl"),
+        ("problems-fresh", ["toy-world", "--config", str(rec / "problems_fresh.yaml"),
+                            str(out / "problems_fresh.jsonl")], out / "problems_fresh.jsonl"),
         ("policy", ["train-policy", "--config", str(rec / "policy.yaml"), *t, str(out / "policy")],
          out / "policy" / "policy_report.json"),
         ("label", ["label", "--config", str(rec / "label.yaml"), "--problems", str(out / "problems_train.jsonl"),
@@ -102,7 +112,7 @@ def _extra_json(out: Path, seconds: dict[str, float]) -> Path:
 
 def _lanes(names: list[str], jobs: int) -> list[list[list[str]]]:
     """Waves of lanes: the steps of one lane run in order, the lanes of a wave side by side."""
-    first = ["problems-train", "problems-test", "prm-heldout", "policy"]
+    first = ["problems-train", "problems-test", "prm-heldout", "problems-fresh", "policy"]
     searches = [n for n in names if n.startswith("search-")]
     rest = [n for n in names if n not in first and n not in searches]
     if jobs < 2:
@@ -165,21 +175,44 @@ def run(cfg: Config) -> int:
             return rc
     if cfg.only and "evaluate" not in cfg.only:
         return 0
-    from ttscale.cli import main
+    rc = _evaluate(out, rec, "report", sorted(str(p.parent) for p in (out / "runs").glob("*/dataset")), seconds,
+                   ["--difficulty-run", str(out / "runs" / "bon"), "--extra", str(_extra_json(out, seconds))])
+    # Deployment: auto with the allocation just fitted, on fresh problems, beside the baseline there.
+    deploy = _searches(out, rec, str(cfg.threads), "deploy", out / "problems_fresh.jsonl", out / "runs_fresh",
+                       allocation=out / "report" / "allocation.yaml")
+    if rc == 0 and deploy:
+        steps.update({name: (argv, done) for name, argv, done in deploy})
+        names = [name for name, _, _ in deploy]
+        with ThreadPoolExecutor(max(1, min(cfg.jobs, len(names)))) as pool:
+            lanes = [names[i::cfg.jobs] for i in range(max(1, cfg.jobs))]
+            rc = max(pool.map(lambda lane_names: lane(lane_names, logged=cfg.jobs > 1), [n for n in lanes if n]))
+        if rc == 0:
+            rc = _evaluate(out, rec, "report_fresh", [str(done.parent) for _, _, done in deploy], seconds,
+                           ["--bins", "none"])
+        if rc == 0:
+            from ttscale.eval.deployment import deployment
 
-    runs = sorted(str(p.parent) for p in (out / "runs").glob("*/dataset"))
-    t0 = time.time()
-    argv = ["evaluate", "--config", str(rec / "evaluate.yaml"), "--out", str(out / "report"),
-            "--difficulty-run", str(out / "runs" / "bon"), "--extra", str(_extra_json(out, seconds)), "--", *runs]
-    print(f"\n[demo] evaluate: ttscale {shlex.join(argv)}")
-    rc = main(argv)
-    seconds["evaluate"] = round(time.time() - t0, 1)
-    timings_path.write_text(json.dumps(seconds, indent=1))
+            fitted = json.loads((out / "report" / "summary.json").read_text())
+            fitted["deployment"] = deployment(fitted, json.loads((out / "report_fresh" / "summary.json").read_text()))
+            (out / "report" / "summary.json").write_text(json.dumps(fitted, indent=1))
+            print("[demo] deployment (auto on fresh problems):", json.dumps(fitted["deployment"]["budgets"]))
     summary_path = out / "report" / "summary.json"
-    if rc == 0 and summary_path.exists():  # evaluate's own time is known only now
+    if rc == 0 and summary_path.exists():  # the evaluations' own time is known only now
         summary = json.loads(summary_path.read_text())
         summary["seconds"] = seconds
         summary_path.write_text(json.dumps(summary, indent=1))
     print(f"\n[demo] finished in {time.time() - start:.0f} s (this invocation); "
           f"report: {out / 'report' / 'report.md'}, summary: {out / 'report' / 'summary.json'}")
+    return rc
+
+
+def _evaluate(out: Path, rec: Path, name: str, runs: list[str], seconds: dict[str, float], extra: list[str]) -> int:
+    from ttscale.cli import main
+
+    t0 = time.time()
+    argv = ["evaluate", "--config", str(rec / "evaluate.yaml"), "--out", str(out / name), *extra, "--", *runs]
+    print(f"\n[demo] {name}: ttscale {shlex.join(argv)}")
+    rc = main(argv)
+    seconds[f"evaluate-{name}"] = round(time.time() - t0, 1)
+    (out / "seconds.json").write_text(json.dumps(seconds, indent=1))
     return rc

@@ -1,0 +1,27 @@
+"""Predicted vs achieved accuracy of auto on fresh problems, and the baseline at equal measured cost."""
+from __future__ import annotations
+
+import pytest
+
+from ttscale.eval.deployment import accuracy_at_cost, deployment
+
+
+def test_accuracy_at_cost_interpolates_in_log2_cost_and_refuses_to_extrapolate():
+    curve = {100.0: 0.5, 400.0: 0.7}
+    assert accuracy_at_cost(curve, 200.0) == pytest.approx(0.6)      # halfway in log2(cost)
+    assert accuracy_at_cost(curve, 100.0) == 0.5 and accuracy_at_cost(curve, 400.0) == 0.7
+    assert accuracy_at_cost(curve, 50.0) is None and accuracy_at_cost(curve, 800.0) is None
+    assert accuracy_at_cost({}, 10.0) is None
+
+
+def test_deployment_compares_achieved_with_predicted_and_the_baseline_at_auto_cost():
+    fitted = {"compute_optimal": {"cost_axis": "flops", "curve": {"4": 0.61, "16": 0.8}}}
+    fresh = {"accuracy": {"auto": {"16": 0.75}, "weighted-best-of-n": {"4": 0.6, "16": 0.7}},
+             "accuracy_ci": {"auto": {"16": [0.7, 0.8]}},
+             "cost": {"auto": {"16": {"flops": 2e9}}, "weighted-best-of-n": {"4": {"flops": 1e9}, "16": {"flops": 4e9}}},
+             "sweep": [{"method": "auto", "problems": 200}]}
+    d = deployment(fitted, fresh)
+    row = d["budgets"]["16"]
+    assert (row["achieved"], row["predicted"], row["cost"]) == (0.75, 0.8, 2e9)
+    assert row["baseline_at_equal_cost"] == pytest.approx(0.65)       # 2e9 is halfway between 1e9 and 4e9
+    assert d["cost_axis"] == "flops" and d["problems"] == 200 and row["achieved_ci"] == [0.7, 0.8]

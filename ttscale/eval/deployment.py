@@ -1,0 +1,55 @@
+"""Does compute-optimal allocation hold up on problems it was not fitted on?
+
+`evaluate` fits the allocation file on one problem set (its k-fold curve is what it *predicts* the allocation
+achieves at each budget). `search --strategy auto` then runs that file on a fresh set, next to the baseline
+(weighted best-of-N) on the same fresh problems. This compares, per auto budget:
+  achieved   auto's accuracy on the fresh problems (with its interval)
+  predicted  the fitted curve's held-out accuracy at that budget
+  baseline   the baseline's accuracy on the fresh problems at auto's *measured* cost on the chosen axis
+             (log2-linear interpolation between the baseline's measured points; None outside them)
+Inputs are two `evaluate` summary.json dicts, so any two evaluations can be compared this way.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+
+def accuracy_at_cost(points: Mapping[float, float], cost: float) -> float | None:
+    """Accuracy of a curve {cost: accuracy} at `cost`, log2-linear between its points; None outside them."""
+    xs = sorted(c for c in points if c and c > 0)
+    if not xs or cost is None or not xs[0] <= cost <= xs[-1]:
+        return None
+    for lo, hi in zip(xs, xs[1:] + xs[-1:]):
+        if lo <= cost <= hi:
+            if hi == lo:
+                return float(points[lo])
+            t = (math.log2(cost) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+            return float(points[lo] + t * (points[hi] - points[lo]))
+    return None
+
+
+def deployment(fitted: Mapping[str, Any], fresh: Mapping[str, Any], method: str = "auto",
+               baseline: str = "weighted-best-of-n") -> dict[str, Any]:
+    """Predicted vs achieved accuracy of `method` (auto) on fresh problems, and the baseline at equal measured
+    cost there (see the module doc); `fitted` and `fresh` are `evaluate` summaries."""
+    co = fitted.get("compute_optimal") or {}
+    axis = co.get("cost_axis") or "flops"
+    if axis == "n":
+        axis = "run_tokens"     # equal *measured* cost: nominal N says nothing about what auto ran
+    curve = {int(b): a for b, a in (co.get("curve") or {}).items()}
+    acc, ci, cost = (fresh.get(k, {}).get(method, {}) for k in ("accuracy", "accuracy_ci", "cost"))
+    base_acc, base_cost = fresh.get("accuracy", {}).get(baseline, {}), fresh.get("cost", {}).get(baseline, {})
+    base = {base_cost[b][axis]: a for b, a in base_acc.items() if base_cost.get(b, {}).get(axis)}
+    rows = {}
+    for b, achieved in acc.items():
+        spent = (cost.get(b) or {}).get(axis)
+        rows[str(b)] = {"achieved": achieved, "achieved_ci": ci.get(b), "predicted": curve.get(int(b)),
+                        "cost": spent, "baseline_at_equal_cost": accuracy_at_cost(base, spent)}
+    return {"method": method, "baseline": baseline, "cost_axis": axis, "problems": _problems(fresh, method),
+            "budgets": rows}
+
+
+def _problems(summary: Mapping[str, Any], method: str) -> int | None:
+    rows = [r for r in summary.get("sweep", []) if r.get("method") == method]
+    return rows[0]["problems"] if rows else None
