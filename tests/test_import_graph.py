@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ttscale"
 # data <- inference <- {train, search} <- eval; serve sits beside eval and imports downward. The executor
 # (distributed) imports no subpackage, only the top-level config: it sits at the bottom so every
 # model-running stage (generate, label, search) can call it.
-RANK = {"distributed": 0, "data": 0, "inference": 1, "train": 2, "search": 2, "eval": 3, "serve": 3}
+RANK = {"(base)": -1, "distributed": 0, "data": 0, "inference": 1, "train": 2, "search": 2, "eval": 3, "serve": 3,
+        "(app)": 4}
 
 
 def module_name(path: Path) -> str:
@@ -91,9 +92,16 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# Top-level modules: the base every layer may use (config, errors) and the application that drives the stages
+# (cli, `ttscale demo`), which sits above every layer.
+APP = {"ttscale.cli", "ttscale.__main__", "ttscale.demo_cmd"}
+
+
 def subpackage(mod: str) -> str:
     parts = mod.split(".")
-    return parts[1] if len(parts) > 2 else "(top)"
+    if len(parts) > 2:
+        return parts[1]
+    return "(app)" if mod in APP else "(base)"
 
 
 def package_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
