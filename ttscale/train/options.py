@@ -52,8 +52,9 @@ class TrainingOptions:
                                "--max-steps logs every max-steps/5 steps, so its first and last loss differ")
     save_steps: int = field(0, help="write a resumable checkpoint every this many steps (0 = none)")
     save_total_limit: int = field(2, help="checkpoints kept on disk")
-    resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' for "
-                                               "the newest one in the stage's checkpoints/ folder")
+    resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' "
+                                               "(or 'latest') for the newest one in the stage's checkpoints/ "
+                                               "folder; every process of a launch reads its own part")
     report_to: str = field("none", help="experiment trackers (Trainer's report_to): none, tensorboard, wandb, ...")
     seed: int = field(0, help="seed for initialisation, data order and dropout")
     threads: int = field(0, help="CPU threads for torch per process (0 = leave torch's default)")
@@ -75,7 +76,7 @@ class TrainingOptions:
         """Trainer.train's resume_from_checkpoint: a folder, True (the newest checkpoint) or None."""
         if self.resume_from_checkpoint in (None, "", "none"):
             return None
-        return True if self.resume_from_checkpoint == "last" else self.resume_from_checkpoint
+        return True if self.resume_from_checkpoint in ("last", "latest") else self.resume_from_checkpoint
 
     def to_training_arguments(self, output_dir: str, *, args_class: Any = None, num_examples: int | None = None,
                               **stage: Any):
