@@ -89,6 +89,7 @@ class TrainingOptions:
 
         if args_class is None:
             from transformers import TrainingArguments as args_class
+        check_launch()
         cuda = torch.cuda.is_available()
         kwargs: dict[str, Any] = dict(
             output_dir=str(output_dir), learning_rate=self.learning_rate, lr_scheduler_type=self.lr_scheduler_type,
@@ -137,6 +138,23 @@ def _cpu_processes() -> bool:
     import torch
 
     return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+FSDP_NEEDS_GPUS = (
+    "FSDP needs GPUs: accelerate runs CPU processes as MULTI_CPU (DDP over gloo) and only turns FSDP on for GPU-type "
+    "launches (accelerate/state.py, AcceleratorState: the FSDP switch sits in the MULTI_GPU/XPU/NPU branch), so on "
+    "a CPU an FSDP config would silently train plain DDP. On CPU use accelerate_configs/cpu2.yaml (DDP) or "
+    "cpu2_zero3.yaml (DeepSpeed ZeRO-3, sharded parameters)")
+
+
+def check_launch() -> None:
+    """Stop at once on a launch that cannot do what its config says (instead of doing something else)."""
+    import torch
+
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+    accelerator = getattr(torch, "accelerator", None)  # CUDA, XPU, NPU, ... (torch >= 2.6)
+    if fsdp and not (accelerator.is_available() if accelerator else torch.cuda.is_available()):
+        raise RuntimeError(FSDP_NEEDS_GPUS)
 
 
 def is_main_process() -> bool:
