@@ -3,8 +3,9 @@
 1. PRMTrainer vs a plain `transformers.Trainer` (AutoModelForTokenClassification's own cross-entropy on
    token labels, -100 off the step tags) on the same token-classification batches: tokens/s (goal >= 0.95x).
 2. 1 process vs 2 CPU processes under each launch config: DDP (cpu2.yaml), DeepSpeed ZeRO-2 (zero2.yaml),
-   ZeRO-3 (cpu2_zero3.yaml), FSDP2 (cpu2_fsdp.yaml): tokens/s, and the time to save full weights (gathered
-   from the shards) and reload them in plain transformers.
+   ZeRO-3 (cpu2_zero3.yaml), FSDP2 (fsdp.yaml, only where 2 GPUs are: accelerate never runs FSDP on CPU
+   processes): tokens/s, and the time to save full weights (gathered from the shards) and reload them in
+   plain transformers.
 
     python benchmarks/train_prm.py [--steps 40] [--repeats 2] [--configs ddp zero3 ...] [--skip-multiprocess]
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 # name -> (accelerate config, extra launch flags); None = one plain process
 CONFIGS = {"one_process": None, "ddp": ("cpu2.yaml", []),
            "zero2": ("zero2.yaml", ["--num_processes=2", "--mixed_precision=no"]),
-           "zero3": ("cpu2_zero3.yaml", []), "fsdp": ("cpu2_fsdp.yaml", [])}
+           "zero3": ("cpu2_zero3.yaml", []), "fsdp": ("fsdp.yaml", ["--num_processes=2", "--mixed_precision=no"])}
 
 
 def build_base(path: Path, hidden: int, layers: int) -> None:
@@ -160,8 +161,11 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=128, help="tiny Llama hidden size")
     ap.add_argument("--layers", type=int, default=4, help="tiny Llama layers")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per trainer (best counts; 0 = skip)")
-    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
-                    help="launch configs to time (2 CPU processes each, but one_process)")
+    import torch
+
+    default = [c for c in CONFIGS if c != "fsdp" or torch.cuda.device_count() >= 2]
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=default,
+                    help="launch configs to time (2 processes each, but one_process; fsdp needs 2 GPUs)")
     ap.add_argument("--skip-multiprocess", action="store_true", help="skip the launch-config comparison")
     ap.add_argument("--save", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["prm", "plain"], help=argparse.SUPPRESS)
