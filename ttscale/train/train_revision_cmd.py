@@ -73,7 +73,8 @@ def run(cfg: Config) -> int:
     rows = read_table(cfg.data).to_list()
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     pairs = revision_pairs(rows, tokenizer, cfg.max_attempts, source=cfg.data)
-    def load_base():
+
+    def load_base():  # called after the SFTConfig exists (ZeRO-3 partitioned init), and again to merge LoRA
         return AutoModelForCausalLM.from_pretrained(cfg.model)
 
     trainer = sft_trainer(load_base, tokenizer, pairs, cfg, Path(cfg.output_dir) / "checkpoints")
