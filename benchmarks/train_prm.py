@@ -85,7 +85,7 @@ def worker(kind: str, base: str, steps: int, batch_size: int, n_problems: int, s
     from ttscale.train.prm_data import PRMCollator, encode_rows, toy_labelled_rows
     from ttscale.train.prm_trainer import PRMHead, PRMTrainer, load_prm_model, load_tokenizer
     from ttscale.train.options import _cpu_processes, precision_flags
-    from ttscale.train.saving import save_full_weights
+    from ttscale.train.saving import save_full_weights, whole_model_init
 
     torch.set_num_threads(1)
     spec = PRMSpec(max_length=512)
@@ -115,7 +115,8 @@ def worker(kind: str, base: str, steps: int, batch_size: int, n_problems: int, s
         if save:
             start = time.perf_counter()
             if save_full_weights(trainer, Path(out) / "model"):
-                transformers.AutoModelForTokenClassification.from_pretrained(Path(out) / "model")
+                with whole_model_init():  # a plain load on rank 0, outside ZeRO-3's collective init
+                    transformers.AutoModelForTokenClassification.from_pretrained(Path(out) / "model")
             save_reload = round(time.perf_counter() - start, 3)
     tokens = torch.tensor([collator.tokens], dtype=torch.long)
     if trainer.args.world_size > 1:
@@ -197,7 +198,10 @@ def main() -> None:
             report.update({"prm_trainer": best["prm"], "plain_trainer": best["plain"],
                            "prm_vs_plain": round(best["prm"]["tokens_per_s"] / best["plain"]["tokens_per_s"], 3)})
         if not a.skip_multiprocess:
-            launched = {name: launch(name, base, a.steps, a.batch_size, a.problems, options) for name in a.configs}
+            launched = {}
+            for name in a.configs:  # each also on stderr as it ends: a long run shows progress
+                launched[name] = launch(name, base, a.steps, a.batch_size, a.problems, options)
+                print(name, json.dumps(launched[name]), file=sys.stderr, flush=True)
             one = launched.get("one_process")
             for res in launched.values():
                 if one:
