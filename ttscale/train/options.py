@@ -52,8 +52,9 @@ class TrainingOptions:
                                "--max-steps logs every max-steps/5 steps, so its first and last loss differ")
     save_steps: int = field(0, help="write a resumable checkpoint every this many steps (0 = none)")
     save_total_limit: int = field(2, help="checkpoints kept on disk")
-    resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' for "
-                                               "the newest one in the stage's checkpoints/ folder")
+    resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' "
+                                               "(or 'latest') for the newest one in the stage's checkpoints/ "
+                                               "folder; every process of a launch reads its own part")
     report_to: str = field("none", help="experiment trackers (Trainer's report_to): none, tensorboard, wandb, ...")
     seed: int = field(0, help="seed for initialisation, data order and dropout")
     threads: int = field(0, help="CPU threads for torch per process (0 = leave torch's default)")
@@ -75,7 +76,7 @@ class TrainingOptions:
         """Trainer.train's resume_from_checkpoint: a folder, True (the newest checkpoint) or None."""
         if self.resume_from_checkpoint in (None, "", "none"):
             return None
-        return True if self.resume_from_checkpoint == "last" else self.resume_from_checkpoint
+        return True if self.resume_from_checkpoint in ("last", "latest") else self.resume_from_checkpoint
 
     def to_training_arguments(self, output_dir: str, *, args_class: Any = None, num_examples: int | None = None,
                               **stage: Any):
@@ -88,6 +89,7 @@ class TrainingOptions:
 
         if args_class is None:
             from transformers import TrainingArguments as args_class
+        check_launch()
         cuda = torch.cuda.is_available()
         kwargs: dict[str, Any] = dict(
             output_dir=str(output_dir), learning_rate=self.learning_rate, lr_scheduler_type=self.lr_scheduler_type,
@@ -136,6 +138,23 @@ def _cpu_processes() -> bool:
     import torch
 
     return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+FSDP_NEEDS_GPUS = (
+    "FSDP needs GPUs: accelerate runs CPU processes as MULTI_CPU (DDP over gloo) and only turns FSDP on for GPU-type "
+    "launches (accelerate/state.py, AcceleratorState: the FSDP switch sits in the MULTI_GPU/XPU/NPU branch), so on "
+    "a CPU an FSDP config would silently train plain DDP. On CPU use accelerate_configs/cpu2.yaml (DDP) or "
+    "cpu2_zero3.yaml (DeepSpeed ZeRO-3, sharded parameters)")
+
+
+def check_launch() -> None:
+    """Stop at once on a launch that cannot do what its config says (instead of doing something else)."""
+    import torch
+
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+    accelerator = getattr(torch, "accelerator", None)  # CUDA, XPU, NPU, ... (torch >= 2.6)
+    if fsdp and not (accelerator.is_available() if accelerator else torch.cuda.is_available()):
+        raise RuntimeError(FSDP_NEEDS_GPUS)
 
 
 def is_main_process() -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ttscale.config import field
 from ttscale.train.options import TrainingOptions, default_for
@@ -40,8 +40,12 @@ def lora_config(args: SFTArgs):
                       target_modules=args.lora_targets(), task_type="CAUSAL_LM")
 
 
-def sft_trainer(model: Any, tokenizer: Any, pairs: Any, args: SFTArgs, output_dir: str | Path, **overrides: Any):
+def sft_trainer(model: Any | Callable[[], Any], tokenizer: Any, pairs: Any, args: SFTArgs, output_dir: str | Path,
+                **overrides: Any):
     """An SFTTrainer over `pairs` (a datasets.Dataset with string columns `prompt`, `completion`).
+
+    `model` is a model, or a function that loads it: called once the SFTConfig exists, so under DeepSpeed
+    ZeRO-3 the model is built partitioned across ranks (zero3_init_flag) instead of whole on every rank.
 
     Prompts are final strings (chat template already applied), so TRL tokenizes prompt and prompt+completion
     and masks the prompt tokens: labels are -100 there. Completions should end with the EOS token (TRL adds
@@ -57,10 +61,12 @@ def sft_trainer(model: Any, tokenizer: Any, pairs: Any, args: SFTArgs, output_di
         raise ValueError(f"SFT data needs string columns 'prompt' and 'completion'; missing {sorted(missing)}")
     if len(pairs) == 0:
         raise ValueError("SFT data is empty: nothing to train on")
-    set_seed(args.seed)
     if tokenizer.pad_token is None:  # padding needs a token; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
     config = sft_config(args, output_dir, len(pairs), **overrides)
+    set_seed(args.seed)
+    if callable(model) and not isinstance(model, torch.nn.Module):
+        model = model()
     return _plain_loss_trainer_class()(model=model, args=config, train_dataset=pairs, processing_class=tokenizer,
                                        peft_config=lora_config(args) if args.lora else None)
 
@@ -85,16 +91,15 @@ def _plain_loss_trainer_class():
     return PlainLossSFTTrainer
 
 
-def save_trained(trainer: Any, output_dir: str | Path, merge_lora: bool = True) -> Path | None:
-    """Save model + tokenizer with save_pretrained (main process only); returns the folder, None elsewhere."""
+def save_trained(trainer: Any, output_dir: str | Path, merge_lora: bool = True,
+                 load_base: Callable[[], Any] | None = None) -> Path | None:
+    """Save full weights + tokenizer (every rank calls this: gathering ZeRO-3/FSDP shards is collective);
+    returns the folder on the main process, None elsewhere. A LoRA model is merged when `merge_lora`
+    (`load_base` loads the base model; the adapter stays in output_dir/adapter), else saved as the adapter."""
+    from ttscale.train.saving import save_full_weights
+
     out = Path(output_dir)
-    trainer.accelerator.wait_for_everyone()
-    if not trainer.is_world_process_zero():
+    if not save_full_weights(trainer, out, load_base=load_base, merge_lora=merge_lora):
         return None
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if merge_lora and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
     trainer.processing_class.save_pretrained(out)
     return out

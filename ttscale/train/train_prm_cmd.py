@@ -113,12 +113,23 @@ def load_examples(cfg: Config, tokenizer, spec: PRMSpec):
 
 
 def build_model(cfg: Config, tokenizer, spec: PRMSpec):
-    from ttscale.train.prm_trainer import load_prm_model, lora_model
+    import contextlib
 
-    model = load_prm_model(cfg.model, tokenizer, spec)
-    if cfg.lora:
-        tag_id = tokenizer.convert_tokens_to_ids(spec.step_tag)
-        model = lora_model(model, spec, tag_id, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets())
+    import torch
+
+    from ttscale.train.prm_trainer import load_prm_model, lora_model
+    from ttscale.train.saving import whole_model_init
+
+    # peft sets up the trainable step-tag row of a ZeRO-3-partitioned model on CUDA only (TrainableTokensLayer.
+    # _collect_token_weights broadcasts from a cuda device): without CUDA a LoRA model is built whole on each
+    # rank, and ZeRO-3 partitions it when training starts.
+    whole = cfg.lora and not torch.cuda.is_available()
+    with whole_model_init() if whole else contextlib.nullcontext():
+        model = load_prm_model(cfg.model, tokenizer, spec)
+        if cfg.lora:
+            tag_id = tokenizer.convert_tokens_to_ids(spec.step_tag)
+            model = lora_model(model, spec, tag_id, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
+                               cfg.lora_targets())
     return model
 
 
@@ -144,23 +155,13 @@ def model_card(cfg: Config, spec: PRMSpec, metrics: dict, n_train: int, n_eval: 
 
 
 def save_prm(trainer, cfg: Config, tokenizer, spec: PRMSpec, card: str) -> Path:
-    """Write the scorer-ready folder. LoRA: save the adapter, then (main process) reload the base model,
-    merge and save plain weights, which works the same after DeepSpeed ZeRO-3 or FSDP sharding."""
+    """Write the scorer-ready folder (every rank calls this: gathering sharded weights is collective).
+    LoRA: the adapter goes to adapter/, the merged weights to the folder itself."""
+    from ttscale.train.prm_trainer import load_prm_model
+    from ttscale.train.saving import save_full_weights
+
     out = Path(cfg.output_dir)
-    if cfg.lora:
-        trainer.save_model(str(out / "adapter"))
-        trainer.accelerator.wait_for_everyone()
-        if trainer.is_world_process_zero():
-            from peft import PeftModel
-
-            from ttscale.train.prm_trainer import load_prm_model
-
-            base = load_prm_model(cfg.model, tokenizer, spec)
-            merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload()
-            merged.save_pretrained(str(out))
-    else:
-        trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
+    if save_full_weights(trainer, out, load_base=lambda: load_prm_model(cfg.model, tokenizer, spec)):
         tokenizer.save_pretrained(str(out))
         spec.save(out)
         (out / "README.md").write_text(card)
@@ -176,6 +177,7 @@ def train_prm(cfg: Config):
 
     from ttscale.train.prm_data import PRMCollator
     from ttscale.train.prm_trainer import PRMHead, PRMTrainer, load_tokenizer
+    from ttscale.train.saving import check_full_save
 
     quiet_libraries()
     if cfg.threads > 0:
@@ -183,14 +185,19 @@ def train_prm(cfg: Config):
     spec = cfg.spec()
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, spec.step_tag)
     train, evals = load_examples(cfg, tokenizer, spec)
+    # The arguments first: under DeepSpeed ZeRO-3 they register its config, so the model below is built
+    # partitioned across ranks (zero3_init_flag) instead of whole on every rank.
+    args = training_arguments(cfg, evals is not None, len(train))
     set_seed(cfg.seed)  # a new head and new embedding rows are drawn at random: same seed, same model
     model = build_model(cfg, tokenizer, spec)
-    trainer = PRMTrainer(model=model, args=training_arguments(cfg, evals is not None, len(train)), train_dataset=train,
-                         eval_dataset=evals, data_collator=PRMCollator(tokenizer.pad_token_id),
-                         processing_class=tokenizer, prm_head=PRMHead.for_model(model, tokenizer, spec))
+    partitioned = any(hasattr(p, "ds_id") for p in model.parameters())  # built by ZeRO-3's zero.Init
+    trainer = PRMTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals,
+                         data_collator=PRMCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                         prm_head=PRMHead.for_model(model, tokenizer, spec))
+    check_full_save(trainer)
     result = trainer.train(resume_from_checkpoint=cfg.resume())
     metrics = {"train_loss": result.training_loss, "global_step": result.global_step,
-               "world_size": trainer.args.world_size}
+               "world_size": trainer.args.world_size, "partitioned_init": partitioned}
     if evals is not None:
         metrics.update(trainer.evaluate())
     card = model_card(cfg, spec, metrics, len(train), len(evals or []))

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 from ttscale.config import field, to_yaml
 from ttscale.data.revision_format import DEFAULT_MAX_ATTEMPTS, revision_prompt, write_revision_info
 from ttscale.train.options import quiet_libraries
+from ttscale.train.saving import check_full_save
 from ttscale.train.sft import SFTArgs, save_trained, sft_trainer
 
 REQUIRED_COLUMNS = ("problem", "prompt_attempts", "target")
@@ -72,12 +73,16 @@ def run(cfg: Config) -> int:
     rows = read_table(cfg.data).to_list()
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     pairs = revision_pairs(rows, tokenizer, cfg.max_attempts, source=cfg.data)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model)
-    trainer = sft_trainer(model, tokenizer, pairs, cfg, Path(cfg.output_dir) / "checkpoints")
+
+    def load_base():  # called after the SFTConfig exists (ZeRO-3 partitioned init), and again to merge LoRA
+        return AutoModelForCausalLM.from_pretrained(cfg.model)
+
+    trainer = sft_trainer(load_base, tokenizer, pairs, cfg, Path(cfg.output_dir) / "checkpoints")
+    check_full_save(trainer)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=cfg.resume())
     seconds = time.perf_counter() - start
-    out = save_trained(trainer, cfg.output_dir, merge_lora=cfg.merge_lora)
+    out = save_trained(trainer, cfg.output_dir, merge_lora=cfg.merge_lora, load_base=load_base)
     if out is None:  # not the main process
         return 0
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
