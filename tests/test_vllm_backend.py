@@ -146,3 +146,30 @@ def test_vllm_serve_through_the_openai_backend(vllm_server):
     assert g.generate(prompts, sp) == out                              # seeded per prompt and sample
     assert g.generate(prompts[::-1], sp) == out[::-1]                  # batch-invariant
     assert all(n > 0 for n in g.last_prompt_tokens)                    # the server's prompt usage is read
+
+
+def test_generate_on_a_ray_replica_with_vllm_equals_in_process(tmp_path):
+    """`generate --backend vllm --executor ray`: a Ray actor holds the vLLM engine; same samples as in-process."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("vllm")
+    pytest.importorskip("ray")
+    model = os.environ.get("TTSCALE_VLLM_TEST_MODEL")
+    if not model or not os.path.isdir(model):
+        pytest.skip("set TTSCALE_VLLM_TEST_MODEL to a local model folder to run vLLM")
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps({"id": str(i), "problem": q, "answer": a}) + "\n" for i, (q, a) in
+                                enumerate([("What is 3 + 4?", "7"), ("Compute 12 * 11.", "132")])))
+    outs = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--replicas", "1", "--replica-cpus", "1"])):
+        outs[name] = tmp_path / f"{name}.jsonl"
+        proc = subprocess.run([sys.executable, "-m", "ttscale", "generate", str(outs[name]), "--problems",
+                               str(problems), "--policy", model, "--backend", "vllm", "--dtype", "float32", "--n", "2",
+                               "--max-new-tokens", "24", "--problems-per-call", "1", *extra],
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in outs["ray"].read_text().splitlines()]
+    assert len(rows) == 4 and all(r["num_tokens"] > 0 for r in rows)
+    assert outs["ray"].read_text() == outs["local"].read_text()
