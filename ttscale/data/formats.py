@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ttscale.errors import UserError
 from ttscale.data.formats_prm800k import read_prm800k, write_prm800k
-from ttscale.data.io import read_jsonl, read_table, table_kind, write_table
+from ttscale.data.io import read_jsonl_numbered, read_table, table_kind, write_table
 from ttscale.data.labels import first_error_index, harden, is_hard, validate_row
 
 TAG = "ки"  # Math-Shepherd's step tag: every step ends with it in `input`, replaced by +/- in `label`
@@ -277,15 +277,21 @@ def _format(name: str) -> Format:
     return FORMATS[name]
 
 
-def _records(path: str | Path, skip_invalid: bool = False) -> list[dict]:
+def _records(path: str | Path, skip_invalid: bool = False, skipped: list[dict] | None = None) -> list[dict]:
     # JSON lines are read as plain dicts: raw dumps (PRM800K) mix types that Arrow cannot infer one schema for
-    return read_jsonl(path, skip_invalid) if table_kind(path) == "jsonl" else read_table(path).to_list()
+    if table_kind(path) != "jsonl":
+        return read_table(path).to_list()
+    numbered, bad = read_jsonl_numbered(path, skip_invalid)
+    if skipped is not None:   # a line that is not JSON has no id: its line number stands in the reason
+        skipped.extend({"id": None, "stage": "convert", "reason": msg} for msg in bad)
+    return [row for _, row in numbered]
 
 
 def _convert_all(items: Iterable[Any], total: int, ctx: Context, convert: Callable[[Any], list[dict]],
-                 skip_invalid: bool, desc: str) -> list[dict]:
+                 skip_invalid: bool, desc: str, skipped: list[dict] | None = None) -> list[dict]:
+    """Converted rows; with skip_invalid a row that fails is left out, and listed in `skipped` with its id."""
     out: list[dict] = []
-    skipped: list[str] = []
+    reasons: list[str] = []
     for i, item in enumerate(tqdm(items, total=total, desc=desc, disable=None, leave=False)):
         ctx.index = i
         try:
@@ -293,41 +299,47 @@ def _convert_all(items: Iterable[Any], total: int, ctx: Context, convert: Callab
         except ValueError as e:
             if not skip_invalid:
                 raise
-            skipped.append(str(e))
-    if skipped:
-        ctx.losses[f"invalid rows skipped (--skip-invalid); first: {skipped[0]}"] = set(range(len(skipped)))
+            reasons.append(str(e))
+            if skipped is not None:
+                rid = item.get("id") if isinstance(item, dict) else None
+                skipped.append({"id": str(rid) if rid not in (None, "") else ctx.default_id(), "stage": "convert",
+                                "reason": " ".join(str(e).split())})
+    if reasons:
+        ctx.losses[f"invalid rows skipped (--skip-invalid); first: {reasons[0]}"] = set(range(len(reasons)))
     return out
 
 
 def read_rows(fmt: str, path: str | Path, *, neutral: str = "correct", alternatives: bool = False,
-              skip_invalid: bool = False) -> list[dict]:
+              skip_invalid: bool = False, skipped: list[dict] | None = None) -> list[dict]:
     """Native rows from a file in format `fmt` (every row validated).
 
     neutral: PRM800K rating 0 counts as "correct" or "incorrect". alternatives: PRM800K also yields one
     row per rated alternative completion (trajectory prefix + that completion). skip_invalid: skip bad
-    rows (counted in a warning) instead of raising.
+    rows and lines that are not JSON (counted in a warning; {id, stage, reason} each appended to `skipped`)
+    instead of raising.
     """
     spec = _format(fmt)
     if neutral not in ("correct", "incorrect"):
         raise UserError(f"neutral must be 'correct' or 'incorrect', got {neutral!r}")
     ctx = Context(fmt, str(path), neutral=neutral, alternatives=alternatives)
-    records = _records(path, skip_invalid)
+    records = _records(path, skip_invalid, skipped)
 
     def convert(rec: Any) -> list[dict]:
         if not isinstance(rec, dict):
             raise UserError(f"{ctx.where}: expected an object, got {type(rec).__name__}")
         return [validate_row(r, ctx.where) for r in spec.read(rec, ctx)]
 
-    rows = _convert_all(records, len(records), ctx, convert, skip_invalid, f"read {fmt}")
+    rows = _convert_all(records, len(records), ctx, convert, skip_invalid, f"read {fmt}", skipped)
     ctx.warn_losses(len(records), "reading")
     return rows
 
 
 def write_rows(fmt: str, rows: Iterable[dict], path: str | Path, *, hard_threshold: float = 0.0,
-               skip_invalid: bool = False) -> int:
+               skip_invalid: bool = False, skipped: list[dict] | None = None) -> int:
     """Write native rows in format `fmt` to `path` (.jsonl, .parquet or a directory); returns rows written.
 
     hard_threshold: formats with hard labels write a soft label as correct when it is > this value.
+    skip_invalid: leave out rows that cannot be written (each appended to `skipped`) instead of raising.
     """
     spec = _format(fmt)
     if spec.write is None:
@@ -340,7 +352,7 @@ def write_rows(fmt: str, rows: Iterable[dict], path: str | Path, *, hard_thresho
         rec = spec.write(validate_row(row, f"writing {ctx.where}"), ctx)
         return [] if rec is None else [rec]
 
-    out = _convert_all(rows, len(rows), ctx, convert, skip_invalid, f"write {fmt}")
+    out = _convert_all(rows, len(rows), ctx, convert, skip_invalid, f"write {fmt}", skipped)
     if not out:
         raise UserError(f"{path}: nothing to write ({len(rows)} input rows, none convertible to {fmt})")
     write_table(out, path)

@@ -8,7 +8,8 @@ lookahead node list: parent, depth, text, score; empty for other strategies), ch
 configuration as a struct, with the predicted difficulty and bin; None for other strategies).
 
 Everything needed to re-aggregate and re-vote offline is kept: all candidates with all step scores.
-Parts use the labelling stage's layout and helpers (parts/part-CCCCC.jsonl, written atomically).
+Parts use the labelling stage's layout and helpers (parts/part-CCCCC.jsonl, written atomically); problems
+skipped under --on-error skip are in each part's sidecar, joined into OUTPUT_DIR/skipped.jsonl.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any, Sequence
 import datasets
 
 from ttscale.data.answers import grade_many
+from ttscale.data.row_errors import check_any_processed, join_sidecars
 from ttscale.data.rundir import collect_parts, part_path
 from ttscale.data.io import write_table
 from ttscale.search.registry import strategy_options
@@ -146,13 +148,16 @@ def _auto_summary(ds: datasets.Dataset) -> dict[str, Any]:
 
 
 def finalize(out: Path, models: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Join parts/ into out/dataset (save_to_disk, replaced atomically) and write out/summary.json."""
+    """Join parts/ into out/dataset (save_to_disk, replaced atomically), their skipped problems into
+    out/skipped.jsonl, and write out/summary.json."""
     out = Path(out)
     parts = collect_parts([out])
     if not parts:
         raise SystemExit(f"{out}: no finished parts to join")
+    skipped = join_sidecars(parts, out)
     ds = datasets.Dataset.from_list([json.loads(line) for p in parts for line in p.read_text().splitlines()
                                      if line.strip()], features=FEATURES)
+    check_any_processed(len(ds), skipped)
     tmp = out / ".dataset.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -160,6 +165,6 @@ def finalize(out: Path, models: dict[str, Any] | None = None) -> dict[str, Any]:
     if (out / "dataset").exists():
         shutil.rmtree(out / "dataset")
     tmp.rename(out / "dataset")
-    summary = summarize(ds, models)
+    summary = {**summarize(ds, models), "skipped": len(skipped)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

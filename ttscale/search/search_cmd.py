@@ -4,6 +4,7 @@ Problems are cut into batches of --problems-per-batch; each batch is searched wi
 same model calls and written atomically as parts/part-CCCCC.jsonl, so a killed run resumes at the first
 missing batch. When all parts exist they are joined into OUTPUT_DIR/dataset (see search.output) with
 summary.json; the resolved options are in config.yaml. Invalid options fail before any model loads.
+A problem that cannot be searched is skipped to skipped.jsonl or stops the job (--on-error, data.row_errors).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs, ReviserArgs
 from ttscale.inference.sampling_args import SamplingArgs
 from ttscale.inference.scorers_load import ScorerArgs
+from ttscale.data.row_errors import OnErrorArgs, run_per_problem, write_sidecar
 from ttscale.data.rundir import claim_run_dir, part_path
 from ttscale.distributed.executor import ExecutorArgs, Work, make_executor
 from ttscale.search.output import finalize, result_rows, write_part
@@ -33,7 +35,7 @@ from ttscale.search.types import SearchContext, SearchSettings
 @overrides(temperature=tweak(help="sampling temperature (rollouts for lookahead are greedy)"),
            max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
            seed=tweak(help="sampling seed: same seed, same search"))
-class Config(ExecutorArgs, SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
+class Config(OnErrorArgs, ExecutorArgs, SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
     revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
@@ -72,9 +74,14 @@ class SearchWork(Work):
         strategy.validate(self.cfg.budget, ctx)
         return strategy, ctx, {**dataclasses.asdict(settings), **self.cfg.strategy_options()}
 
-    def run(self, state: tuple[Strategy, SearchContext, dict[str, Any]], batch: list[dict]) -> list[dict]:
+    def run(self, state: tuple[Strategy, SearchContext, dict[str, Any]], batch: list[dict]
+            ) -> tuple[list[dict], list[dict]]:
+        """(result rows, {id, stage, reason} per problem skipped)."""
         strategy, ctx, params = state
-        return result_rows(strategy.run(batch, ctx, self.cfg.budget), self.cfg.strategy, self.cfg.budget, params)
+        done, skipped = run_per_problem(batch, lambda ps: strategy.run(ps, ctx, self.cfg.budget), stage="search",
+                                        on_error=self.cfg.on_error)
+        results = [r for _, rs in done for r in rs]
+        return result_rows(results, self.cfg.strategy, self.cfg.budget, params), skipped
 
 
 def run(cfg: Config) -> int:
@@ -93,8 +100,10 @@ def run(cfg: Config) -> int:
                    desc=f"search {cfg.strategy}")
         start, done = time.time(), 0
 
-        def write(c: int, rows: list[dict]) -> None:
+        def write(c: int, result: tuple[list[dict], list[dict]]) -> None:
             nonlocal done
+            rows, skipped = result
+            write_sidecar(part_path(out, c), skipped)   # before the part's rename, so the pair agrees
             write_part(out, c, rows)
             n = min(size, len(problems) - c * size)
             done += n

@@ -4,7 +4,8 @@ Problem i belongs to shard i % num_shards; each shard cuts its problems into chu
 globally unique ids (shards.py). Each finished chunk is written atomically as parts/part-CCCCC.jsonl, so a
 killed run (even SIGKILL) resumes at the first missing chunk with nothing lost or duplicated, and rollouts
 it had already generated come back from the SQLite rollout cache. A single shard finalises itself; several
-are joined with `ttscale merge`, which puts the rows back in problem order (= one unsharded run).
+are joined with `ttscale merge`, which puts the rows back in problem order (= one unsharded run). A problem
+that cannot be labelled is skipped to skipped.jsonl or stops the job (--on-error, data.row_errors).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ttscale.config import field, run_identity, to_yaml
 from ttscale.data.io import write_table
+from ttscale.data.row_errors import OnErrorArgs, write_sidecar
 from ttscale.distributed.executor import ExecutorArgs, make_executor
 from ttscale.train.labeling.labeler import LabelArgs
 from ttscale.train.labeling.label_work import CACHE_NAME, ChunkResult, LabelWork
@@ -28,7 +30,7 @@ from ttscale.inference.loading import GeneratorArgs
 
 
 @dataclass(kw_only=True)
-class Config(ExecutorArgs, LabelArgs, GeneratorArgs, ProblemArgs):
+class Config(OnErrorArgs, ExecutorArgs, LabelArgs, GeneratorArgs, ProblemArgs):
     """Monte Carlo step labels (Math-Shepherd / OmegaPRM) from a policy, resumable and shardable."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, rollout cache", positional=True,
                             run_key=False)
@@ -72,6 +74,7 @@ def run(cfg: Config) -> int:
                 cache.put_many(res.rollouts)
             # problem_ids let `merge` put each row back at its problem's index (output.ordered_rows)
             part_path(out, c).with_suffix(".stats.json").write_text(json.dumps({"chunk": c, **res.stats}))
+            write_sidecar(part_path(out, c), res.skipped)
             write_table(res.rows, part_path(out, c))  # the rename that marks the part done comes last
             for k in counts:
                 counts[k] += res.stats[k]

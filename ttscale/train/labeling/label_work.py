@@ -1,7 +1,8 @@
 """What one labelling replica does (the executor's `Work`): load the policy once, then label chunks.
 
 In-process the replica writes rollouts straight into the run's cache, as before; a Ray replica reads that
-cache and returns its new rollouts with the chunk for the driver to store (see rollouts.py).
+cache and returns its new rollouts with the chunk for the driver to store (see rollouts.py). A problem
+that cannot be labelled is skipped or stops the job (--on-error, see data.row_errors).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttscale.data.row_errors import run_per_problem
 from ttscale.distributed.executor import Work
 from ttscale.train.labeling.labeler import label_chunk
 from ttscale.inference.base import Completion
@@ -24,11 +26,12 @@ class ChunkResult:
     rows: list[dict]
     stats: dict[str, Any]                                         # what the part's .stats.json records
     rollouts: dict[str, list[Completion]] = dataclasses.field(default_factory=dict)   # for the driver's cache
+    skipped: list[dict] = dataclasses.field(default_factory=list)   # {id, stage, reason} per problem lost
 
 
 @dataclass
 class LabelWork(Work):
-    cfg: Any        # label_cmd.Config: LabelArgs + GeneratorArgs (+ rollout_batch)
+    cfg: Any        # label_cmd.Config: LabelArgs + GeneratorArgs + OnErrorArgs (+ rollout_batch)
     output_dir: str
 
     def setup(self, replica: int | None) -> tuple[Any, RolloutEngine]:
@@ -42,12 +45,14 @@ class LabelWork(Work):
     def run(self, state: tuple[Any, RolloutEngine], problems: list[dict]) -> ChunkResult:
         generator, engine = state
         before, t0 = dataclasses.replace(engine.stats), time.time()
-        rows, dropped = label_chunk(problems, engine, generator.tokenizer, self.cfg)
-        stats = {"problems": len(problems), "problem_ids": [str(p["id"]) for p in problems], "dropped": dropped,
-                 "seconds": time.time() - t0,
+        done, skipped = run_per_problem(problems, lambda ps: label_chunk(ps, engine, generator.tokenizer, self.cfg),
+                                        stage="label", on_error=self.cfg.on_error)
+        rows = [row for _, (rs, _) in done for row in rs]
+        stats = {"problems": len(problems), "problem_ids": [str(p["id"]) for p in problems],
+                 "dropped": sum(d for _, (_, d) in done), "skipped": len(skipped), "seconds": time.time() - t0,
                  **{k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.stats).items()}}
         fresh = engine.cache.drain() if isinstance(engine.cache, ReplicaCache) else {}
-        return ChunkResult(rows, stats, fresh)
+        return ChunkResult(rows, stats, fresh, skipped)
 
     def close(self, state: tuple[Any, RolloutEngine]) -> None:
         state[1].cache.close()

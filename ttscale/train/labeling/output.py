@@ -10,6 +10,7 @@ from typing import Iterator
 
 import datasets
 
+from ttscale.data.row_errors import check_any_processed, join_sidecars
 from ttscale.data.rundir import collect_parts, missing_chunks
 from ttscale.train.labeling.shards import Layout
 
@@ -92,6 +93,7 @@ def summarize(parts: list[Path]) -> dict:
         "solutions": n,
         "problems": sum(s["problems"] for s in stats),
         "problems_dropped_by_prefilter": sum(s["dropped"] for s in stats),
+        "skipped": sum(s.get("skipped", 0) for s in stats),   # could not be labelled (--on-error skip)
         "solution_accuracy": correct_sol / n if n else None,
         "steps_per_solution": steps / n if n else None,
         "labelled_steps": labelled,
@@ -129,6 +131,8 @@ def finalize(run_dirs: list[Path], out: Path, export: str | None = None) -> dict
         raise SystemExit(f"no labelled parts found in {', '.join(map(str, run_dirs))}")
     summary = summarize(parts)
     out.mkdir(parents=True, exist_ok=True)
+    skipped = join_sidecars(parts, out)
+    check_any_processed(summary["problems"] - summary["skipped"], skipped)
     # Arrow-backed build from one jsonl in problem order: rows are never all held in Python memory. The
     # datasets cache lives in a temporary folder that is removed, so no .hf_cache is left in `out`.
     with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmpdir:
