@@ -77,3 +77,26 @@ def prm_dir(prm_tokenizer, tmp_path_factory):
     prm_tokenizer.save_pretrained(path)
     PRMSpec(max_length=1024).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def label_problems(tmp_path_factory):
+    """8 toy problems (levels 1-3) that the labeling tests label."""
+    from ttscale.data.io import write_table
+    from ttscale.data.toy_world import generate_problems
+
+    path = tmp_path_factory.mktemp("label_problems") / "problems.jsonl"
+    write_table(generate_problems(8, seed=3, levels=(1, 2, 3)), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def label_reference(label_problems, tiny_lm_dir, tmp_path_factory):
+    """An uninterrupted in-process `label` run (label_runs.label_argv): what resumed, sharded or Ray runs must
+    reproduce. Tests read it, never write into it."""
+    from label_runs import label_argv
+    from ttscale.cli import main
+
+    out = tmp_path_factory.mktemp("label_ref") / "run"
+    assert main(label_argv(label_problems, tiny_lm_dir, out)) == 0
+    return out

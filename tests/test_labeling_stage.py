@@ -11,53 +11,29 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 
+from label_runs import dataset_rows, label_argv
 from ttscale.cli import main
 from ttscale.data.io import write_table
 from ttscale.data.toy_world import generate_problems
 
 
-@pytest.fixture(scope="module")
-def toy_problems(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("label") / "problems.jsonl"
-    write_table(generate_problems(8, seed=3, levels=(1, 2, 3)), path)
-    return path
-
-
-def _args(problems: Path, policy: Path, out: Path, *extra: str) -> list[str]:
-    return ["label", "--problems", str(problems), "--policy", str(policy), "--threads", "1",
-            "--num-solutions", "2", "--rollouts", "2", "--max-new-tokens", "24", "--prefilter", "false",
-            "--chunk-size", "2", "--rollout-batch", "4", "--seed", "5", *extra, str(out)]
-
-
-def _rows(out: Path) -> list[dict]:
-    return datasets.load_from_disk(str(out / "dataset")).to_list()
-
-
-@pytest.fixture(scope="module")
-def reference_run(toy_problems, tiny_lm_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("label_ref") / "run"
-    assert main(_args(toy_problems, tiny_lm_dir, out)) == 0
-    return out
-
-
-def test_uninterrupted_run_writes_dataset_and_summary(reference_run, toy_problems):
-    rows = _rows(reference_run)
+def test_uninterrupted_run_writes_dataset_and_summary(label_reference, label_problems):
+    rows = dataset_rows(label_reference)
     assert len(rows) == 8 * 2
-    assert [r["id"] for r in rows] == [f"{p['id']}-s{j}" for p in map(json.loads, open(toy_problems)) for j in range(2)]
+    assert [r["id"] for r in rows] == [f"{p['id']}-s{j}" for p in map(json.loads, open(label_problems)) for j in range(2)]
     for r in rows:
         assert len(r["mc_total"]) == len(r["labels"]) <= len(r["steps"])
         assert all(t in (0, 1, 2) for t in r["mc_total"]) and r["method"] == "per-step"
         assert r["rollouts"] == 2 * (len(r["steps"]) - 1)
-    summary = json.loads((reference_run / "summary.json").read_text())
+    summary = json.loads((label_reference / "summary.json").read_text())
     assert summary["solutions"] == 16 and summary["label_rollouts"] == sum(r["rollouts"] for r in rows)
     # the bar's count: 2 sampled solutions per problem + the rollouts (a repeated prompt is generated once)
     assert 16 <= summary["completions"] == summary["completions_generated"] + summary["completions_from_cache"]
     assert summary["completions_generated"] <= 16 + summary["label_rollouts"]
     assert 0.0 <= summary["label_agreement"] <= 1.0  # toy world: true step labels are known
-    assert sorted(p.name for p in (reference_run / "parts").glob("part-*.jsonl")) == [
+    assert sorted(p.name for p in (label_reference / "parts").glob("part-*.jsonl")) == [
         f"part-{c:05d}.jsonl" for c in range(4)]
 
 
@@ -77,15 +53,15 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_sigkill_then_resume_gives_the_identical_dataset(reference_run, toy_problems, tiny_lm_dir, tmp_path):
+def test_sigkill_then_resume_gives_the_identical_dataset(label_reference, label_problems, tiny_lm_dir, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-c", _KILL_AFTER_PART_1, *_args(toy_problems, tiny_lm_dir, out)]
+    cmd = [sys.executable, "-c", _KILL_AFTER_PART_1, *label_argv(label_problems, tiny_lm_dir, out)]
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=240)
     assert proc.returncode == -signal.SIGKILL
     done = len(list((out / "parts").glob("part-*.jsonl")))
     assert 1 <= done < 4 and not (out / "dataset").exists()
-    assert main(_args(toy_problems, tiny_lm_dir, out)) == 0
-    assert _rows(out) == _rows(reference_run)
+    assert main(label_argv(label_problems, tiny_lm_dir, out)) == 0
+    assert dataset_rows(out) == dataset_rows(label_reference)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["solutions"] == 16
 
@@ -99,7 +75,7 @@ def problems20(tmp_path_factory) -> Path:
 
 def _cheap(problems: Path, policy: Path, out: Path, *extra: str) -> list[str]:
     # later flags win: 1 rollout of 8 tokens keeps 3 runs of 20 problems cheap
-    return _args(problems, policy, out, "--rollouts", "1", "--max-new-tokens", "8", "--chunk-size", "3",
+    return label_argv(problems, policy, out, "--rollouts", "1", "--max-new-tokens", "8", "--chunk-size", "3",
                  "--export", "trl-stepwise", *extra)
 
 
@@ -130,7 +106,7 @@ def test_shards_balanced_by_problem_and_merge_equals_one_run(num_shards, unshard
         shard_dirs.append(str(d))
     merged = tmp_path / "merged"
     assert main(["merge", "--export", "trl-stepwise", str(merged), *shard_dirs]) == 0
-    assert _rows(merged) == _rows(unsharded20)  # same rows, same (problem) order
+    assert dataset_rows(merged) == dataset_rows(unsharded20)  # same rows, same (problem) order
     assert _arrow_bytes(merged) == _arrow_bytes(unsharded20)
     assert (merged / "export.jsonl").read_bytes() == (unsharded20 / "export.jsonl").read_bytes()
     assert not (merged / ".hf_cache").exists()
@@ -140,6 +116,6 @@ def test_shards_balanced_by_problem_and_merge_equals_one_run(num_shards, unshard
     assert "missing" in err and "shard(s) 0 " in err
 
 
-def test_resume_with_other_settings_is_refused(reference_run, toy_problems, tiny_lm_dir, capsys):
-    assert main(_args(toy_problems, tiny_lm_dir, reference_run, "--rollouts", "3")) == 2
+def test_resume_with_other_settings_is_refused(label_reference, label_problems, tiny_lm_dir, capsys):
+    assert main(label_argv(label_problems, tiny_lm_dir, label_reference, "--rollouts", "3")) == 2
     assert "other settings" in capsys.readouterr().err

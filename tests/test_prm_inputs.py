@@ -134,3 +134,24 @@ def test_add_step_tag_grows_the_model(tiny_tokenizer, tmp_path):
     assert tag_id == n and len(t) == n + 1 and model.get_input_embeddings().num_embeddings == n + 1
     assert add_step_tag(t, model) == tag_id and len(t) == n + 1       # idempotent
     assert t.tokenize(f"a{DEFAULT_STEP_TAG}b")[1] == DEFAULT_STEP_TAG  # never split
+
+
+def test_new_step_tag_starts_as_the_delimiter_embedding(tiny_tokenizer, tmp_path):
+    """The tag's row starts where the base model reads a step boundary, in the input and the tied LM head;
+    the tokenizer may already know the tag (load_tokenizer adds it before the model loads)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from ttscale.train.tiny import tiny_causal_lm
+
+    tiny_tokenizer.save_pretrained(tmp_path)
+    t = AutoTokenizer.from_pretrained(tmp_path)
+    model = tiny_causal_lm(t, hidden_size=16, num_layers=1, num_heads=2)
+    add_step_tag(t)                                   # tokenizer first, as load_tokenizer does
+    tag_id = add_step_tag(t, model, init_from="\n\n")
+    ids = t.encode("\n\n", add_special_tokens=False)
+    emb = model.get_input_embeddings().weight
+    assert torch.allclose(emb[tag_id], emb[ids].mean(0))
+    assert torch.allclose(model.get_output_embeddings().weight[tag_id], emb[ids].mean(0))
+    before = emb[tag_id].clone()
+    assert add_step_tag(t, model, init_from="x") == tag_id and torch.equal(emb[tag_id], before)  # never re-set

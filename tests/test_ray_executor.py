@@ -8,14 +8,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import datasets
 import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ttscale[ray]')")
 
+from label_runs import dataset_rows, label_argv  # noqa: E402
 from ttscale.cli import main  # noqa: E402
 from ttscale.data.io import write_table  # noqa: E402
-from ttscale.data.toy_world import generate_problems  # noqa: E402
 from ttscale.distributed.ray_pool import CHAOS_ENV  # noqa: E402
 from ttscale.train.labeling import label_cmd  # noqa: E402
 
@@ -31,30 +30,6 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def problems(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ray_problems") / "problems.jsonl"
-    write_table(generate_problems(8, seed=3, levels=(1, 2, 3)), path)
-    return path
-
-
-def _label(problems: Path, policy: Path, out: Path, *extra: str) -> list[str]:
-    return ["label", "--problems", str(problems), "--policy", str(policy), "--threads", "1",
-            "--num-solutions", "2", "--rollouts", "2", "--max-new-tokens", "16", "--prefilter", "false",
-            "--chunk-size", "2", "--rollout-batch", "4", "--seed", "5", *extra, str(out)]
-
-
-def _rows(out: Path) -> list[dict]:
-    return datasets.load_from_disk(str(out / "dataset")).to_list()
-
-
-@pytest.fixture(scope="module")
-def label_ref(problems, tiny_lm_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ray_label_ref") / "run"
-    assert main(_label(problems, tiny_lm_dir, out)) == 0
-    return out
-
-
 @pytest.fixture
 def part_writes(monkeypatch) -> Counter:
     """How often the driver wrote each part (label_cmd's atomic write_table)."""
@@ -68,29 +43,30 @@ def part_writes(monkeypatch) -> Counter:
     return counts
 
 
-def test_label_on_two_replicas_equals_in_process(cluster, label_ref, problems, tiny_lm_dir, tmp_path, part_writes):
+def test_label_on_two_replicas_equals_in_process(cluster, label_reference, label_problems, tiny_lm_dir, tmp_path,
+                                                 part_writes):
     out = tmp_path / "run"
-    assert main(_label(problems, tiny_lm_dir, out, *RAY)) == 0
-    assert _rows(out) == _rows(label_ref)
+    assert main(label_argv(label_problems, tiny_lm_dir, out, *RAY)) == 0
+    assert dataset_rows(out) == dataset_rows(label_reference)
     assert sorted(part_writes.values()) == [1] * 4
     # the replicas' rollouts reached the run's cache through the driver: a rerun generates nothing
     out2 = tmp_path / "again"
     (out2).mkdir()
     (out2 / "rollout_cache.sqlite").write_bytes((out / "rollout_cache.sqlite").read_bytes())
-    assert main(_label(problems, tiny_lm_dir, out2)) == 0
+    assert main(label_argv(label_problems, tiny_lm_dir, out2)) == 0
     summary = __import__("json").loads((out2 / "summary.json").read_text())
     assert summary["completions_generated"] == 0 and summary["completions_from_cache"] > 0
 
 
-def test_killed_replica_is_restarted_and_nothing_changes(cluster, label_ref, problems, tiny_lm_dir, tmp_path,
+def test_killed_replica_is_restarted_and_nothing_changes(cluster, label_reference, label_problems, tiny_lm_dir, tmp_path,
                                                         part_writes, monkeypatch, capsys):
     marker = tmp_path / "killed"
     monkeypatch.setenv(CHAOS_ENV, str(marker))   # the first replica to take a part SIGKILLs itself
     out = tmp_path / "run"
-    assert main(_label(problems, tiny_lm_dir, out, *RAY)) == 0
+    assert main(label_argv(label_problems, tiny_lm_dir, out, *RAY)) == 0
     assert marker.exists()
     assert "restarted replicas: 1" in capsys.readouterr().out
-    assert _rows(out) == _rows(label_ref)
+    assert dataset_rows(out) == dataset_rows(label_reference)
     assert sorted(part_writes.values()) == [1] * 4   # every part written exactly once
 
 
@@ -109,9 +85,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_resume_after_the_driver_is_killed(cluster, label_ref, problems, tiny_lm_dir, tmp_path, part_writes):
+def test_resume_after_the_driver_is_killed(cluster, label_reference, label_problems, tiny_lm_dir, tmp_path, part_writes):
     out = tmp_path / "run"
-    args = _label(problems, tiny_lm_dir, out, *RAY)
+    args = label_argv(label_problems, tiny_lm_dir, out, *RAY)
     child = [sys.executable, "-c", _KILL_DRIVER_AFTER_PART_1, *args[:-1], "--ray-address", cluster, str(out)]
     proc = subprocess.run(child, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=240)
     assert proc.returncode == -signal.SIGKILL
@@ -119,7 +95,7 @@ def test_resume_after_the_driver_is_killed(cluster, label_ref, problems, tiny_lm
     assert "part-00001.jsonl" in before and len(before) < 4 and not (out / "dataset").exists()
     assert main(args) == 0
     assert not before & set(part_writes), "a part written before the kill was redone"
-    assert _rows(out) == _rows(label_ref)
+    assert dataset_rows(out) == dataset_rows(label_reference)
 
 
 @pytest.fixture(scope="module")
@@ -135,20 +111,20 @@ def prm_dir(prm_tokenizer, tmp_path_factory):
     return path
 
 
-def test_search_on_two_replicas_equals_in_process(cluster, problems, tiny_lm_dir, prm_dir, tmp_path):
+def test_search_on_two_replicas_equals_in_process(cluster, label_problems, tiny_lm_dir, prm_dir, tmp_path):
     def search(out: Path, *extra: str) -> list[dict]:
-        assert main(["search", str(out), "--problems", str(problems), "--policy", str(tiny_lm_dir), "--prm",
+        assert main(["search", str(out), "--problems", str(label_problems), "--policy", str(tiny_lm_dir), "--prm",
                      str(prm_dir), "--threads", "1", "--prm-device", "cpu", "--strategy", "beam", "--budget", "4",
                      "--beam-width", "2", "--max-depth", "2", "--max-step-tokens", "6", "--max-new-tokens", "12",
                      "--problems-per-batch", "2", *extra]) == 0
-        return _rows(out)
+        return dataset_rows(out)
 
     assert search(tmp_path / "ray", *RAY) == search(tmp_path / "local")
 
 
-def test_generate_on_two_replicas_equals_in_process(cluster, problems, tiny_lm_dir, tmp_path):
+def test_generate_on_two_replicas_equals_in_process(cluster, label_problems, tiny_lm_dir, tmp_path):
     def generate(out: Path, *extra: str) -> list[dict]:
-        assert main(["generate", str(out), "--problems", str(problems), "--policy", str(tiny_lm_dir),
+        assert main(["generate", str(out), "--problems", str(label_problems), "--policy", str(tiny_lm_dir),
                      "--threads", "1", "--n", "2", "--max-new-tokens", "8", "--problems-per-call", "3",
                      *extra]) == 0
         return datasets.load_dataset("json", data_files=str(out), split="train").to_list()

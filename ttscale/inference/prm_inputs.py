@@ -119,14 +119,35 @@ def single_token_id(tokenizer: Any, text: str, what: str) -> int:
                              f"tokens {ids}); use a tokenizer that has it, or change it in {SPEC_FILE}")
 
 
-def add_step_tag(tokenizer: Any, model: Any = None, tag: str = DEFAULT_STEP_TAG) -> int:
-    """Register `tag` as a special token (and grow the model's embeddings); returns its id."""
+def add_step_tag(tokenizer: Any, model: Any = None, tag: str = DEFAULT_STEP_TAG, init_from: str | None = None) -> int:
+    """Register `tag` as a special token (and grow the model's embeddings); returns its id.
+
+    A brand-new tag's embedding row starts as the mean of the vocabulary (transformers' resize), a vector
+    the model has never read; with `init_from` it starts as the mean embedding of that text's tokens (e.g.
+    the step delimiter "\n\n"), so the model reads the tag as the boundary it saw in pretraining, where
+    TRL's PRMTrainer reads its label (at the delimiter itself). Rows that already existed are left alone."""
     if tag not in tokenizer.get_vocab():
         tokenizer.add_tokens([tag], special_tokens=True)  # special: never split, never merged
-    if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+    tag_id = int(tokenizer.convert_tokens_to_ids(tag))
+    rows = model.get_input_embeddings().num_embeddings if model is not None else None
+    if rows is not None and rows < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
-    return int(tokenizer.convert_tokens_to_ids(tag))
+        if init_from and tag_id >= rows:   # the tag's row is one the resize just created
+            _init_row(tokenizer, model, tag_id, init_from)
+    return tag_id
 
+
+def _init_row(tokenizer: Any, model: Any, row: int, text: str) -> None:
+    import torch
+
+    ids = [i for i in tokenizer.encode(text, add_special_tokens=False) if i != row]
+    if not ids:
+        raise UserError(f"step tag initialisation text {text!r} encodes to no tokens")
+    with torch.no_grad():
+        for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e is not None}.values():
+            weight = emb.weight
+            if weight.shape[0] > row:   # tied or untied LM head alike; a classifier head has no row per token
+                weight[row] = weight[ids].mean(dim=0)
 
 def _ids(tokenizer: Any, text: str, special: bool = False) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])

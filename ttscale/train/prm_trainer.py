@@ -131,8 +131,9 @@ def load_tokenizer(path: str, step_tag: str) -> Any:
     return tok
 
 
-def load_prm_model(path: str, tokenizer: Any, spec: PRMSpec, dtype: Any = None) -> Any:
-    """The model to train, with embeddings grown for an added step tag and readable label names.
+def load_prm_model(path: str, tokenizer: Any, spec: PRMSpec, dtype: Any = None, tag_init: str | None = None) -> Any:
+    """The model to train, with embeddings grown for an added step tag and readable label names; a new
+    tag's embedding starts as the mean embedding of `tag_init`'s tokens (None: the vocabulary mean).
 
     transformers' load report and resize note are silenced: a token-classification head loaded from a causal
     LM is always new, and so is the step tag's row. Any other weight missing from the checkpoint is named."""
@@ -149,7 +150,7 @@ def load_prm_model(path: str, tokenizer: Any, spec: PRMSpec, dtype: Any = None) 
             model, info = tf.AutoModelForTokenClassification.from_pretrained(
                 path, num_labels=spec.num_labels, id2label=names, label2id={v: k for k, v in names.items()},
                 output_loading_info=True, **kw)
-        add_step_tag(tokenizer, model, spec.step_tag)
+        add_step_tag(tokenizer, model, spec.step_tag, init_from=tag_init)
     head = tuple(f"{m}." for m in _HEAD_MODULES) if spec.formulation != "causal-lm" else ()
     unexpected = sorted(k for k in info.get("missing_keys", ()) if not (head and k.startswith(head)))
     if unexpected:

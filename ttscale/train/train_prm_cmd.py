@@ -51,6 +51,10 @@ class Config(TrainingOptions):
                                           "(an outcome-reward-style ablation)")
     step_tag: str = field(DEFAULT_STEP_TAG, help="token placed after every step; added to the vocabulary (and the "
                           "embeddings resized) when missing")
+    step_tag_init: Literal["delimiter", "newline", "mean"] = field(
+        "delimiter", help="where a NEW step tag's embedding starts: the mean embedding of the step delimiter's "
+        "tokens ('\\n\\n', the boundary the base model already reads; measured best in benchmarks/prm_tags.py), "
+        "of a newline, or of the whole vocabulary (transformers' default)")
     positive_token: str = field("+", help="causal-lm: the token whose probability means 'step correct'")
     negative_token: str = field("-", help="causal-lm: the token whose probability means 'step wrong'")
     max_length: int = field(2048, help="max tokens per example; the problem is left-truncated to keep every step")
@@ -72,6 +76,9 @@ class Config(TrainingOptions):
 
     def resolved_num_labels(self) -> int:
         return self.num_labels or (2 if self.label_mode == "hard" else 1)
+
+    def tag_init_text(self) -> str | None:
+        return {"delimiter": PRMSpec().step_delimiter, "newline": "\n", "mean": None}[self.step_tag_init]
 
     def spec(self) -> PRMSpec:
         return PRMSpec(formulation=self.formulation, step_tag=self.step_tag, positive_token=self.positive_token,
@@ -125,7 +132,7 @@ def build_model(cfg: Config, tokenizer, spec: PRMSpec):
     # rank, and ZeRO-3 partitions it when training starts.
     whole = cfg.lora and not torch.cuda.is_available()
     with whole_model_init() if whole else contextlib.nullcontext():
-        model = load_prm_model(cfg.model, tokenizer, spec)
+        model = load_prm_model(cfg.model, tokenizer, spec, tag_init=cfg.tag_init_text())
         if cfg.lora:
             tag_id = tokenizer.convert_tokens_to_ids(spec.step_tag)
             model = lora_model(model, spec, tag_id, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
@@ -161,7 +168,8 @@ def save_prm(trainer, cfg: Config, tokenizer, spec: PRMSpec, card: str) -> Path:
     from ttscale.train.saving import save_full_weights
 
     out = Path(cfg.output_dir)
-    if save_full_weights(trainer, out, load_base=lambda: load_prm_model(cfg.model, tokenizer, spec)):
+    if save_full_weights(trainer, out, load_base=lambda: load_prm_model(
+            cfg.model, tokenizer, spec, tag_init=cfg.tag_init_text())):
         tokenizer.save_pretrained(str(out))
         spec.save(out)
         (out / "README.md").write_text(card)
