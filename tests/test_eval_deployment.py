@@ -25,3 +25,7 @@ def test_deployment_compares_achieved_with_predicted_and_the_baseline_at_auto_co
     assert (row["achieved"], row["predicted"], row["cost"]) == (0.75, 0.8, 2e9)
     assert row["baseline_at_equal_cost"] == pytest.approx(0.65)       # 2e9 is halfway between 1e9 and 4e9
     assert d["cost_axis"] == "flops" and d["problems"] == 200 and row["achieved_ci"] == [0.7, 0.8]
+    assert row["baseline_at_most_cost"] == {"budget": "4", "cost": 1e9, "accuracy": 0.6}   # 4e9 > auto's 2e9
+    fresh["cost"]["auto"]["16"]["flops"] = 5e9          # dearer than every baseline point: none to interpolate
+    row = deployment(fitted, fresh)["budgets"]["16"]
+    assert row["baseline_at_equal_cost"] is None and row["baseline_at_most_cost"]["budget"] == "16"

@@ -6,7 +6,10 @@ achieves at each budget). `search --strategy auto` then runs that file on a fres
   achieved   auto's accuracy on the fresh problems (with its interval)
   predicted  the fitted curve's held-out accuracy at that budget
   baseline   the baseline's accuracy on the fresh problems at auto's *measured* cost on the chosen axis
-             (log2-linear interpolation between the baseline's measured points; None outside them)
+             (log2-linear interpolation between the baseline's measured points; None outside them), and its
+             best measured point that spent no more than auto (what the same compute buys without allocation)
+  paired     auto minus the baseline at that point, on the same fresh problems, with a paired interval
+             (from the fresh evaluation's `paired_vs_baseline`, when its budget matches)
 Inputs are two `evaluate` summary.json dicts, so any two evaluations can be compared this way.
 """
 from __future__ import annotations
@@ -44,8 +47,13 @@ def deployment(fitted: Mapping[str, Any], fresh: Mapping[str, Any], method: str 
     rows = {}
     for b, achieved in acc.items():
         spent = (cost.get(b) or {}).get(axis)
+        cheaper = [(c, b2) for b2, bc in base_cost.items() if (c := (bc or {}).get(axis)) and spent and c <= spent]
+        at_most = max(cheaper, key=lambda cb: (base_acc[cb[1]], -cb[0]), default=None)
         rows[str(b)] = {"achieved": achieved, "achieved_ci": ci.get(b), "predicted": curve.get(int(b)),
-                        "cost": spent, "baseline_at_equal_cost": accuracy_at_cost(base, spent)}
+                        "cost": spent, "baseline_at_equal_cost": accuracy_at_cost(base, spent),
+                        "baseline_at_most_cost": None if at_most is None else {
+                            "budget": at_most[1], "cost": at_most[0], "accuracy": base_acc[at_most[1]]},
+                        "paired_vs_baseline": (fresh.get("paired_vs_baseline", {}).get(method) or {}).get(b)}
     return {"method": method, "baseline": baseline, "cost_axis": axis, "problems": _problems(fresh, method),
             "budgets": rows}
 
