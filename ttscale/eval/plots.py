@@ -8,7 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from cycler import cycler  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
+
+# 20 colours, not matplotlib's 10: a sweep of every strategy has more methods than that, and two methods in
+# one colour cannot be told apart. Set for the figures drawn here only.
+_STYLE = {"axes.prop_cycle": cycler(color=plt.get_cmap("tab20").colors)}
 
 Curve = Mapping[float, tuple[float, float, float]]   # x -> (mean, low, high)
 
@@ -43,7 +48,8 @@ def accuracy_vs_compute(curves: Mapping[str, Sequence[Mapping[str, float]]], pat
 
     curves: method -> points with keys budget, tokens, flops, accuracy, low, high.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
     for ax, (key, title) in zip(axes, (("budget", "budget N"), ("tokens", "generated tokens / problem"),
                                        ("flops", "FLOPs / problem"))):
         for method, pts in curves.items():
@@ -58,8 +64,9 @@ def accuracy_vs_compute(curves: Mapping[str, Sequence[Mapping[str, float]]], pat
 def accuracy_by_bin(by_bin: Mapping[str, Mapping[str, Curve]], path: Path, title: str) -> Path:
     """One panel per difficulty bin (easiest first), one line per method, x = budget N."""
     labels = list(by_bin)
-    fig, axes = plt.subplots(1, max(1, len(labels)), figsize=(3.2 * max(1, len(labels)), 3.8), sharey=True,
-                             squeeze=False)
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, max(1, len(labels)), figsize=(3.2 * max(1, len(labels)), 3.8), sharey=True,
+                                 squeeze=False)
     axes = list(axes[0])
     methods = sorted({m for per in by_bin.values() for m in per})
     for ax, label in zip(axes, labels):
