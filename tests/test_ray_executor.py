@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import datasets
 import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ttscale[ray]')")
