@@ -10,8 +10,7 @@ A value equal to an edge goes to the easier bin.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 

@@ -24,7 +24,6 @@ import numpy as np
 from ttscale.config import field
 from ttscale.inference.backend_rules import derive_seed
 from ttscale.search.stepwise import StepEngine, StepParams, softmax
-from ttscale.search.types import SearchContext
 
 RESAMPLING = ("systematic", "multinomial")
 

@@ -16,7 +16,6 @@ from typing import Sequence
 from ttscale.config import field
 from ttscale.search.meter import _split as largest_remainder
 from ttscale.search.stepwise import StepEngine, StepParams, softmax
-from ttscale.search.types import SearchContext
 
 
 def allocate(scores: Sequence[float], budget: int, temperature: float) -> list[int]:
