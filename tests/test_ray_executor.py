@@ -100,19 +100,6 @@ def test_resume_after_the_driver_is_killed(cluster, label_reference, label_probl
     assert dataset_rows(out) == dataset_rows(label_reference)
 
 
-@pytest.fixture(scope="module")
-def prm_dir(prm_tokenizer, tmp_path_factory):
-    from ttscale.inference.prm_inputs import PRMSpec
-    from ttscale.train.tiny import tiny_model
-
-    path = tmp_path_factory.mktemp("ray_prm")
-    model = tiny_model(prm_tokenizer, "token-classification", hidden_size=32, num_layers=1, num_labels=2)
-    model.save_pretrained(path)
-    prm_tokenizer.save_pretrained(path)
-    PRMSpec(max_length=1024).save(path)
-    return path
-
-
 def test_search_on_two_replicas_equals_in_process(cluster, label_problems, tiny_lm_dir, prm_dir, tmp_path):
     def search(out: Path, *extra: str) -> list[dict]:
         assert main(["search", str(out), "--problems", str(label_problems), "--policy", str(tiny_lm_dir), "--prm",
