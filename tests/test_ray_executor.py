@@ -2,7 +2,9 @@
 replica changes nothing, a killed driver resumes. Skips only where ray cannot be imported."""
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -26,7 +28,7 @@ RAY = ["--executor", "ray", "--replicas", "2"]
 @pytest.fixture(scope="module")
 def cluster():
     """One local cluster for the module (starting one costs seconds); its address lets a child join it."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")   # its own, never another
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -53,9 +55,10 @@ def test_label_on_two_replicas_equals_in_process(cluster, label_reference, label
     # the replicas' rollouts reached the run's cache through the driver: a rerun generates nothing
     out2 = tmp_path / "again"
     (out2).mkdir()
-    (out2 / "rollout_cache.sqlite").write_bytes((out / "rollout_cache.sqlite").read_bytes())
+    with sqlite3.connect(out / "rollout_cache.sqlite") as src, sqlite3.connect(out2 / "rollout_cache.sqlite") as dst:
+        src.backup(dst)   # through SQLite, WAL included: a byte copy of the file alone can miss recent writes
     assert main(label_argv(label_problems, tiny_lm_dir, out2)) == 0
-    summary = __import__("json").loads((out2 / "summary.json").read_text())
+    summary = json.loads((out2 / "summary.json").read_text())
     assert summary["completions_generated"] == 0 and summary["completions_from_cache"] > 0
 
 

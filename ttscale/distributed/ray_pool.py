@@ -69,7 +69,9 @@ class RayExecutor:
         """Join or start a cluster; True when this call started it (and so should shut it down)."""
         if ray.is_initialized():
             return False
-        ray.init(address=self.args.ray_address, logging_level="WARNING", log_to_driver=True)
+        # no --ray-address: a cluster of this run's own ("local"); ray.init(None) would join any cluster it
+        # finds on the machine, which is what `--ray-address auto` asks for, not the default
+        ray.init(address=self.args.ray_address or "local", logging_level="WARNING", log_to_driver=True)
         return True
 
     def _actors(self, ray, work: Work) -> list:

@@ -67,6 +67,12 @@ class RolloutCache:
             self.conn.executemany("INSERT OR REPLACE INTO rollouts (key, value) VALUES (?, ?)", rows)
 
     def close(self) -> None:
+        # fold the write-ahead log back into the file, so a finished run's cache is one self-contained file
+        # (a copy of the .sqlite alone would otherwise miss what is still in the -wal); a no-op read-only
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:   # read-only or busy: the WAL stays, and SQLite reads it as before
+            pass
         self.conn.close()
 
 
