@@ -347,8 +347,8 @@ def test_a_request_whose_client_left_is_dropped_before_it_costs_compute(real):
     finally:
         policy.hold.clear()
         policy.release.set()
-    busy.join(30)
-    deadline = time.time() + 10
+    busy.join(120)
+    deadline = time.time() + 120   # generous for a loaded machine: it only costs time when the check fails
     while httpx.get(url + "/health", timeout=5).json().get("dropped", 0) == before.get("dropped", 0):
         assert time.time() < deadline, "the abandoned request was not dropped"
         time.sleep(0.05)
