@@ -28,6 +28,17 @@ def test_sft_pairs_inject_mistakes_at_the_requested_rate(tiny_tokenizer):
     assert 70 <= wrong[5] <= 130  # ~ half of 200
 
 
+def test_sft_pairs_misread_traps_the_same_way_at_the_requested_rate(tiny_tokenizer):
+    from ttscale.data.toy_world import misread_solution
+    from ttscale.train.train_policy_cmd import sft_pairs
+
+    rows = [r for r in generate_problems(600, seed=2, levels=[4, 5]) if r["program"]["trap"] >= 0]
+    pairs = sft_pairs(rows, tiny_tokenizer, {4: 0.0, 5: 0.0}, seed=0, misread_rate=0.7)
+    misread = [p["completion"] == misread_solution(r) for p, r in zip(pairs, rows)]
+    assert len(rows) > 200 and 0.6 < sum(misread) / len(rows) < 0.8
+    assert all(p["completion"] == r["solution"] for p, r, m in zip(pairs, rows, misread) if not m)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from ttscale.config import parse_config

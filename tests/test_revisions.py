@@ -104,6 +104,29 @@ def test_examples_are_deterministic_by_seed(toy_samples):
     assert alone == [r for r in a if r["problem_id"] == problems[0]["id"]]
 
 
+def test_keep_rate_puts_a_correct_attempt_last_in_that_share_of_rows(toy_samples):
+    from ttscale.data.revisions import trajectory_count
+
+    problems, samples = toy_samples
+    plain = build_revision_examples(problems, samples, seed=3, grader=toy_grader)
+    assert build_revision_examples(problems, samples, seed=3, keep_rate=0.0, grader=toy_grader) == plain
+    assert not any(r["kept"] for r in plain)
+    rows = build_revision_examples(problems, samples, seed=3, keep_rate=0.5, grader=toy_grader)
+    by_id = {p["id"]: p for p in problems}
+    kept = [r for r in rows if r["kept"]]
+    assert len(rows) == len(plain) and 0.3 * len(rows) < len(kept) < 0.7 * len(rows)
+    for r in kept:
+        p, wrong = by_id[r["problem_id"]], samples[r["problem_id"]][5:]
+        assert r["prompt_attempts"][-1] == r["target"] == p["solution"]   # a right answer shown, kept
+        assert all(a in wrong for a in r["prompt_attempts"][:-1]) and r["num_incorrect"] == len(r["prompt_attempts"]) - 1 <= 3
+    keys = [(r["problem_id"], tuple(r["prompt_attempts"]), r["target"]) for r in rows]
+    assert len(set(keys)) == len(keys)
+    # 1 correct answer, 2 wrong ones, up to 4 in context: 3 wrong-only trajectories + (1 + 2 + 2) kept ones
+    assert trajectory_count(2, 4, 1) == 3 + 5 and trajectory_count(2, 0, 1) == 1
+    with pytest.raises(ValueError, match="keep_rate"):
+        build_revision_examples(problems, samples, keep_rate=1.5, grader=toy_grader)
+
+
 def test_default_grader_is_the_answers_module(toy_samples):
     pytest.importorskip("ttscale.data.answers")
     problems, samples = toy_samples

@@ -202,3 +202,25 @@ def test_first_mistake_recovers_injected_kinds(rows):
         assert len(found) >= 150, kind
         # a wrong sign can equal the next operation (- 3 then + 3), which reads as a skipped step
         assert sum(f[1] == kind for f in found) >= 0.95 * len(found), (kind, Counter(f[1] for f in found))
+
+
+def test_traps_grow_with_level_and_their_misreading_is_one_wrong_answer(rows):
+    from ttscale.data.toy_world import TRAP_CLAUSES, misread_solution
+
+    share = {lv: sum(r["program"]["trap"] >= 0 for r in rows if r["level"] == lv) / 100 for lv in range(1, 6)}
+    assert share[1] == 0 and 0 < share[2] < share[3] < share[4] and share[5] > 0.3
+    for r in rows:
+        trap = r["program"]["trap"]
+        if trap < 0:
+            assert misread_solution(r) is None
+            continue
+        clause = r["program"]["clauses"][trap]
+        assert clause == TRAP_CLAUSES[r["program"]["ops"][trap]] and clause.format(
+            p=r["program"]["pronoun"], k=r["program"]["operands"][trap]) in r["problem"].lower().replace(
+            r["program"]["pronoun"].capitalize() + " ", r["program"]["pronoun"] + " ")
+        text = misread_solution(r)
+        assert text == misread_solution(r)            # systematic: the same wrong text every time
+        assert all(check_steps(r, r["solution"]))
+        # "drop" when the flipped operation happens to be the next one (the same step text either way)
+        assert first_mistake(r, split_steps(text)) in ((trap, "operation"), (trap, "drop"))
+        assert final_answer(text) not in (None, r["answer"])

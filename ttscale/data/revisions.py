@@ -9,6 +9,12 @@ Incorrect answers with identical text are counted once, so the context never rep
 often repeat a correct answer word for word; each repeat gets a trajectory (attempts, target) its problem
 has not produced yet, drawn again when the draw repeats one, and none once the answers cannot give another
 (`trajectory_count`): the data never holds two identical rows.
+
+With `keep_rate` > 0, that share of rows ends its context with a CORRECT answer of the problem (after 0 to
+max_incorrect - 1 random incorrect ones) and still targets a correct answer: at test time a revision chain
+shows the model its own earlier attempts, right ones included, and a model trained only on wrong contexts
+learns to change whatever it is shown (measured on the toy world: attempt accuracy fell along the chain).
+Correctness comes from the gold final answer only, as for every other row.
 """
 from __future__ import annotations
 
@@ -74,10 +80,20 @@ def revision_trajectory(correct: str, incorrect: Sequence[str], rng: random.Rand
     return rng.sample(others, k - 1) + [incorrect[last]]
 
 
-def trajectory_count(n_incorrect: int, max_incorrect: int) -> int:
-    """How many distinct trajectories `revision_trajectory` can draw: none in context, or k attempts ending
-    with the closest one, the k-1 before it an ordered pick from the n-1 others."""
-    return 1 + sum(math.perm(n_incorrect - 1, k - 1) for k in range(1, min(max_incorrect, n_incorrect) + 1))
+def trajectory_count(n_incorrect: int, max_incorrect: int, n_correct: int = 0) -> int:
+    """How many distinct trajectories can be drawn: none in context, or k attempts ending with the closest
+    one, the k-1 before it an ordered pick from the n-1 others; plus, with `n_correct` correct answers to keep
+    (keep_trajectory), one of them after an ordered pick of 0..max_incorrect-1 incorrect ones."""
+    wrong = 1 + sum(math.perm(n_incorrect - 1, k - 1) for k in range(1, min(max_incorrect, n_incorrect) + 1))
+    kept = n_correct * sum(math.perm(n_incorrect, k) for k in range(min(max_incorrect - 1, n_incorrect) + 1))
+    return wrong + (kept if max_incorrect > 0 else 0)
+
+
+def keep_trajectory(correct: Sequence[str], incorrect: Sequence[str], rng: random.Random,
+                    max_incorrect: int = 4) -> list[str]:
+    """0..max_incorrect-1 random incorrect attempts, then one of the problem's correct answers."""
+    k = rng.randint(0, min(max_incorrect - 1, len(incorrect)))
+    return rng.sample(list(incorrect), k) + [rng.choice(list(correct))]
 
 
 _REDRAWS = 64  # draws per row before giving up on a new trajectory (only when nearly all are taken)
@@ -103,10 +119,10 @@ def grade_samples(problem_rows: Sequence[Mapping[str, Any]], samples: Mapping[st
 
 
 def build_revision_examples(problem_rows: Iterable[Mapping[str, Any]], samples: Mapping[str, Sequence[str]], *,
-                            max_incorrect: int = 4, seed: int = 0,
+                            max_incorrect: int = 4, seed: int = 0, keep_rate: float = 0.0,
                             grader: Callable[[str, str], bool] | None = None,
                             verdicts: Mapping[str, Sequence[bool]] | None = None) -> list[dict[str, Any]]:
-    """Revision rows {id, problem_id, problem, prompt_attempts, target, num_incorrect} from sampled answers.
+    """Revision rows {id, problem_id, problem, prompt_attempts, target, num_incorrect, kept} from sampled answers.
 
     `problem_rows` need `id`, `problem`, `answer`; `samples` maps a problem id to its sampled answers.
     Answers are graded with `grader(text, gold)` (default: ttscale.data.answers, batched), unless
@@ -117,6 +133,9 @@ def build_revision_examples(problem_rows: Iterable[Mapping[str, Any]], samples: 
     """
     if max_incorrect < 0:
         raise ValueError(f"max_incorrect must be >= 0, got {max_incorrect}")
+    if not 0.0 <= keep_rate <= 1.0:
+        raise ValueError(f"keep_rate must be in [0, 1], got {keep_rate}")
+    keep_rate = keep_rate if max_incorrect > 0 else 0.0   # no room in context for a kept answer
     problem_rows = list(problem_rows)
     if verdicts is None:
         verdicts = grade_samples(problem_rows, samples, grader)
@@ -129,22 +148,27 @@ def build_revision_examples(problem_rows: Iterable[Mapping[str, Any]], samples: 
             raise ValueError(f"problem {pid!r}: {len(flags)} verdicts for {len(answers)} answers; grade the same "
                              f"samples that are passed in (grade_samples)")
         incorrect = _unique(t for t, ok in zip(answers, flags) if not ok)
+        correct = _unique(t for t, ok in zip(answers, flags) if ok)
         rng = random.Random(f"{seed}:{pid}")
         closest: dict[str, int] = {}
         taken: dict[str, set[tuple[str, ...]]] = {}  # trajectories already written, per target text
-        possible = trajectory_count(len(incorrect), max_incorrect)
+        possible = trajectory_count(len(incorrect), max_incorrect, len(correct) if keep_rate else 0)
         for j, (text, ok) in enumerate(zip(answers, flags)):
             if not ok or len(taken.setdefault(text, set())) >= possible:
                 continue
             if incorrect and text not in closest:
                 closest[text] = closest_index(text, incorrect)
             for _ in range(_REDRAWS):
-                attempts = revision_trajectory(text, incorrect, rng, max_incorrect, closest.get(text))
+                # rng.random() only when asked for, so keep_rate 0 draws the same rows as before it existed
+                kept = bool(keep_rate) and rng.random() < keep_rate
+                attempts = (keep_trajectory(correct, incorrect, rng, max_incorrect) if kept else
+                            revision_trajectory(text, incorrect, rng, max_incorrect, closest.get(text)))
                 if tuple(attempts) not in taken[text]:
                     break
             else:
                 continue
             taken[text].add(tuple(attempts))
             rows.append({"id": f"{pid}-rev{j}", "problem_id": pid, "problem": problem["problem"],
-                         "prompt_attempts": attempts, "target": text, "num_incorrect": len(attempts)})
+                         "prompt_attempts": attempts, "target": text, "num_incorrect": len(attempts) - kept,
+                         "kept": kept})
     return rows

@@ -7,8 +7,14 @@ quantity, so the true correctness of each step of ANY solution text can be compu
 which is what MC labels and PRMs are measured against. `inject_mistake` makes plausible wrong solutions
 (slip, wrong operand, wrong operation, dropped step) that continue consistently to a wrong answer.
 
+Hard problems may carry a *trap*: one +/- operation is worded so that it reads like the opposite one
+(TRAP_CLAUSES). The policy's bootstrap SFT misreads a trap on most samples (`misread_solution`), so its
+mistakes on such a problem are correlated — the same wrong step and the same wrong answer on most samples —
+as a real policy's are on a hard problem; majority voting then fails where a verifier can still help.
+
 Rows are plain JSON-able values: {id, problem, answer, level, solution, program}, where program =
-{start, ops, operands, name, item, pronoun, clauses} is the operation chain the checker follows.
+{start, ops, operands, name, item, pronoun, clauses, trap} is the operation chain the checker follows
+(trap = index of the trap operation, or -1).
 """
 from __future__ import annotations
 
@@ -29,18 +35,25 @@ CLAUSES = {
     "*": ["{p} ends up with {k} times as many"],
     "/": ["{p} splits them into {k} equal piles and keeps one pile"],
 }
+# Misleading wordings: each states the operation through a word of the opposite one ("lost", "more"), the
+# kind of misreading a real policy repeats on most samples of a problem (a systematic, not a random, error).
+TRAP_CLAUSES = {
+    "+": "{p} wins back {k} that {p} had lost",
+    "-": "{p} packs {k} more into a gift box for a friend",
+}
 # Per level: number of operations, start range, max add/sub operand, multipliers/divisors, allowed
 # operations, and the largest quantity a chain may reach. Difficulty = more steps + bigger numbers.
 # Additions never carry and subtractions never borrow (digit by digit): a verifier of a few hundred
 # thousand parameters cannot learn to check carries (measured: pairwise accuracy 0.54 on carry slips after
 # 3,000 PRM steps), so the mistakes that decide the toy world are the ones a small PRM can see
 # (wrong operand, wrong operation, a skipped step), as a verifier's checks are in real math.
+# `trap`: the probability that a problem words one +/- operation with a trap clause (harder problems more).
 LEVEL_SPEC = {
-    1: dict(n_ops=2, start=(2, 9), max_k=9, mul=(2,), ops="+-", max_value=30),
-    2: dict(n_ops=3, start=(2, 20), max_k=9, mul=(2,), ops="+-", max_value=50),
-    3: dict(n_ops=4, start=(5, 30), max_k=9, mul=(2,), ops="+-*", max_value=60),
-    4: dict(n_ops=5, start=(5, 40), max_k=9, mul=(2,), ops="+-*/", max_value=80),
-    5: dict(n_ops=6, start=(10, 50), max_k=9, mul=(2,), ops="+-*/", max_value=99),
+    1: dict(n_ops=2, start=(2, 9), max_k=9, mul=(2,), ops="+-", max_value=30, trap=0.0),
+    2: dict(n_ops=3, start=(2, 20), max_k=9, mul=(2,), ops="+-", max_value=50, trap=0.15),
+    3: dict(n_ops=4, start=(5, 30), max_k=9, mul=(2,), ops="+-*", max_value=60, trap=0.35),
+    4: dict(n_ops=5, start=(5, 40), max_k=9, mul=(2,), ops="+-*/", max_value=80, trap=0.5),
+    5: dict(n_ops=6, start=(10, 50), max_k=9, mul=(2,), ops="+-*/", max_value=99, trap=0.5),
 }
 
 
@@ -78,6 +91,17 @@ def _values(program: dict[str, Any]) -> list[int]:
     vals = [int(program["start"])]
     for op, k in zip(program["ops"], program["operands"]):
         vals.append(apply_op(vals[-1], op, int(k)))
+    return vals
+
+
+def _misread_values(program: dict[str, Any]) -> list[int] | None:
+    """Quantities along the trap's misreading (its operation flipped, the rest followed), None without a trap."""
+    i = program.get("trap", -1)
+    if i < 0:
+        return None
+    vals = _values(program)[:i + 1]
+    for j, (op, k) in enumerate(zip(program["ops"][i:], program["operands"][i:]), start=i):
+        vals.append(apply_op(vals[-1], _WRONG_OP[op] if j == i else op, int(k)))
     return vals
 
 
@@ -161,8 +185,18 @@ def _sample_chain(level: int, start: int, rng: random.Random) -> dict[str, Any] 
         operands.append(k)
         value = apply_op(value, op, k)
     name, pronoun = rng.choice(NAMES)
-    return {"start": start, "ops": ops, "operands": operands, "name": name, "pronoun": pronoun,
-            "item": rng.choice(ITEMS), "clauses": [rng.choice(CLAUSES[op]) for op in ops]}
+    program = {"start": start, "ops": ops, "operands": operands, "name": name, "pronoun": pronoun,
+               "item": rng.choice(ITEMS), "clauses": [rng.choice(CLAUSES[op]) for op in ops], "trap": -1}
+    addsub = [i for i, op in enumerate(ops) if op in TRAP_CLAUSES]
+    if addsub and rng.random() < spec["trap"]:
+        i = rng.choice(addsub)
+        trapped = {**program, "trap": i, "clauses": [*program["clauses"][:i], TRAP_CLAUSES[ops[i]],
+                                                       *program["clauses"][i + 1:]]}
+        wrong = _misread_values(trapped)
+        # Only a misreading that stays a count and ends on a wrong answer is a trap.
+        if min(wrong) >= 0 and wrong[-1] != _values(program)[-1]:
+            program = trapped
+    return program
 
 
 def _program(row: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +305,36 @@ def check_mistake_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     return kinds
 
 
+def _continued(program: dict[str, Any], i: int, value: int, wrong_step: str | None) -> tuple[list[str], int]:
+    """Reference steps before i, then `wrong_step` (None = step i skipped), then the remaining operations
+    applied consistently to the wrong `value`. Returns (steps, final value)."""
+    vals, n = _values(program), len(program["ops"])
+    steps = [format_step(program, j, vals[j], program["ops"][j], int(program["operands"][j]),
+                         vals[j + 1], last=j == n - 1) for j in range(i)]
+    if wrong_step is not None:
+        steps.append(wrong_step)
+    for j in range(i + 1, n):
+        op, k = program["ops"][j], int(program["operands"][j])
+        new = apply_op(value, op, k)
+        steps.append(format_step(program, j, value, op, k, new, last=j == n - 1))
+        value = new
+    return steps, value
+
+
+def misread_solution(problem_row: dict[str, Any]) -> str | None:
+    """The policy's systematic mistake on a trap problem: the trap operation read as its opposite, the rest
+    followed consistently (always the same text, so every misreading sample reaches the same wrong answer);
+    None when the problem has no trap."""
+    program = _program(problem_row)
+    wrong = _misread_values(program)
+    if wrong is None:
+        return None
+    i, n = program["trap"], len(program["ops"])
+    step = format_step(program, i, wrong[i], _WRONG_OP[program["ops"][i]], int(program["operands"][i]),
+                       wrong[i + 1], last=i == n - 1)
+    return join_steps(_continued(program, i, wrong[i + 1], step)[0])
+
+
 def inject_mistake(problem_row: dict[str, Any], rng: random.Random,
                    kinds: Sequence[str] = MISTAKE_KINDS) -> tuple[str, int]:
     """A plausible wrong solution: steps before index i are right, step i is wrong (one of `kinds`: slip,
@@ -283,26 +347,19 @@ def inject_mistake(problem_row: dict[str, Any], rng: random.Random,
     for _ in range(50):
         i = rng.randrange(n)
         kind = rng.choice(kinds)
-        steps = [format_step(program, j, vals[j], program["ops"][j], int(program["operands"][j]),
-                             vals[j + 1], last=j == n - 1) for j in range(i)]
         if kind == "drop":
             same_next = i + 1 < n and (program["ops"][i], program["operands"][i]) == \
                 (program["ops"][i + 1], program["operands"][i + 1])
             if i == n - 1 or same_next:  # dropping the last step or a repeated one is not detectable at i
                 continue
-            value, rest = vals[i], range(i + 1, n)
+            steps, value = _continued(program, i, vals[i], None)
         else:
             wrong = _wrong_step(program, i, vals[i], kind, rng)
             if wrong is None:
                 continue
             op, k, value, clause_k = wrong
-            steps.append(format_step(program, i, vals[i], op, k, value, last=i == n - 1, clause_k=clause_k))
-            rest = range(i + 1, n)
-        for j in rest:
-            op, k = program["ops"][j], int(program["operands"][j])
-            new = apply_op(value, op, k)
-            steps.append(format_step(program, j, value, op, k, new, last=j == n - 1))
-            value = new
+            steps, value = _continued(program, i, value, format_step(program, i, vals[i], op, k, value,
+                                                                     last=i == n - 1, clause_k=clause_k))
         text = join_steps(steps)
         labels = check_steps(problem_row, text)
         # Rounded-down division can re-converge on the true path; such a "mistake" would not be one.

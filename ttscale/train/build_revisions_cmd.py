@@ -2,7 +2,7 @@
 
 Samples --samples-per-problem answers per problem from the policy (or reads answers already generated, e.g. by
 `ttscale generate`, with --samples FILE), grades them, and writes one row per correct answer:
-{id, problem_id, problem, prompt_attempts, target, num_incorrect} (see ttscale.data.revisions).
+{id, problem_id, problem, prompt_attempts, target, num_incorrect, kept} (see ttscale.data.revisions).
 `ttscale train-revision OUTPUT ...` trains on these rows.
 """
 from __future__ import annotations
@@ -31,6 +31,10 @@ class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
                          "{id, completion} (e.g. the output of `ttscale generate`), several rows per problem id")
     samples_per_problem: int = field(16, ge=1, help="answers sampled per problem (Snell et al. use 64)")
     max_incorrect: int = field(4, ge=0, help="most incorrect attempts put in context before a correct answer")
+    keep_rate: float = field(0.0, ge=0.0, le=1.0, help="share of rows whose context ends with a CORRECT answer "
+                             "(after 0 to max-incorrect - 1 incorrect ones), so the model learns to keep a right "
+                             "answer it is shown, as a revision chain shows it its own attempts; 0 = Snell et al.'s "
+                             "data (only incorrect attempts in context)")
     prompt_batch: int = field(16, ge=1, run_key=False, help="problems per generate call (progress is shown per call)")
     save_samples: str = field("", run_key=False, help="also write the sampled answers {id, completion, "
                               "finish_reason} here, to reuse them with --samples")
@@ -100,7 +104,7 @@ def run(cfg: Config) -> int:
                         cfg.save_samples)
     verdicts = grade_samples(problems, samples)
     rows = build_revision_examples(problems, samples, max_incorrect=cfg.max_incorrect, seed=cfg.seed,
-                                   verdicts=verdicts)
+                                   keep_rate=cfg.keep_rate, verdicts=verdicts)
     path = write_table(rows, cfg.output)
     flags = [ok for v in verdicts.values() for ok in v]
     # Every correct answer asks for a row; repeats of a trajectory are not written (see data.revisions).
@@ -112,7 +116,8 @@ def run(cfg: Config) -> int:
                "correct_answers": sum(flags),
                "rows": len(rows),
                "repeats_not_written": repeats,
-               "attempts_in_context": dict(sorted(Counter(r["num_incorrect"] for r in rows).items()))}
+               "attempts_in_context": dict(sorted(Counter(r["num_incorrect"] for r in rows).items())),
+               "rows_keeping_a_correct_attempt": sum(r["kept"] for r in rows)}
     print(f"wrote {len(rows)} revision rows to {path}\n{json.dumps(summary, indent=2)}")
     if repeats:
         print(f"{sum(flags)} correct answers give only {len(rows)} distinct (problem, attempts, target) rows: "

@@ -3,9 +3,10 @@
 A tokenizer trained on toy-world text and a tiny Llama (ttscale.train.tiny) are fine-tuned with TRL's
 SFTTrainer on prompt/completion pairs: prompt = build_prompt(problem) through the chat template,
 completion = the reference solution or, with a per-level probability, one with an injected mistake
-(ttscale.data.toy_world.inject_mistake); loss on the completion only, EOS after the answer. The point is
-a policy whose sampled solutions are right at a rate that falls with difficulty, with wrong answers that
-differ between samples. The saved folder loads with AutoModelForCausalLM/AutoTokenizer; the measured
+(ttscale.data.toy_world.inject_mistake) or, on a problem with a trap clause, the trap's misreading
+(toy_world.misread_solution) with probability --misread-rate; loss on the completion only, EOS after the
+answer. The point is a policy whose sampled solutions are right at a rate that falls with difficulty, with
+random mistakes that differ between samples and, on trap problems, a systematic one that most samples share. The saved folder loads with AutoModelForCausalLM/AutoTokenizer; the measured
 per-level correctness goes to policy_report.json beside it.
 """
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Config(SFTArgs):
     mistake_kinds: list[str] = field(default_factory=lambda: ["slip", "operand", "operation", "drop"],
                                      help="kinds of injected mistakes the policy learns to make: slip (arithmetic), "
                                           "operand, operation, drop (a skipped step)")
+    misread_rate: float = field(0.0, help="probability that a training solution of a trap problem misreads the "
+                                "trap (the same wrong step every time), so the policy repeats it on most samples")
     eval_problems: int = field(20, help="held-out problems per level for the correctness report")
     eval_samples: int = field(4, help="sampled solutions per held-out problem")
     temperature: float = field(0.8, help="sampling temperature for the report")
@@ -62,7 +65,7 @@ class Config(SFTArgs):
         for name in ("n_train", "per_device_train_batch_size", "hidden_size", "num_layers", "eval_samples", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("mistake_rate", "mistake_rate_max"):
+        for name in ("mistake_rate", "mistake_rate_max", "misread_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         from ttscale.data.toy_world import check_mistake_kinds
@@ -79,16 +82,20 @@ def mistake_rates(levels: Sequence[int], low: float, high: float) -> dict[int, f
 
 
 def sft_pairs(rows: Sequence[dict], tokenizer: Any, rates: dict[int, float], seed: int,
-              kinds: Sequence[str] | None = None) -> list[dict[str, str]]:
-    """Prompt/completion pairs; a row's completion carries an injected mistake with probability rates[level]."""
+              kinds: Sequence[str] | None = None, misread_rate: float = 0.0) -> list[dict[str, str]]:
+    """Prompt/completion pairs; a trap problem's completion is its misreading with probability misread_rate,
+    otherwise a row's completion carries an injected mistake with probability rates[level]."""
     from ttscale.data.steps import build_prompt
-    from ttscale.data.toy_world import MISTAKE_KINDS, inject_mistake
+    from ttscale.data.toy_world import MISTAKE_KINDS, inject_mistake, misread_solution
 
     rng = random.Random(seed)
     pairs = []
     for row in rows:
         completion = row["solution"]
-        if rng.random() < rates[row["level"]]:
+        misread = misread_solution(row)
+        if misread is not None and rng.random() < misread_rate:
+            completion = misread
+        elif rng.random() < rates[row["level"]]:
             completion, _ = inject_mistake(row, rng, kinds or MISTAKE_KINDS)
         pairs.append({"prompt": build_prompt(row["problem"], tokenizer), "completion": completion})
     return pairs
@@ -116,7 +123,8 @@ def train_policy(cfg: Config, out: Path):
     model = tiny_causal_lm(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                            num_heads=cfg.num_heads, seed=cfg.seed)
     rates = mistake_rates(cfg.levels, cfg.mistake_rate, cfg.mistake_rate_max)
-    train = datasets.Dataset.from_list(sft_pairs(rows, tokenizer, rates, seed=cfg.seed, kinds=cfg.mistake_kinds))
+    train = datasets.Dataset.from_list(sft_pairs(rows, tokenizer, rates, seed=cfg.seed, kinds=cfg.mistake_kinds,
+                                                misread_rate=cfg.misread_rate))
     # use_cpu: without CUDA the tiny model trains on the CPU, never on MPS (same numbers on every machine)
     trainer = sft_trainer(model, tokenizer, train, cfg, out / "checkpoints", use_cpu=not torch.cuda.is_available())
     trainer.train(resume_from_checkpoint=cfg.resume())
@@ -126,9 +134,10 @@ def train_policy(cfg: Config, out: Path):
 
 def evaluate_policy(generator: Any, rows: Sequence[dict], samples: int, temperature: float, seed: int,
                     max_new_tokens: int = 200) -> dict[str, Any]:
-    """Sampled correctness per level (+ step accuracy from the exact checker, and majority-vote accuracy)."""
-    from ttscale.data.steps import build_prompt
-    from ttscale.data.toy_world import check_steps, final_answer
+    """Sampled correctness per level (+ step accuracy from the exact checker, majority-vote accuracy, and on
+    trap problems how often a sample misreads the trap)."""
+    from ttscale.data.steps import build_prompt, split_steps
+    from ttscale.data.toy_world import check_steps, final_answer, misread_solution
     from ttscale.inference.base import SamplingParams
 
     prompts = [build_prompt(r["problem"], generator.tokenizer) for r in rows]
@@ -138,12 +147,16 @@ def evaluate_policy(generator: Any, rows: Sequence[dict], samples: int, temperat
     for row, comps in zip(rows, outputs):
         s = stats[row["level"]]
         answers = [final_answer(c.text) for c in comps]
+        misread = misread_solution(row)
+        trap = row["program"].get("trap", -1)
         for c, ans in zip(comps, answers):
             labels = check_steps(row, c.text)
             s["correct"].append(ans == row["answer"])
             s["step_acc"].append(sum(labels) / max(len(labels), 1))
             s["finished"].append(c.finish_reason != "length")
             s["tokens"].append(c.num_tokens)
+            if misread is not None:   # the sample reads the trap the policy's systematic wrong way
+                s["trap_misread"].append(split_steps(c.text)[:trap + 1] == split_steps(misread)[:trap + 1])
         wrong = [a for a in answers if a is not None and a != row["answer"]]
         voted = Counter(a for a in answers if a is not None).most_common(1)
         s["majority"].append(bool(voted) and voted[0][0] == row["answer"])
@@ -156,6 +169,7 @@ def evaluate_policy(generator: Any, rows: Sequence[dict], samples: int, temperat
     per_level = {str(lv): {"correct_rate": mean(s["correct"]), "majority_correct": mean(s["majority"]),
                            "step_accuracy": mean(s["step_acc"]), "finished_rate": mean(s["finished"]),
                            "distinct_wrong_answers": mean(s["distinct_wrong"]), "mean_tokens": mean(s["tokens"]),
+                           "trap_misread_rate": mean(s["trap_misread"]), "trap_samples": len(s["trap_misread"]),
                            "problems": len(s["majority"]), "samples": len(s["correct"])}
                  for lv, s in sorted(stats.items())}
     return {"per_level": per_level, "correct_rate": mean([c for s in stats.values() for c in s["correct"]])}
