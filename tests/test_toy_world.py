@@ -224,3 +224,19 @@ def test_traps_grow_with_level_and_their_misreading_is_one_wrong_answer(rows):
         # "drop" when the flipped operation happens to be the next one (the same step text either way)
         assert first_mistake(r, split_steps(text)) in ((trap, "operation"), (trap, "drop"))
         assert final_answer(text) not in (None, r["answer"])
+
+
+def test_processbench_rows_carry_the_policys_misreading_on_trap_problems(rows):
+    from ttscale.data.toy_world import misread_solution
+    from ttscale.data.toy_world_cmd import processbench_rows
+
+    out = processbench_rows(rows, mistake_fraction=1.0, seed=0, misread_fraction=1.0)
+    for r, pb in zip(rows, out):
+        labels = check_steps(r, "\n\n".join(pb["steps"]))
+        assert pb["label"] == labels.index(False)                    # exact first error either way
+        if r["program"]["trap"] >= 0:
+            assert pb["steps"] == split_steps(misread_solution(r)) and pb["label"] == r["program"]["trap"]
+    none = processbench_rows(rows, mistake_fraction=1.0, seed=0, misread_fraction=0.0)
+    traps = [(r, pb) for r, pb in zip(rows, none) if r["program"]["trap"] >= 0]
+    # an injected wrong operation at the trap can coincide with the misreading, but rarely
+    assert sum(pb["steps"] == split_steps(misread_solution(r)) for r, pb in traps) < len(traps) / 4

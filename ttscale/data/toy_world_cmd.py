@@ -19,6 +19,9 @@ class Config(ThreadArgs):
     processbench: bool = field(False, help="write ProcessBench rows {id, problem, steps, label, level} instead "
                                "(label = index of the first wrong step, -1 if none): held-out data for eval-prm")
     mistake_fraction: float = field(0.5, ge=0, le=1, help="with --processbench: fraction of rows given an injected mistake")
+    misread_fraction: float = field(0.5, ge=0, le=1, help="with --processbench: of the rows given a mistake that have "
+                                    "a trap clause, the fraction whose mistake is the trap's misreading (the policy's "
+                                    "systematic one) instead of a random injected one")
 
 
 def run(cfg: Config) -> int:
@@ -28,26 +31,32 @@ def run(cfg: Config) -> int:
 
     rows = generate_problems(cfg.n, seed=cfg.seed, levels=cfg.levels)
     if cfg.processbench:
-        rows = processbench_rows(rows, cfg.mistake_fraction, cfg.seed)
+        rows = processbench_rows(rows, cfg.mistake_fraction, cfg.seed, cfg.misread_fraction)
     path = write_table(rows, cfg.output)
     per_level = Counter(r["level"] for r in rows)
     print(f"wrote {len(rows)} problems to {path} (per level: {dict(sorted(per_level.items()))})")
     return 0
 
 
-def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int) -> list[dict]:
-    """Reference solutions, a seeded fraction of them with one injected mistake: exact first-error labels."""
+def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int,
+                      misread_fraction: float = 0.0) -> list[dict]:
+    """Reference solutions, a seeded fraction of them with one mistake (injected, or on a trap problem the
+    trap's misreading with probability misread_fraction): exact first-error labels."""
     import random
 
     from ttscale.data.steps import split_steps
-    from ttscale.data.toy_world import inject_mistake
+    from ttscale.data.toy_world import inject_mistake, misread_solution
 
     rng = random.Random(seed)
     out = []
     for r in rows:
         text, label = r["solution"], -1
         if rng.random() < mistake_fraction:
-            text, label = inject_mistake(r, rng)
+            misread = misread_solution(r)
+            if misread is not None and rng.random() < misread_fraction:
+                text, label = misread, r["program"]["trap"]
+            else:
+                text, label = inject_mistake(r, rng)
         out.append({"id": r["id"], "problem": r["problem"], "steps": split_steps(text), "label": label,
                     "level": r["level"]})
     return out
