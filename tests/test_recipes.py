@@ -13,7 +13,7 @@ from ttscale.cli import STAGES
 from ttscale.config import _coerce
 from ttscale.demo_cmd import RECIPES_ROOT as RECIPES
 STAGE_OF = {"problems_train": "toy-world", "problems_test": "toy-world", "prm_heldout": "toy-world",
-            "problems_fresh": "toy-world",
+            "prm_fit": "toy-world", "problems_fresh": "toy-world",
             "policy": "train-policy", "label": "label", "label_ray": "label", "prm": "train-prm", "eval_prm": "eval-prm",
             "build_revisions": "build-revisions", "train_revision": "train-revision", "evaluate": "evaluate"}
 

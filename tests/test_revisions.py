@@ -10,7 +10,7 @@ import pytest
 from ttscale.data.revision_format import (INFO_FILE, REVISION_FORMAT_VERSION, read_revision_info, revision_prompt,
                                           write_revision_info)
 from ttscale.data.revisions import build_revision_examples, closest_index, levenshtein, revision_trajectory
-from ttscale.data.steps import build_prompt
+from ttscale.data.steps import build_prompt, split_steps
 from ttscale.data.toy_world import final_answer, generate_problems, inject_mistake
 
 
@@ -234,6 +234,28 @@ def test_build_revisions_stage_from_samples_file(toy_samples, tmp_path):
     write_table([{"id": "x", "text": "no completion column"}], tmp_path / "bad.jsonl")
     with pytest.raises(ValueError, match="bad.jsonl: missing column.*completion"):
         main(["build-revisions", str(out), "--problems", str(problems_path), "--samples", str(tmp_path / "bad.jsonl")])
+
+
+def test_build_revisions_reuses_a_label_datasets_solutions(toy_samples, tmp_path, capsys):
+    import datasets
+
+    from ttscale.cli import main
+    from ttscale.data.io import read_jsonl, write_table
+
+    problems, samples = toy_samples
+    problems_path = write_table(problems[:4], tmp_path / "problems.jsonl")
+    # what `ttscale label` writes: one row per solution, its problem id and steps (other columns ignored)
+    labelled = [{"id": f"{pid}-s{j}", "problem_id": pid, "steps": split_steps(text), "labels": [1.0]}
+                for pid in list(samples)[:4] for j, text in enumerate(samples[pid])]
+    datasets.Dataset.from_list(labelled).save_to_disk(str(tmp_path / "labels"))
+    out = tmp_path / "revisions.jsonl"
+    assert main(["build-revisions", str(out), "--problems", str(problems_path), "--samples", str(tmp_path / "labels"),
+                 "--seed", "5", "--keep-rate", "0.5"]) == 0
+    assert read_jsonl(out) == build_revision_examples(problems[:4], samples, seed=5, keep_rate=0.5, grader=toy_grader)
+    assert '"rows_keeping_a_correct_attempt": ' in capsys.readouterr().out
+    write_table([], tmp_path / "empty.jsonl")
+    assert main(["train-revision", str(tmp_path / "empty.jsonl"), str(tmp_path / "rev"), "--model", "x"]) == 2
+    assert "no revision rows to train on" in capsys.readouterr().err
 
 
 def test_build_revisions_stage_samples_from_policy(tiny_lm_dir, toy_samples, tmp_path):

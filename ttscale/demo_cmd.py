@@ -66,6 +66,8 @@ def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Pat
                            str(out / "problems_test.jsonl")], out / "problems_test.jsonl"),
         ("prm-heldout", ["toy-world", "--config", str(rec / "prm_heldout.yaml"),
                          str(out / "prm_heldout.jsonl")], out / "prm_heldout.jsonl"),
+        ("prm-fit", ["toy-world", "--config", str(rec / "prm_fit.yaml"), str(out / "prm_fit.jsonl")],
+         out / "prm_fit.jsonl"),
         ("problems-fresh", ["toy-world", "--config", str(rec / "problems_fresh.yaml"),
                             str(out / "problems_fresh.jsonl")], out / "problems_fresh.jsonl"),
         ("policy", ["train-policy", "--config", str(rec / "policy.yaml"), *t, str(out / "policy")],
@@ -76,7 +78,8 @@ def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Pat
                  "--data", str(out / "labels" / "dataset"), "--output-dir", str(out / "prm"), *t],
          out / "prm" / "ttscale_prm.json"),
         ("prm-eval", ["eval-prm", "--config", str(rec / "eval_prm.yaml"), "--data", str(out / "prm_heldout.jsonl"),
-                      "--prm", str(out / "prm"), "--predictions", str(out / "prm_eval" / "predictions.jsonl"),
+                      "--prm", str(out / "prm"), "--threshold-from", str(out / "prm_fit.jsonl"),
+                      "--predictions", str(out / "prm_eval" / "predictions.jsonl"),
                       "--summary", str(out / "prm_eval" / "summary.json")], out / "prm_eval" / "summary.json"),
         ("revision-data", ["build-revisions", "--config", str(rec / "build_revisions.yaml"),
                            "--problems", str(out / "problems_train.jsonl"), "--policy", str(out / "policy"), *t,
@@ -112,7 +115,7 @@ def _extra_json(out: Path, seconds: dict[str, float]) -> Path:
 
 def _lanes(names: list[str], jobs: int) -> list[list[list[str]]]:
     """Waves of lanes: the steps of one lane run in order, the lanes of a wave side by side."""
-    first = ["problems-train", "problems-test", "prm-heldout", "problems-fresh", "policy"]
+    first = ["problems-train", "problems-test", "prm-heldout", "prm-fit", "problems-fresh", "policy"]
     searches = [n for n in names if n.startswith("search-")]
     rest = [n for n in names if n not in first and n not in searches]
     if jobs < 2:

@@ -28,7 +28,8 @@ class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
     policy: str = field("", help="policy model to sample answers from (a save_pretrained dir, hub id, adapter dir, "
                         ".gguf, or the served model name for backend openai); not needed with --samples")
     samples: str = field("", help="use answers already generated instead of sampling: a table with rows "
-                         "{id, completion} (e.g. the output of `ttscale generate`), several rows per problem id")
+                         "{id, completion} (e.g. the output of `ttscale generate`), several rows per problem id, "
+                         "or a `ttscale label` dataset (rows {problem_id, steps}: the labelled solutions, reused)")
     samples_per_problem: int = field(16, ge=1, help="answers sampled per problem (Snell et al. use 64)")
     max_incorrect: int = field(4, ge=0, help="most incorrect attempts put in context before a correct answer")
     keep_rate: float = field(0.0, ge=0.0, le=1.0, help="share of rows whose context ends with a CORRECT answer "
@@ -45,18 +46,26 @@ class Config(SamplingArgs, GeneratorArgs, ProblemArgs):
 
 
 def read_samples(path: str, problem_ids: set[str]) -> dict[str, list[str]]:
-    """Answers per problem id from a {id, completion} table; errors name the file, row and column."""
+    """Answers per problem id from a {id, completion} table, or from a label dataset's {problem_id, steps}
+    rows (steps joined as the policy wrote them); errors name the file, row and column."""
     from ttscale.data.io import read_table
+    from ttscale.data.steps import join_steps
 
     table = read_table(path)
-    missing = {"id", "completion"} - set(table.column_names)
+    labelled = {"problem_id", "steps"} <= set(table.column_names)
+    missing = set() if labelled else {"id", "completion"} - set(table.column_names)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; --samples rows need 'id' (the problem id) "
-                         f"and 'completion' (one answer)")
+                         f"and 'completion' (one answer), or 'problem_id' and 'steps' (a `ttscale label` dataset)")
     samples: dict[str, list[str]] = {}
     unknown: set[str] = set()
     for i, row in enumerate(table):
-        pid, text = str(row["id"]), row["completion"]
+        if labelled:
+            if not isinstance(row["steps"], (list, tuple)):
+                raise ValueError(f"{path}: row {i}: 'steps' must be a list of strings, got {type(row['steps']).__name__}")
+            pid, text = str(row["problem_id"]), join_steps(row["steps"])
+        else:
+            pid, text = str(row["id"]), row["completion"]
         if not isinstance(text, str):
             raise ValueError(f"{path}: row {i}: 'completion' must be a string, got {type(text).__name__}")
         if pid not in problem_ids:

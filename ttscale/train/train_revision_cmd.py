@@ -71,6 +71,10 @@ def run(cfg: Config) -> int:
 
     quiet_libraries()
     rows = read_table(cfg.data).to_list()
+    if not rows:
+        from ttscale.errors import UserError
+        raise UserError(f"{cfg.data}: no revision rows to train on; `ttscale build-revisions` writes none when no "
+                        f"sampled answer is correct (see its summary)")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     pairs = revision_pairs(rows, tokenizer, cfg.max_attempts, source=cfg.data)
 
