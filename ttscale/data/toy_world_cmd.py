@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 from ttscale.config import field
 from ttscale.data.threads import ThreadArgs
@@ -19,9 +20,16 @@ class Config(ThreadArgs):
     processbench: bool = field(False, help="write ProcessBench rows {id, problem, steps, label, level} instead "
                                "(label = index of the first wrong step, -1 if none): held-out data for eval-prm")
     mistake_fraction: float = field(0.5, ge=0, le=1, help="with --processbench: fraction of rows given an injected mistake")
+    mistake_kinds: list[str] = field(default_factory=lambda: ["slip", "operand", "operation", "drop"],
+                                     help="with --processbench: kinds of injected mistakes (slip, operand, operation, "
+                                          "drop); e.g. the ones the policy was trained to make")
     misread_fraction: float = field(0.5, ge=0, le=1, help="with --processbench: of the rows given a mistake that have "
                                     "a trap clause, the fraction whose mistake is the trap's misreading (the policy's "
                                     "systematic one) instead of a random injected one")
+
+    def __post_init__(self):
+        from ttscale.data.toy_world import check_mistake_kinds
+        check_mistake_kinds(self.mistake_kinds)
 
 
 def run(cfg: Config) -> int:
@@ -31,22 +39,23 @@ def run(cfg: Config) -> int:
 
     rows = generate_problems(cfg.n, seed=cfg.seed, levels=cfg.levels)
     if cfg.processbench:
-        rows = processbench_rows(rows, cfg.mistake_fraction, cfg.seed, cfg.misread_fraction)
+        rows = processbench_rows(rows, cfg.mistake_fraction, cfg.seed, cfg.misread_fraction, cfg.mistake_kinds)
     path = write_table(rows, cfg.output)
     per_level = Counter(r["level"] for r in rows)
     print(f"wrote {len(rows)} problems to {path} (per level: {dict(sorted(per_level.items()))})")
     return 0
 
 
-def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int,
-                      misread_fraction: float = 0.0) -> list[dict]:
+def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int, misread_fraction: float = 0.0,
+                      kinds: Sequence[str] = ("slip", "operand", "operation", "drop")) -> list[dict]:
     """Reference solutions, a seeded fraction of them with one mistake (injected, or on a trap problem the
     trap's misreading with probability misread_fraction): exact first-error labels."""
     import random
 
     from ttscale.data.steps import split_steps
-    from ttscale.data.toy_world import inject_mistake, misread_solution
+    from ttscale.data.toy_world import check_mistake_kinds, inject_mistake, misread_solution
 
+    kinds = check_mistake_kinds(kinds)
     rng = random.Random(seed)
     out = []
     for r in rows:
@@ -56,7 +65,7 @@ def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int,
             if misread is not None and rng.random() < misread_fraction:
                 text, label = misread, r["program"]["trap"]
             else:
-                text, label = inject_mistake(r, rng)
+                text, label = inject_mistake(r, rng, kinds)
         out.append({"id": r["id"], "problem": r["problem"], "steps": split_steps(text), "label": label,
                     "level": r["level"]})
     return out
