@@ -60,7 +60,8 @@ def test_demo_has_a_recipe_for_every_step():
 def test_demo_lanes_run_every_step_once_after_its_inputs(jobs):
     from ttscale.demo_cmd import _lanes, _steps
 
-    names = [name for name, _, _ in _steps(Path("/tmp/x"), RECIPES / "toy", "1")]
+    steps = _steps(Path("/tmp/x"), RECIPES / "toy", "1", jobs)
+    names = [name for name, _, _ in steps]
     waves = _lanes(names, jobs)
     flat = [n for wave in waves for lane in wave for n in lane]
     assert sorted(flat) == sorted(names)
@@ -68,8 +69,20 @@ def test_demo_lanes_run_every_step_once_after_its_inputs(jobs):
     assert wave_of["policy"] < wave_of["label"] < wave_of["search-bon"]
     assert wave_of["reviser"] < wave_of["search-revisions16"] and wave_of["prm"] < wave_of["search-beam4"]
     lane_of = {n: lane for wave in waves for lane in wave for n in lane}
-    assert lane_of["label"].index("label") < lane_of["prm"].index("prm") < lane_of["prm-eval"].index("prm-eval")
+
+    def before(a, b):   # a finishes before b starts: an earlier wave, or earlier in the same lane
+        return wave_of[a] < wave_of[b] or (lane_of[a] is lane_of[b] and lane_of[a].index(a) < lane_of[b].index(b))
+
+    assert before("prm", "prm-eval") and before("label", "prm") and before("label", "revision-data")
     assert max(len(wave) for wave in waves) <= max(jobs, 1)
+    # with more than one job, labelling runs as that many shards side by side, then `merge` joins them
+    shards = [argv for name, argv, _ in steps if name.startswith("label-shard")]
+    assert len(shards) == (jobs if jobs > 1 else 0)
+    assert all(a[a.index("--num-shards") + 1] == str(jobs) for a in shards)
+    assert sorted(a[a.index("--shard-index") + 1] for a in shards) == [str(i) for i in range(len(shards))]
+    label = dict((n, a) for n, a, _ in steps)["label"]
+    assert label[0] == ("merge" if jobs > 1 else "label")
+    assert all(before(f"label-shard{i}", "label") for i in range(len(shards)))
 
 
 def test_demo_deploys_auto_on_fresh_problems_with_the_fitted_allocation():

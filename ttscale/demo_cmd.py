@@ -1,7 +1,8 @@
 """`ttscale demo`: the whole pipeline on the toy world, through the same stages and CLI a user runs.
 
-tiny policy -> sample + Monte Carlo step labels -> train PRM (+ eval on held-out ProcessBench-style data)
--> revision data + revision model -> search sweep over strategies and budgets -> evaluate -> report.
+tiny policy -> sample + Monte Carlo step labels (sharded over --jobs processes, merged) -> train PRM (+ eval on
+held-out ProcessBench-style data) beside revision data (from the labelled solutions) + revision model -> search
+sweep over strategies and budgets -> evaluate -> report -> auto on fresh problems.
 
 Each stage reads its options from a recipe in ttscale/recipes/toy/ (printed with the exact command as it runs),
 writes its output under --out, and is skipped when that output already exists, so a killed demo resumes.
@@ -35,8 +36,9 @@ class Config:
     recipes: str = field(str(RECIPES), help="folder with one YAML recipe per stage")
     threads: int = field(1, ge=1, help="torch CPU threads for every stage (1 is fastest on a shared 2-core machine)")
     only: list[str] | None = field(None, help="run only these step names (their inputs must exist)")
-    jobs: int = field(2, ge=1, help="independent steps run side by side in this many processes (labelling + PRM "
-                              "beside revision data + reviser, then the searches split over the lanes); 1 = one by one")
+    jobs: int = field(2, ge=1, help="independent steps run side by side in this many processes (labelling as that "
+                              "many shards, then the PRM beside revision data + reviser, then the searches split over "
+                              "the lanes); 1 = one by one")
 
 
 def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, runs: Path,
@@ -55,7 +57,22 @@ def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, r
     return steps
 
 
-def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Path]]:
+def _label_steps(out: Path, rec: Path, t: list[str], jobs: int) -> list[tuple[str, list[str], Path]]:
+    """`label` in one process, or with jobs > 1 as that many shards side by side joined by `merge` (label is
+    one process's generation loop, so sharding is what puts a second core to work)."""
+    argv = ["label", "--config", str(rec / "label.yaml"), "--problems", str(out / "problems_train.jsonl"),
+            "--policy", str(out / "policy"), *t]
+    done = out / "labels" / "summary.json"
+    if jobs < 2:
+        return [("label", [*argv, str(out / "labels")], done)]
+    shards = [out / "label_shards" / str(i) for i in range(jobs)]
+    # a shard's parts resume on their own; the merged summary marks them all done
+    return [*((f"label-shard{i}", [*argv, "--num-shards", str(jobs), "--shard-index", str(i), str(d)], done)
+              for i, d in enumerate(shards)),
+            ("label", ["merge", str(out / "labels"), *map(str, shards)], done)]
+
+
+def _steps(out: Path, rec: Path, threads: str, jobs: int = 1) -> list[tuple[str, list[str], Path]]:
     """(name, ttscale argv, output that marks the step done) in data-flow order, up to `evaluate`."""
     t = ["--threads", threads]
     search = _searches(out, rec, threads, "search", out / "problems_test.jsonl", out / "runs")
@@ -72,8 +89,7 @@ def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Pat
                             str(out / "problems_fresh.jsonl")], out / "problems_fresh.jsonl"),
         ("policy", ["train-policy", "--config", str(rec / "policy.yaml"), *t, str(out / "policy")],
          out / "policy" / "policy_report.json"),
-        ("label", ["label", "--config", str(rec / "label.yaml"), "--problems", str(out / "problems_train.jsonl"),
-                   "--policy", str(out / "policy"), *t, str(out / "labels")], out / "labels" / "summary.json"),
+        *_label_steps(out, rec, t, jobs),
         ("prm", ["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(out / "policy"),
                  "--data", str(out / "labels" / "dataset"), "--output-dir", str(out / "prm"), *t],
          out / "prm" / "ttscale_prm.json"),
@@ -82,8 +98,8 @@ def _steps(out: Path, rec: Path, threads: str) -> list[tuple[str, list[str], Pat
                       "--predictions", str(out / "prm_eval" / "predictions.jsonl"),
                       "--summary", str(out / "prm_eval" / "summary.json")], out / "prm_eval" / "summary.json"),
         ("revision-data", ["build-revisions", "--config", str(rec / "build_revisions.yaml"),
-                           "--problems", str(out / "problems_train.jsonl"), "--policy", str(out / "policy"), *t,
-                           str(out / "revisions.jsonl")], out / "revisions.jsonl"),
+                           "--problems", str(out / "problems_train.jsonl"), "--samples", str(out / "labels" / "dataset"),
+                           *t, str(out / "revisions.jsonl")], out / "revisions.jsonl"),
         ("reviser", ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
                      str(out / "policy"), *t, str(out / "revisions.jsonl"), str(out / "reviser")],
          out / "reviser" / "revision_format.json"),
@@ -117,12 +133,17 @@ def _lanes(names: list[str], jobs: int) -> list[list[list[str]]]:
     """Waves of lanes: the steps of one lane run in order, the lanes of a wave side by side."""
     first = ["problems-train", "problems-test", "prm-heldout", "prm-fit", "problems-fresh", "policy"]
     searches = [n for n in names if n.startswith("search-")]
-    rest = [n for n in names if n not in first and n not in searches]
+    shards = [n for n in names if n.startswith("label-shard")]
+    rest = [n for n in names if n not in first and n not in searches and n not in shards]
     if jobs < 2:
-        return [[first], [rest], [searches]]
+        return [[first], [shards + rest], [searches]]
+    # revision data reuses the labelled solutions, so both lanes start once `label` (the merge) is done
+    label = [n for n in rest if n == "label"]
     revision = [n for n in rest if n in ("revision-data", "reviser")]
-    lanes = [[n for n in rest if n not in revision], revision]
-    return [[first], [lane for lane in lanes if lane], [searches[i::jobs] for i in range(jobs) if searches[i::jobs]]]
+    lanes = [[n for n in rest if n not in revision and n not in label], revision]
+    waves = [[first], [[s] for s in shards], [label], [lane for lane in lanes if lane],
+             [searches[i::jobs] for i in range(jobs) if searches[i::jobs]]]
+    return [wave for wave in waves if wave and any(wave)]
 
 
 def _run_step(name: str, argv: list[str], log: Path | None) -> int:
@@ -142,7 +163,7 @@ def run(cfg: Config) -> int:
     timings_path = out / "seconds.json"
     seconds: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     start = time.time()
-    steps = {name: (argv, done) for name, argv, done in _steps(out, rec, str(cfg.threads))}
+    steps = {name: (argv, done) for name, argv, done in _steps(out, rec, str(cfg.threads), cfg.jobs)}
 
     def lane(names: list[str], logged: bool) -> int:
         for name in names:
