@@ -29,3 +29,22 @@ def test_deployment_compares_achieved_with_predicted_and_the_baseline_at_auto_co
     fresh["cost"]["auto"]["16"]["flops"] = 5e9          # dearer than every baseline point: none to interpolate
     row = deployment(fitted, fresh)["budgets"]["16"]
     assert row["baseline_at_equal_cost"] is None and row["baseline_at_most_cost"]["budget"] == "16"
+
+
+def test_evaluate_scores_auto_by_the_candidate_the_search_chose(tmp_path):
+    """auto picks each problem's voting at search time: evaluate must not re-vote every problem one way."""
+    from eval_runs import cand, row, save_run
+
+    from ttscale.eval.metrics import evaluate_run
+    from ttscale.eval.runs import load_run
+
+    rows = []
+    for i in range(4):
+        # a majority of wrong answers; the search (PRM-weighted in its bin) chose the lone right one
+        cands = [cand("7", True, [0.9, 0.9])] + [cand("8", False, [0.2, 0.2]) for _ in range(3)]
+        rows.append({**row(f"p{i}", "7", "auto", 4, cands, allocation="a.yaml"), "chosen": 0 if i < 3 else 1,
+                     "correct": i < 3})
+    (point,) = evaluate_run(load_run(save_run(rows, tmp_path / "auto")))
+    assert point.method == "auto" and point.default and point.budget == 4
+    assert point.config["voting"] == "per-problem" and point.hits.tolist() == [[True, True, True, False]]
+    assert point.tokens == 40.0      # every candidate of the problem was paid for

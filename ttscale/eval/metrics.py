@@ -176,6 +176,8 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
     if not problems:
         raise ValueError(f"{run.path}: no problem has a gold answer, so accuracy cannot be measured")
     ids = [p.id for p in problems]
+    if run.search.family == "meta":
+        return [_own_selection(run, problems, ids)]
     pairs = selections(run)
     voting_of_run = own_voting(run)
     own_agg = run.params.get("aggregation", "last")
@@ -212,6 +214,20 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
                                 tokens=float(tokens), flops=float(flops), default=default,
                                 source_budget=run.budget, run_tokens=float(run_tokens), flops_known=flops_known))
     return points
+
+
+def _own_selection(run: Run, problems: Sequence[Any], ids: list[str]) -> Point:
+    """A meta strategy (auto) picks each problem's configuration, aggregation and voting at search time, so
+    one (aggregation, voting) re-applied to every problem would score another method: its point is the
+    candidate the search itself chose (`chosen`), at the run's budget."""
+    hits = np.array([[p.chosen >= 0 and p.correct[p.chosen] for p in problems]], dtype=bool)
+    tokens, run_tokens, flops = np.mean([_cost(run, j, None) for j in range(len(problems))], axis=0)
+    sel = method_of(run)
+    config = {"strategy": sel.strategy, "budget": run.budget, **sel.extra, "aggregation": "per-problem",
+              "voting": "per-problem"}
+    return Point(method=sel.method, config=config, budget=run.budget, ids=ids, hits=hits, tokens=float(tokens),
+                 flops=float(flops), default=True, source_budget=run.budget, run_tokens=float(run_tokens),
+                 flops_known=not unknown_flops(run))
 
 
 def run_identity(run: Run) -> str:

@@ -31,6 +31,7 @@ class ProblemRecord:
     candidates: list[Candidate]
     correct: list[bool]           # per candidate (False without an answer); all False when gold is None
     spent: dict[str, float]
+    chosen: int = -1              # the candidate the search itself selected (-1: none)
 
 
 @dataclass
@@ -91,8 +92,10 @@ def load_run(path: str | Path) -> Run:
         flags = [c.get("correct") for c in r["candidates"] or []]
         if gold is not None and any(f is None for f in flags):
             to_grade.append(i)
+        chosen = r.get("chosen")
         problems.append(ProblemRecord(id=str(r["id"]), gold=None if gold is None else str(gold), candidates=cands,
-                                      correct=[bool(f) for f in flags], spent=dict(r["spent"] or {})))
+                                      correct=[bool(f) for f in flags], spent=dict(r["spent"] or {}),
+                                      chosen=-1 if chosen is None else int(chosen)))
     if to_grade:  # runs written without per-candidate verdicts: grade with the same grader the search uses
         pairs = [(c.answer, problems[i].gold) for i in to_grade for c in problems[i].candidates]
         verdicts = iter(grade_many(pairs))
