@@ -7,7 +7,7 @@
 of the run's candidates) for every step aggregation, majority and pass@N; on trap problems separately;
 then, at the full N, for each problem where a wrong candidate outranks every correct one: the kind and
 place of its first mistake and whether the PRM scored that step above 0.5 (blind to it) or not.
-`revisions`: accuracy per attempt along a chain, how often an attempt keeps the previous answer, right ->
+`revisions`: accuracy per attempt along a chain (overall, per level, on trap problems), how often an attempt keeps the previous answer, right ->
 wrong and wrong -> right transitions, and the kinds of first mistakes per attempt.
 The toy world's checker only measures here; nothing is fitted.
 """
@@ -94,13 +94,18 @@ def bon(run: str, problems: str, subsets: int) -> None:
 def revisions(run: str, problems: str) -> None:
     ds, rows = load(run, problems)
     acc, same, moves, kinds = defaultdict(list), defaultdict(list), Counter(), defaultdict(Counter)
+    by_group: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))   # level / trap -> attempt -> hits
     for r in ds:
         chains = defaultdict(list)
         for c in r["candidates"]:
             chains[c.get("chain", c.get("group"))].append(c)   # a chain's attempts, in order (older runs: "group")
+        problem = rows[r["id"]]
+        groups = [f"level {problem['level']}"] + (["trap"] if problem["program"].get("trap", -1) >= 0 else [])
         for chain in chains.values():
             for t, c in enumerate(chain):
                 acc[t].append(c["correct"])
+                for g in groups:
+                    by_group[g][t].append(c["correct"])
                 if t:
                     same[t].append(c["answer_key"] == chain[t - 1]["answer_key"])
                     moves[("right" if chain[t - 1]["correct"] else "wrong") + " -> "
@@ -109,6 +114,9 @@ def revisions(run: str, problems: str) -> None:
                     where = tw.first_mistake(rows[r["id"]], c["steps"])
                     kinds[min(t, 4)][where[1] if where else "unfinished"] += 1
     print("accuracy per attempt:", "  ".join(f"{t + 1}: {np.mean(v):.3f}" for t, v in sorted(acc.items())))
+    for g, hits in sorted(by_group.items()):
+        print(f"  {g:>8} ({len(hits[0])} chains):", "  ".join(f"{t + 1}: {np.mean(v):.2f}" for t, v in sorted(hits.items())
+                                                              if t < 8))
     print("same answer as the previous attempt:", "  ".join(f"{t + 1}: {np.mean(v):.2f}" for t, v in sorted(same.items())))
     print("transitions:", dict(moves))
     for t, k in sorted(kinds.items()):
