@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ttscale.config import field
 from ttscale.data.threads import ThreadArgs
+from ttscale.data.toy_world import MISTAKE_KINDS
 
 
 @dataclass
@@ -20,7 +21,7 @@ class Config(ThreadArgs):
     processbench: bool = field(False, help="write ProcessBench rows {id, problem, steps, label, level} instead "
                                "(label = index of the first wrong step, -1 if none): held-out data for eval-prm")
     mistake_fraction: float = field(0.5, ge=0, le=1, help="with --processbench: fraction of rows given an injected mistake")
-    mistake_kinds: list[str] = field(default_factory=lambda: ["slip", "operand", "operation", "drop"],
+    mistake_kinds: list[str] = field(default_factory=lambda: list(MISTAKE_KINDS),
                                      help="with --processbench: kinds of injected mistakes (slip, operand, operation, "
                                           "drop); e.g. the ones the policy was trained to make")
     misread_fraction: float = field(0.5, ge=0, le=1, help="with --processbench: of the rows given a mistake that have "
@@ -47,7 +48,7 @@ def run(cfg: Config) -> int:
 
 
 def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int, misread_fraction: float = 0.0,
-                      kinds: Sequence[str] = ("slip", "operand", "operation", "drop")) -> list[dict]:
+                      kinds: Sequence[str] = MISTAKE_KINDS) -> list[dict]:
     """Reference solutions, a seeded fraction of them with one mistake (injected, or on a trap problem the
     trap's misreading with probability misread_fraction): exact first-error labels."""
     import random

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ttscale.config import field, to_yaml
+from ttscale.data.toy_world import MISTAKE_KINDS
 from ttscale.train.options import default_for, quiet_libraries
 from ttscale.train.sft import SFTArgs
 
@@ -49,7 +50,7 @@ class Config(SFTArgs):
     vocab_size: int = field(512, help="BPE tokenizer vocabulary size (digits are always single tokens)")
     mistake_rate: float = field(0.02, help="probability that a level-1 training solution has an injected mistake")
     mistake_rate_max: float = field(0.1, help="the same probability at the hardest level (linear in between)")
-    mistake_kinds: list[str] = field(default_factory=lambda: ["slip", "operand", "operation", "drop"],
+    mistake_kinds: list[str] = field(default_factory=lambda: list(MISTAKE_KINDS),
                                      help="kinds of injected mistakes the policy learns to make: slip (arithmetic), "
                                           "operand, operation, drop (a skipped step)")
     misread_rate: float = field(0.0, help="probability that a training solution of a trap problem misreads the "
