@@ -1,8 +1,13 @@
-"""Where should a PRM read each step's score? Step-tag choices compared on the same Monte Carlo labels.
+"""Which PRM training choice checks steps best? Choices compared on the same Monte Carlo labels.
 
 Each choice trains a PRM with `ttscale train-prm` (same base model, labels, seed, steps, batch and learning
-rate; only the tag differs), then scores held-out ProcessBench-style rows; the step AUC of each is reported
-with a paired 95% bootstrap interval (resampling rows) of its difference from the first choice.
+rate; only the choice differs), then scores held-out ProcessBench-style rows; the step AUC of each is reported
+with a paired 95% bootstrap interval (resampling rows) of its difference from the first choice. With --fit
+(another split) each PRM's first-error F1 is reported at the threshold fitted there; rows that carry a
+`mistake` column (`ttscale toy-world --processbench` writes it) get a step AUC per kind of mistake (correct
+steps of every row against the first wrong steps of that kind).
+
+Step-tag choices:
 
 - new-mean:      a new `<|step|>` token, embedding = vocabulary mean (transformers' resize; ttscale's old default)
 - new-delimiter: a new `<|step|>` token, embedding = the step delimiter's ("\\n\\n"; the default now)
@@ -11,14 +16,26 @@ with a paired 95% bootstrap interval (resampling rows) of its difference from th
     python benchmarks/prm_tags.py --model demo_out/policy --labels demo_out/labels/dataset \\
         --heldout demo_out/prm_heldout.jsonl --max-steps 1000 --seeds 0 1
 
+Any other `train-prm` options, as --variant NAME="FLAGS" (the tag is then the default, new-delimiter):
+
+    python benchmarks/prm_tags.py ... --fit demo_out/prm_fit.jsonl --choices new-delimiter --max-steps 2000 \\
+        --variant steps6000="--max-steps 6000" --variant clean-base="--model verifier_base/"
+
 Measured (previous world's demo labels, PRM from the policy, 1,000 steps, seed 0): new-mean 0.522,
 newline 0.588 (+0.066 [+0.017, +0.120]), new-delimiter 0.644 (+0.122 [+0.065, +0.177]). At 250-300 steps
 every choice is still below 0.5 on these rows, so short runs do not rank them.
+
+Measured (this world's demo labels, 6,000 problems x 2 solutions, seed 0; F1 at the threshold from
+prm_fit.jsonl; one run each): 2,000 steps (the old default) AUC 0.747, F1 0.665, wrong-operand AUC 0.48;
+6,000 steps 0.822, 0.749, 0.64; 4,000 steps see the README. A base model pretrained apart from the policy on
+clean solutions (same size) 0.714 / 0.601; a larger one (128 wide, 4 layers) 0.773 / 0.654; learning rate
+1e-3 or 2e-3 instead of 3e-4: 0.661 / 0.564 and 0.629 / 0.515.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -42,30 +59,59 @@ def tag_options(choice: str, model: str) -> list[str]:
     return ["--step-tag-init", {"new-mean": "mean", "new-delimiter": "delimiter"}[choice]]
 
 
+def choice_options(choice: str, args) -> list[str]:
+    """train-prm flags of a tag choice or a --variant (later flags override earlier ones)."""
+    return shlex.split(args.variants[choice]) if choice in args.variants else tag_options(choice, args.model)
+
+
 def train(choice: str, args, seed: int, out: Path) -> Path:
     from ttscale.cli import main
 
     argv = ["train-prm", "--model", args.model, "--data", args.labels, "--output-dir", str(out),
             "--max-steps", str(args.max_steps), "--learning-rate", str(args.learning_rate),
             "--per-device-train-batch-size", "16", "--eval-fraction", "0", "--seed", str(seed),
-            "--threads", str(args.threads), "--logging-steps", "1000", *tag_options(choice, args.model)]
+            "--threads", str(args.threads), "--logging-steps", "1000", *choice_options(choice, args)]
     if main(argv):
         raise SystemExit(f"train-prm failed for {choice}")
     return out
 
 
-def step_pairs(prm: Path, rows: list[dict], threads: int) -> list[tuple[list[float], list[int]]]:
+def step_pairs(scorer, rows: list[dict]) -> list[tuple[list[float], list[int]]]:
     """Per row: (scores, implied step labels) up to and including the first wrong step."""
     from ttscale.eval.prm_rows import implied_step_labels
-    from ttscale.inference.scorers_load import load_scorer
 
-    scorer = load_scorer(prm, batch_size=32, threads=threads)
     scores = scorer.score([(r["problem"], r["steps"]) for r in rows])
     out = []
     for r, s in zip(rows, scores):
         y = implied_step_labels(r["label"], len(r["steps"]))
         out.append((list(s[:len(y)]), y))
     return out
+
+
+def f1_at_fitted(pairs, heldout: list[dict], fit_pairs, fit: list[dict]) -> tuple[float, float]:
+    """(threshold fitted on the --fit rows, first-error F1 on the held-out rows at it): eval-prm's own code."""
+    from ttscale.eval.eval_prm_cmd import evaluate, fit_threshold
+
+    def scored(ps, rows):
+        return [{**r, "split": "all", "scores": s, "scored_steps": len(r["steps"]), "truncated": False}
+                for (s, _), r in zip(ps, rows)]
+
+    # step_pairs cut scores at the first error; eval-prm reads the first score below the threshold, so equal
+    threshold, _ = fit_threshold(scored(fit_pairs, fit))
+    return threshold, evaluate(scored(pairs, heldout), threshold)["f1"]
+
+
+def auc_per_kind(pairs, rows: list[dict]) -> dict[str, float]:
+    """Correct steps of every row vs the first wrong steps of one kind of mistake (rows' `mistake` column)."""
+    from sklearn.metrics import roc_auc_score
+
+    good = [x for s, y in pairs for x, ok in zip(s, y) if ok]
+    kinds: dict[str, list[float]] = {}
+    for (s, y), r in zip(pairs, rows):
+        if r.get("mistake") and r["label"] >= 0:
+            kinds.setdefault(r["mistake"], []).append(s[r["label"]])
+    return {k: round(float(roc_auc_score([1] * len(good) + [0] * len(v), good + v)), 3)
+            for k, v in sorted(kinds.items())}
 
 
 def auc(pairs, idx) -> float:
@@ -93,7 +139,13 @@ def main() -> None:
     p.add_argument("--model", required=True, help="base model folder (the demo's policy or verifier)")
     p.add_argument("--labels", required=True, help="step-labelled data (the demo's labels/dataset)")
     p.add_argument("--heldout", required=True, help="ProcessBench-style rows (the demo's prm_heldout.jsonl)")
-    p.add_argument("--choices", nargs="+", default=list(CHOICES), choices=CHOICES)
+    p.add_argument("--fit", default=None, help="ProcessBench-style rows to fit each PRM's threshold on (the "
+                   "demo's prm_fit.jsonl); adds first-error F1 on --heldout at that threshold")
+    p.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
+                   help="another choice: train-prm flags added after the common ones (repeatable)")
+    p.add_argument("--choices", nargs="+", default=None,
+                   help=f"tag choices among {', '.join(CHOICES)} and --variant names, the first is the "
+                        "reference (default: every tag choice, then the variants)")
     p.add_argument("--max-steps", type=int, default=500)
     p.add_argument("--learning-rate", type=float, default=3e-4)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -101,25 +153,47 @@ def main() -> None:
     p.add_argument("--out", default=None, help="keep the trained PRMs here (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
+    args.variants = dict(v.split("=", 1) for v in args.variant if "=" in v)
+    if len(args.variants) != len(args.variant):
+        p.error('--variant takes NAME="FLAGS"')
+    args.choices = args.choices or [*CHOICES, *args.variants]
+    unknown = [c for c in args.choices if c not in CHOICES and c not in args.variants]
+    if unknown:
+        p.error(f"unknown choices {unknown}: use {', '.join(CHOICES)} or a --variant name")
 
-    rows = [json.loads(line) for line in Path(args.heldout).read_text().splitlines() if line.strip()]
+    def read(path):
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+    rows, fit = read(args.heldout), (read(args.fit) if args.fit else None)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
         for seed in args.seeds:
-            pairs = {c: step_pairs(train(c, args, seed, root / f"{c}-seed{seed}"), rows, args.threads)
-                     for c in args.choices}
+            from ttscale.inference.scorers_load import load_scorer
+
+            pairs, extra = {}, {}
+            for c in args.choices:
+                scorer = load_scorer(train(c, args, seed, root / f"{c}-seed{seed}"), batch_size=32,
+                                     threads=args.threads)
+                pairs[c] = step_pairs(scorer, rows)
+                extra[c] = {"auc_per_kind": auc_per_kind(pairs[c], rows)}
+                if fit:
+                    threshold, f1 = f1_at_fitted(pairs[c], rows, step_pairs(scorer, fit), fit)
+                    extra[c].update(threshold=round(threshold, 3), f1=round(f1, 4))
             ref = args.choices[0]
             for c in args.choices:
                 every = np.arange(len(rows))
                 d = paired(pairs[ref], pairs[c]) if c != ref else None
                 results.append({"seed": seed, "choice": c, "step_auc": round(auc(pairs[c], every), 4),
-                                "vs": ref, "diff": d and [round(x, 4) for x in d]})
+                                **extra[c], "vs": ref, "diff": d and [round(x, 4) for x in d]})
                 print(json.dumps(results[-1]), flush=True)
-    print(f"\n{'seed':>4}  {'choice':<14} {'step AUC':>8}   difference vs {args.choices[0]} [95% paired interval]")
+    print(f"\n{'seed':>4}  {'choice':<14} {'step AUC':>8} {'F1':>6}   difference vs {args.choices[0]} "
+          "[95% paired interval]   AUC per kind")
     for r in results:
         d = f"{r['diff'][0]:+.3f} [{r['diff'][1]:+.3f}, {r['diff'][2]:+.3f}]" if r["diff"] else "-"
-        print(f"{r['seed']:>4}  {r['choice']:<14} {r['step_auc']:>8.3f}   {d}")
+        f1 = f"{r['f1']:.3f}" if "f1" in r else "-"
+        kinds = " ".join(f"{k} {v:.2f}" for k, v in r["auc_per_kind"].items())
+        print(f"{r['seed']:>4}  {r['choice']:<14} {r['step_auc']:>8.3f} {f1:>6}   {d:<30} {kinds}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -236,6 +236,9 @@ def test_processbench_rows_carry_the_policys_misreading_on_trap_problems(rows):
         assert pb["label"] == labels.index(False)                    # exact first error either way
         if r["program"]["trap"] >= 0:
             assert pb["steps"] == split_steps(misread_solution(r)) and pb["label"] == r["program"]["trap"]
+            assert pb["mistake"] == "misread"
+        else:
+            assert pb["mistake"] in ("operand", "operation", "drop", "slip")
     none = processbench_rows(rows, mistake_fraction=1.0, seed=0, misread_fraction=0.0)
     traps = [(r, pb) for r, pb in zip(rows, none) if r["program"]["trap"] >= 0]
     # an injected wrong operation at the trap can coincide with the misreading, but rarely

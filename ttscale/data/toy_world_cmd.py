@@ -50,23 +50,25 @@ def run(cfg: Config) -> int:
 def processbench_rows(rows: list[dict], mistake_fraction: float, seed: int, misread_fraction: float = 0.0,
                       kinds: Sequence[str] = MISTAKE_KINDS) -> list[dict]:
     """Reference solutions, a seeded fraction of them with one mistake (injected, or on a trap problem the
-    trap's misreading with probability misread_fraction): exact first-error labels."""
+    trap's misreading with probability misread_fraction): exact first-error labels, and the mistake's kind
+    (`mistake`: misread, or first_mistake's kind; null for a right solution) for per-kind analysis."""
     import random
 
     from ttscale.data.steps import split_steps
-    from ttscale.data.toy_world import check_mistake_kinds, inject_mistake, misread_solution
+    from ttscale.data.toy_world import check_mistake_kinds, first_mistake, inject_mistake, misread_solution
 
     kinds = check_mistake_kinds(kinds)
     rng = random.Random(seed)
     out = []
     for r in rows:
-        text, label = r["solution"], -1
+        text, label, kind = r["solution"], -1, None
         if rng.random() < mistake_fraction:
             misread = misread_solution(r)
             if misread is not None and rng.random() < misread_fraction:
-                text, label = misread, r["program"]["trap"]
+                text, label, kind = misread, r["program"]["trap"], "misread"
             else:
                 text, label = inject_mistake(r, rng, kinds)
+                kind = first_mistake(r, split_steps(text))[1]
         out.append({"id": r["id"], "problem": r["problem"], "steps": split_steps(text), "label": label,
-                    "level": r["level"]})
+                    "level": r["level"], "mistake": kind})
     return out
