@@ -26,10 +26,11 @@ newline 0.588 (+0.066 [+0.017, +0.120]), new-delimiter 0.644 (+0.122 [+0.065, +0
 every choice is still below 0.5 on these rows, so short runs do not rank them.
 
 Measured (this world's demo labels, 6,000 problems x 2 solutions, seed 0; F1 at the threshold from
-prm_fit.jsonl; one run each): 2,000 steps (the old default) AUC 0.747, F1 0.665, wrong-operand AUC 0.48;
-6,000 steps 0.822, 0.749, 0.64; 4,000 steps see the README. A base model pretrained apart from the policy on
-clean solutions (same size) 0.714 / 0.601; a larger one (128 wide, 4 layers) 0.773 / 0.654; learning rate
-1e-3 or 2e-3 instead of 3e-4: 0.661 / 0.564 and 0.629 / 0.515.
+prm_fit.jsonl; one run each; step AUC / F1 / wrong-operand AUC): 2,000 steps (the old default) 0.747 /
+0.665 / 0.48; 4,000 steps (the recipe now) 0.805 / 0.755 / 0.60; 6,000 steps 0.822 / 0.749 / 0.64. At 2,000
+steps, a base model pretrained apart from the policy on clean solutions (train-policy, same size, seed 1)
+0.714 / 0.601 / 0.47; a larger one (128 wide, 4 layers) 0.773 / 0.654 / 0.61; learning rate 1e-3 or 2e-3
+instead of 3e-4 0.661 / 0.564 / 0.41 and 0.629 / 0.515 / 0.39.
 """
 from __future__ import annotations
 

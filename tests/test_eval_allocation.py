@@ -145,3 +145,25 @@ def test_efficiency_on_constructed_curves():
     assert compute_optimal_efficiency(bon, {1: 0.3, 2: 0.5}) is None               # never reaches 0.6
     assert budget_to_reach({1: 0.5, 2: 0.4, 4: 0.45}, 0.5) == 1.0                  # running max: a dip is ignored
     assert compute_optimal_efficiency({}, bon) is None
+
+
+def test_pooling_shrinks_a_bins_lucky_winner_toward_its_overall_accuracy():
+    """Beam wins the hard bin by one problem (2/4 vs 1/4) but loses everywhere else (2/8 vs 5/8 overall).
+    Raw per-bin best takes beam there; with 8 pseudo-problems of pooling, beam's hard-bin score is
+    (2 + 8·2/8)/12 = 0.33 < baseline's (1 + 8·5/8)/12 = 0.5, so the baseline stays."""
+    points = [bon(1, [1, 0, 0, 0, 0, 0, 0, 0], 25.0), bon(4, [1, 1, 1, 1, 1, 0, 0, 0], 100.0),
+              pt("beam", 4, [0, 0, 0, 0, 1, 1, 0, 0], 80.0, beam_width=2)]
+    assert allocate(points, BINS, folds=1).choices["hard"][4]["strategy"] == "beam"
+    pooled = allocate(points, BINS, folds=1, pooling=8)
+    assert pooled.choices["hard"][4]["strategy"] == "weighted-best-of-n"
+    assert pooled.choices["hard"][4]["accuracy"] == pytest.approx(0.25)   # reported raw, not shrunk
+    # a bin winner that is also good overall survives pooling
+    strong = points[:2] + [pt("beam", 4, [1, 1, 1, 1, 1, 1, 0, 0], 80.0, beam_width=2)]
+    assert allocate(strong, BINS, folds=1, pooling=8).choices["hard"][4]["strategy"] == "beam"
+
+
+def test_allocation_file_records_the_samples_difficulty_was_averaged_over():
+    points = [bon(1, [1, 0, 0, 0, 1, 0, 0, 0], 25.0), bon(4, [1, 1, 0, 0, 1, 0, 0, 0], 100.0)]
+    binning = fixed_binning([0.5], ["hard", "easy"])
+    assert allocation_dict(allocate(points, BINS, folds=2), binning, "predicted", 4)["difficulty"]["samples"] == 4
+    assert "samples" not in allocation_dict(allocate(points, BINS, folds=2), binning, "oracle", 4)["difficulty"]

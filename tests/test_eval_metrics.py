@@ -98,6 +98,8 @@ def test_oracle_and_predicted_difficulty(majority_run):
     assert oracle_difficulty(majority_run) == {"A": 1.0, "B": 0.25}
     pred = predicted_difficulty(majority_run)
     assert pred["A"] == pytest.approx(0.8) and pred["B"] == pytest.approx(np.mean([0.9, 0.3, 0.2, 0.1]))
+    # over the first k samples only, as auto's probe of k samples sees a new problem
+    assert predicted_difficulty(majority_run, samples=2)["B"] == pytest.approx(0.6)
     assert predicted_difficulty_of(majority_run.problems[0].candidates[:0]) is None
 
 

@@ -71,6 +71,22 @@ def test_auto_routes_problems_by_predicted_difficulty_and_counts_the_probe(tmp_p
     assert all(n.depth == 0 for r in shallow for n in r.tree) and any(r.tree for r in shallow)
 
 
+def test_auto_probes_as_many_samples_as_the_allocation_file_was_binned_on(tmp_path):
+    """Bin edges fitted on means over k samples hold only for means over k: the file's count wins."""
+    probs = problems(6)
+    path = _policy(tmp_path, 0.5)
+    data = yaml.safe_load(path.read_text())
+    data["difficulty"]["samples"] = 2
+    path.write_text(yaml.safe_dump(data))
+    results = _auto(path, probe=3).run(probs, _ctx(), 4)
+    two = get_strategy("majority").run(probs, _ctx(), 2)
+    assert [r.choice["predicted_difficulty"] for r in results] == pytest.approx(
+        [predicted_difficulty_of(r.candidates) for r in two])
+    three = get_strategy("majority").run(probs, _ctx(), 3)
+    assert [r.choice["predicted_difficulty"] for r in results] != pytest.approx(
+        [predicted_difficulty_of(r.candidates) for r in three])
+
+
 def test_auto_without_allocation_file_fails_before_generation(tmp_path):
     gen = ScriptedGenerator()
     ctx = SearchContext(generator=gen, scorer=ScriptedScorer(), settings=SearchSettings())

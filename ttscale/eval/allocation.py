@@ -87,11 +87,17 @@ def budget_grid(points: Sequence[Point], axis: str, baseline: str | None) -> tup
     return {b: curve[b].cost(axis) for b in sorted(curve)}, axis, notes
 
 
-def _choose(mat: np.ndarray, pts: Sequence[Point], limit: float, axis: str, cols: np.ndarray) -> int:
+def _choose(mat: np.ndarray, pts: Sequence[Point], limit: float, axis: str, cols: np.ndarray,
+            pool: np.ndarray | None = None, pooling: float = 0.0) -> int:
+    """The allowed configuration with the best accuracy on the bin's problems `cols`, each accuracy shrunk
+    toward the configuration's accuracy on `pool` (all bins) by `pooling` pseudo-problems."""
     allowed = [i for i, p in enumerate(pts) if p.cost(axis) <= limit * (1 + _TOLERANCE)]
     if not allowed:     # only when the baseline itself is not among the points (a subset was passed)
         allowed = [0]
-    return allowed[int(np.argmax(mat[allowed][:, cols].mean(axis=1)))]   # argmax: first of equals = cheapest
+    hits = mat[allowed][:, cols].sum(axis=1)
+    prior = mat[allowed][:, pool].mean(axis=1) if pool is not None and pooling > 0 else 0.0
+    score = (hits + pooling * prior) / (len(cols) + pooling) if pooling > 0 else hits / max(len(cols), 1)
+    return allowed[int(np.argmax(score))]   # argmax: first of equals = cheapest
 
 
 def _config(pt: Point, accuracy: float) -> dict[str, Any]:
@@ -99,9 +105,10 @@ def _config(pt: Point, accuracy: float) -> dict[str, Any]:
 
 
 def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, seed: int = 0, axis: str = "flops",
-             baseline: str | None = "weighted-best-of-n") -> Allocation:
+             baseline: str | None = "weighted-best-of-n", pooling: float = 0.0) -> Allocation:
     """Per-bin compute-optimal choice at equal measured cost, k-fold held-out accuracy, and the policy chosen on
-    all problems."""
+    all problems. `pooling` > 0 shrinks each bin's accuracies toward all bins' (partial pooling): with a few
+    problems per bin and many configurations, the raw per-bin best is mostly the luckiest one."""
     grid, axis, notes = budget_grid(points, axis, baseline)
     pts, ids, mat = _matrix(points, bins, axis)
     labels = np.array([bins[i] for i in ids])
@@ -113,8 +120,8 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
     held = np.zeros((len(budgets), len(ids)))
     held_cost = np.zeros((len(budgets), len(ids)))
 
-    def place(b_i: int, fit: np.ndarray, cols: np.ndarray) -> None:
-        chosen = _choose(mat, pts, grid[budgets[b_i]], axis, fit)
+    def place(b_i: int, fit: np.ndarray, cols: np.ndarray, pool: np.ndarray) -> None:
+        chosen = _choose(mat, pts, grid[budgets[b_i]], axis, fit, pool, pooling)
         held[b_i, cols], held_cost[b_i, cols] = mat[chosen, cols], cost[chosen]
 
     if k >= 2:
@@ -126,13 +133,13 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
                     fit = train[labels[train] == label]
                     if len(fit) == 0:   # no training problem in this bin: fall back to the overall best
                         fit = train
-                    place(b_i, fit, test[labels[test] == label])
+                    place(b_i, fit, test[labels[test] == label], train)
     else:
         notes.append(f"only {len(ids)} problem(s): no cross-validation, accuracies are in-sample")
         for b_i in range(len(budgets)):
             for label in label_set:
                 cols = everyone[labels == label]
-                place(b_i, cols, cols)
+                place(b_i, cols, cols, everyone)
     curve = {b: float(held[i].mean()) for i, b in enumerate(budgets)}
     by_bin = {lab: {b: float(held[i, labels == lab].mean()) for i, b in enumerate(budgets)}
               for lab in label_set}
@@ -141,7 +148,7 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
         cols = everyone[labels == lab]
         choices[lab] = {}
         for b in budgets:
-            c = _choose(mat, pts, grid[b], axis, cols)
+            c = _choose(mat, pts, grid[b], axis, cols, everyone, pooling)
             choices[lab][b] = _config(pts[c], mat[c, cols].mean())
     fallback = {}
     for b in budgets:
@@ -157,12 +164,14 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
 # ---------------------------------------------------------------- allocation file (read by search.allocation_file)
 
 
-def allocation_dict(alloc: Allocation, binning: Binning, measure: str) -> dict[str, Any]:
+def allocation_dict(alloc: Allocation, binning: Binning, measure: str, samples: int = 0) -> dict[str, Any]:
     return {
         "version": ALLOCATION_VERSION,
         "difficulty": {"measure": measure, **binning.to_dict(),
                        "how": "mean final-step PRM score over samples" if measure == "predicted"
-                       else "pass@1 of the policy (needs gold; not available at test time)"},
+                       else "pass@1 of the policy (needs gold; not available at test time)",
+                       # auto's probe draws this many samples, so its means spread like the binned ones
+                       **({"samples": samples} if measure == "predicted" and samples > 0 else {})},
         "budgets": list(alloc.budgets),
         # budget N = the baseline's measured cost at N on this axis (what auto's --budget N means)
         "cost": {"axis": alloc.axis, "baseline": alloc.baseline,

@@ -46,11 +46,13 @@ def oracle_difficulty(run: Run) -> dict[str, float]:
     return {p.id: float(np.mean(p.correct)) if p.correct else 0.0 for p in run.graded}
 
 
-def predicted_difficulty(run: Run) -> dict[str, float]:
-    """id -> mean final-step PRM score; problems without any scored sample are left out."""
+def predicted_difficulty(run: Run, samples: int = 0) -> dict[str, float]:
+    """id -> mean final-step PRM score over the first `samples` samples (0 = all); problems without any scored
+    sample are left out. `auto` bins a new problem on its probe's few samples, and a mean over 4 spreads wider
+    than one over 16, so the bin edges must come from means over as many samples as the probe draws."""
     out = {}
     for p in run.problems:
-        v = predicted_difficulty_of(p.candidates)
+        v = predicted_difficulty_of(p.candidates[:samples] if samples > 0 else p.candidates)
         if v is not None:
             out[p.id] = v
     return out

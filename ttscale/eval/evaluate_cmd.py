@@ -44,6 +44,12 @@ class Config(ThreadArgs):
                                        help="difficulty the policy bins on: predicted (PRM, usable at test "
                                             "time; falls back to oracle when the run has no PRM scores) or oracle")
     folds: int = field(5, help="cross-validation folds for the compute-optimal choice")
+    probe_samples: int = field(4, ge=0, help="predicted difficulty = mean final-step PRM score over each problem's "
+                                             "first this-many samples: as many as `search --strategy auto` probes "
+                                             "(the allocation file records it and auto follows it); 0 = all")
+    pooling: float = field(0.0, ge=0, help="compute-optimal choice per bin: shrink each configuration's accuracy in "
+                                           "the bin toward its accuracy over all bins by this many pseudo-problems "
+                                           "(partial pooling; 0 = the raw per-bin best)")
     baseline: str = field("weighted-best-of-n", choices=list(BASELINES),
                           help="parallel-sampling curve compute_optimal_efficiency is measured against "
                                "(weighted best-of-N is Snell et al.'s best-of-N baseline); the other two are "
@@ -107,7 +113,7 @@ def run(cfg: Config) -> int:
     co: dict[str, Any] | None = None
     if cfg.bins != "none":
         drun = difficulty_run(runs, cfg.difficulty_run)
-        oracle, predicted = oracle_difficulty(drun), predicted_difficulty(drun)
+        oracle, predicted = oracle_difficulty(drun), predicted_difficulty(drun, cfg.probe_samples)
         binning = make_binning(cfg.bins, list(oracle.values()), cfg.n_bins, cfg.thresholds)
         oracle_bins, order = binning.assign_all(oracle), binning.order()
         pbinning = make_binning(cfg.bins, list(predicted.values()), cfg.n_bins, cfg.thresholds) if predicted else None
@@ -119,8 +125,9 @@ def run(cfg: Config) -> int:
         curves = default_curves(points)
         baseline = cfg.baseline if cfg.baseline in curves else next((m for m in BASELINES if m in curves), None)
         alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
-                         axis=cfg.cost, baseline=baseline)
-        allocation_path = write_allocation(allocation_dict(alloc, pbinning if measure == "predicted" else binning, measure),
+                         axis=cfg.cost, baseline=baseline, pooling=cfg.pooling)
+        allocation_path = write_allocation(allocation_dict(alloc, pbinning if measure == "predicted" else binning, measure,
+                                                           cfg.probe_samples),
                                    out / f"allocation.{cfg.allocation_format}")
         base_curves = {m: {b: pt.accuracy()[0] for b, pt in curves[m].items()} for m in BASELINES if m in curves}
         base_costs = {m: {b: pt.cost(alloc.axis) for b, pt in curves[m].items()} for m in base_curves}

@@ -29,7 +29,9 @@ class AutoParams:
                                    "`ttscale evaluate` (OUT/allocation.yaml): per predicted-difficulty bin and "
                                    "budget, the strategy and hyperparameters to run")
     probe_samples: int = field(4, help="--strategy auto: samples per problem whose mean final PRM score predicts "
-                               "its difficulty bin (their compute is counted in the spent budget)", ge=1)
+                               "its difficulty bin (their compute is counted in the spent budget); an allocation "
+                               "file that records its own count (difficulty.samples) overrides this, since its "
+                               "bin edges hold only for means over that many samples", ge=1)
 
 
 class AutoStrategy(Strategy):
@@ -56,7 +58,8 @@ class AutoStrategy(Strategy):
         self.validate(budget, ctx)
         allocation = load_allocation(self.params.allocation)
         probe_ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, voting="majority"))
-        probe = self._lookup("majority").run(problems, probe_ctx, self.params.probe_samples)
+        samples = int(allocation["difficulty"].get("samples") or self.params.probe_samples)
+        probe = self._lookup("majority").run(problems, probe_ctx, samples)
         groups: dict[str, list[int]] = defaultdict(list)
         choices: list[dict[str, Any]] = []
         for i, res in enumerate(probe):
