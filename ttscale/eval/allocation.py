@@ -94,9 +94,8 @@ def _choose(mat: np.ndarray, pts: Sequence[Point], limit: float, axis: str, cols
     allowed = [i for i, p in enumerate(pts) if p.cost(axis) <= limit * (1 + _TOLERANCE)]
     if not allowed:     # only when the baseline itself is not among the points (a subset was passed)
         allowed = [0]
-    hits = mat[allowed][:, cols].sum(axis=1)
     prior = mat[allowed][:, pool].mean(axis=1) if pool is not None and pooling > 0 else 0.0
-    score = (hits + pooling * prior) / (len(cols) + pooling) if pooling > 0 else hits / max(len(cols), 1)
+    score = (mat[allowed][:, cols].sum(axis=1) + pooling * prior) / max(len(cols) + pooling, 1)
     return allowed[int(np.argmax(score))]   # argmax: first of equals = cheapest
 
 
