@@ -33,15 +33,16 @@ class StubServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 choice = {"index": 0, "text": "re: " + body["prompt"], "finish_reason": "length"}
                 data = json.dumps({"choices": [choice], "usage": {"completion_tokens": body["max_tokens"]}}).encode()
+                # counted before the reply goes out: once the client has every reply, every count is in
+                with stub.lock:
+                    stub.answered[body["prompt"]] += 1
+                    if stop_after is not None and sum(stub.answered.values()) == stop_after:
+                        threading.Thread(target=stub.stop).start()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                with stub.lock:
-                    stub.answered[body["prompt"]] += 1
-                    if stop_after is not None and sum(stub.answered.values()) == stop_after:
-                        threading.Thread(target=stub.stop).start()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
