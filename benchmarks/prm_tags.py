@@ -166,12 +166,12 @@ def main() -> None:
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
     rows, fit = read(args.heldout), (read(args.fit) if args.fit else None)
+    from ttscale.inference.scorers_load import load_scorer
+
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
         for seed in args.seeds:
-            from ttscale.inference.scorers_load import load_scorer
-
             pairs, extra = {}, {}
             for c in args.choices:
                 scorer = load_scorer(train(c, args, seed, root / f"{c}-seed{seed}"), batch_size=32,
