@@ -167,3 +167,19 @@ def test_allocation_file_records_the_samples_difficulty_was_averaged_over():
     binning = fixed_binning([0.5], ["hard", "easy"])
     assert allocation_dict(allocate(points, BINS, folds=2), binning, "predicted", 4)["difficulty"]["samples"] == 4
     assert "samples" not in allocation_dict(allocate(points, BINS, folds=2), binning, "oracle", 4)["difficulty"]
+
+
+def test_the_probe_is_charged_as_auto_spends_it():
+    """A 4-sample probe costs 40 FLOPs. Beam at 80 fits the baseline's N=4 budget of 100 alone, not with the
+    probe (120): weighted BoN N=4 is chosen instead, which reuses the probe's samples (charged max(100, 40)).
+    At N=1 (25 FLOPs) nothing fits once the probe is paid, so the cheapest charged configurations compete."""
+    from ttscale.eval.allocation import charged
+
+    points = [bon(1, [1, 0, 0, 0, 1, 0, 0, 0], 25.0), bon(4, [1, 1, 0, 0, 1, 0, 0, 0], 100.0),
+              pt("beam", 4, [1, 1, 1, 0, 1, 1, 0, 0], 80.0, beam_width=2)]
+    assert list(charged(points, "flops", 40.0)) == [40.0, 100.0, 120.0]
+    free = allocate(points, BINS, folds=2)
+    paid = allocate(points, BINS, folds=2, probe={"flops": 40.0, "tokens": 400.0, "n": 4.0})
+    assert free.fallback[4]["strategy"] == "beam" and paid.fallback[4]["strategy"] == "weighted-best-of-n"
+    assert paid.fallback[1]["budget"] == 1 and paid.curve_cost[1] == 40.0 and paid.curve_cost[4] <= 100.0
+    assert allocate(points, BINS, folds=2, axis="n", probe={"n": 4.0}).fallback[4]["strategy"] == "weighted-best-of-n"

@@ -64,7 +64,11 @@ def test_summary_keys_and_values(evaluated):
     assert co["cost_axis"] == "flops" and s["flops_known"] is True
     budget_cost = {int(b): c for b, c in co["budget_cost"].items()}
     assert budget_cost == {b: s["cost"]["weighted-best-of-n"][str(b)]["flops"] for b in (1, 2, 4, 8)}
-    assert all(co["curve_cost"][b] <= budget_cost[int(b)] * (1 + 1e-9) for b in co["curve_cost"])
+    # ... once auto's 4-sample probe is paid: below its cost, the probe's own samples are all there is
+    probe = s["cost"]["weighted-best-of-n"]["4"]["flops"]
+    assert co["probe_cost"] == pytest.approx(probe, rel=0.05)
+    assert all(co["curve_cost"][b] <= max(budget_cost[int(b)], co["probe_cost"]) * (1 + 1e-9) for b in co["curve_cost"])
+    assert co["curve_cost"]["1"] == pytest.approx(co["probe_cost"])
     low, high = s["compute_optimal_efficiency_interval"]
     if s["compute_optimal_efficiency"] is not None and low is not None:
         assert low <= s["compute_optimal_efficiency"] <= high

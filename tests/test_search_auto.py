@@ -115,3 +115,41 @@ def test_auto_rows_keep_the_choice_as_a_struct_and_the_summary_counts_bins_and_m
     assert sum(auto["by_bin"].values()) == 6 and set(auto["per_problem"]) == {p["id"] for p in probs}
     assert auto["by_bin"] == dict(sorted(Counter(r.choice["bin"] for r in results).items()))
     assert set(auto["by_method"]) <= {"majority", "beam", "weighted-best-of-n"}
+
+
+def test_a_parallel_choice_takes_the_probe_samples_first_and_draws_only_the_rest(tmp_path):
+    """Weighted best-of-N at N=4 after a 3-sample probe: the probe's 3 candidates (PRM scores included) come
+    first, one new sample per problem is drawn under another seed, and the problem pays 4 samples, not 7."""
+    probs = problems(5)
+    path = _policy(tmp_path, 2.0)      # every difficulty is below the edge: all "hard", made weighted BoN here
+    data = yaml.safe_load(path.read_text())
+    data["bins"]["hard"] = data["fallback"]
+    path.write_text(yaml.safe_dump(data))
+    ctx = _ctx()
+    results = _auto(path, probe=3).run(probs, ctx, 4)
+    probe = get_strategy("majority").run(probs, _ctx(), 3)
+    assert [c["params"].n for c in ctx.generator.calls] == [3, 1]
+    assert ctx.generator.calls[1]["params"].seed != ctx.generator.calls[0]["params"].seed
+    for r, p in zip(results, probe):
+        assert r.choice["strategy"] == "weighted-best-of-n" and len(r.candidates) == 4
+        assert [c.steps for c in r.candidates[:3]] == [c.steps for c in p.candidates]
+        assert [c.step_scores for c in r.candidates[:3]] == [c.step_scores for c in p.candidates]
+        assert r.candidates[3].steps not in [c.steps for c in p.candidates]
+        assert r.spent.policy_calls == 2 and r.spent.generated_tokens == sum(c.tokens for c in r.candidates)
+    # the selection is weighted best-of-N's over all 4, as a plain run would make it on these candidates
+    from ttscale.search.voting import select
+    assert [r.prediction for r in results] == [select(r.candidates, "prm-vote", "last")[0] for r in results]
+
+
+def test_extend_keeps_the_first_n_drawn_and_generates_nothing_when_they_suffice():
+    probs = problems(3)
+    drawn = [r.candidates for r in get_strategy("majority").run(probs, _ctx(), 4)]
+    ctx = _ctx()
+    two = get_strategy("best-of-n").extend(probs, ctx, 2, drawn)
+    assert ctx.generator.calls == [] and all(r.spent.generated_tokens == 0 for r in two)
+    assert [[c.steps for c in r.candidates] for r in two] == [[c.steps for c in d[:2]] for d in drawn]
+    with pytest.raises(ValueError, match="same number of drawn samples"):
+        get_strategy("best-of-n").extend(probs, ctx, 4, [drawn[0], drawn[1][:2], drawn[2]])
+    # nothing drawn: the plain run, sample for sample
+    plain, ext = get_strategy("majority").run(probs, _ctx(), 4), get_strategy("majority").extend(probs, _ctx(), 4, [[]] * 3)
+    assert [[c.steps for c in r.candidates] for r in plain] == [[c.steps for c in r.candidates] for r in ext]

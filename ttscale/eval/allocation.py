@@ -5,9 +5,12 @@ flops (default; policy + reviser + PRM, prompts included), tokens (every token r
 (the nominal budget N, the old rule). The budget grid is the baseline's (weighted best-of-N by default):
 budget N stands for B_N = the baseline's measured mean cost per problem at N (for axis n, B_N = N). At
 budget N a configuration θ (strategy + beam width / lookahead k / revision length + aggregation + voting) is
-allowed only if its measured mean cost per problem is <= B_N — so lookahead's rollouts, auto's probe and
-every prompt count against it — and the most accurate allowed one is chosen; among equally accurate ones
-the cheaper (then the earlier-listed). Without a baseline curve the grid is every nominal N and the axis n,
+allowed only if its measured mean cost per problem is <= B_N — so lookahead's rollouts and every prompt count against it —
+and the most accurate allowed one is chosen; among equally accurate ones the cheaper (then the
+earlier-listed). With bins on predicted difficulty, `probe` is the cost of the samples auto draws to predict
+it, charged as auto spends it: on top of a configuration's own cost, except that a parallel-sampling one
+reuses the probe's samples as its first ones (cost max(own, probe)). Where nothing fits B_N once the probe
+is paid (budgets below the probe's own), the cheapest configurations compete. Without a baseline curve the grid is every nominal N and the axis n,
 and a note says so; FLOPs of unknown size (a served model without --policy-params) fall back to tokens.
 Honest accuracy comes from k-fold cross-validation over the problems, as in the paper: choose on k-1
 folds, score the choice on the held-out fold, and average over all problems; the held-out choices' own
@@ -55,10 +58,11 @@ class Allocation:
     held_cost: np.ndarray | None = None                # [budgets × problems] cost of the config chosen for each
 
 
-def _matrix(points: Sequence[Point], bins: Mapping[str, str], axis: str
+def _matrix(points: Sequence[Point], bins: Mapping[str, str], axis: str, probe: float = 0.0
             ) -> tuple[list[Point], list[str], np.ndarray]:
-    """Points sorted cheapest first on the axis, the problems every point and the binning cover, [points × problems]."""
-    pts = sorted(points, key=lambda p: (p.cost(axis), p.budget))   # stable: keeps the given order among equals
+    """Points sorted cheapest first as charged, the problems every point and the binning cover, [points × problems]."""
+    # stable: keeps the given order among equals
+    pts = sorted(points, key=lambda p: (float(charged([p], axis, probe)[0]), p.cost(axis), p.budget))
     common = set(bins)
     for p in pts:
         common &= set(p.ids)
@@ -87,16 +91,20 @@ def budget_grid(points: Sequence[Point], axis: str, baseline: str | None) -> tup
     return {b: curve[b].cost(axis) for b in sorted(curve)}, axis, notes
 
 
-def _choose(mat: np.ndarray, pts: Sequence[Point], limit: float, axis: str, cols: np.ndarray,
+def charged(pts: Sequence[Point], axis: str, probe: float = 0.0) -> np.ndarray:
+    """Each point's cost per problem as auto would spend it after a probe costing `probe` (module docstring)."""
+    return np.array([max(p.cost(axis), probe) if p.family == "parallel" else p.cost(axis) + probe for p in pts])
+
+
+def _choose(mat: np.ndarray, cost: np.ndarray, limit: float, cols: np.ndarray,
             pool: np.ndarray | None = None, pooling: float = 0.0) -> int:
     """The allowed configuration with the best accuracy on the bin's problems `cols`, each accuracy shrunk
     toward the configuration's accuracy on `pool` (all bins) by `pooling` pseudo-problems."""
-    allowed = [i for i, p in enumerate(pts) if p.cost(axis) <= limit * (1 + _TOLERANCE)]
-    if not allowed:     # only when the baseline itself is not among the points (a subset was passed)
-        allowed = [0]
+    # nothing fits: the budget is below the probe's cost, or the baseline is not among the points
+    allowed = np.nonzero(cost <= max(limit, cost.min()) * (1 + _TOLERANCE))[0]
     prior = mat[allowed][:, pool].mean(axis=1) if pool is not None and pooling > 0 else 0.0
     score = (mat[allowed][:, cols].sum(axis=1) + pooling * prior) / max(len(cols) + pooling, 1)
-    return allowed[int(np.argmax(score))]   # argmax: first of equals = cheapest
+    return int(allowed[int(np.argmax(score))])   # argmax: first of equals = cheapest
 
 
 def _config(pt: Point, accuracy: float) -> dict[str, Any]:
@@ -104,23 +112,26 @@ def _config(pt: Point, accuracy: float) -> dict[str, Any]:
 
 
 def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, seed: int = 0, axis: str = "flops",
-             baseline: str | None = "weighted-best-of-n", pooling: float = 0.0) -> Allocation:
+             baseline: str | None = "weighted-best-of-n", pooling: float = 0.0,
+             probe: Mapping[str, float] | None = None) -> Allocation:
     """Per-bin compute-optimal choice at equal measured cost, k-fold held-out accuracy, and the policy chosen on
     all problems. `pooling` > 0 shrinks each bin's accuracies toward all bins' (partial pooling): with a few
-    problems per bin and many configurations, the raw per-bin best is mostly the luckiest one."""
+    problems per bin and many configurations, the raw per-bin best is mostly the luckiest one. `probe`: the
+    difficulty probe's cost per problem on each axis (metrics.probe_cost; none for oracle bins)."""
     grid, axis, notes = budget_grid(points, axis, baseline)
-    pts, ids, mat = _matrix(points, bins, axis)
+    probe_cost = float((probe or {}).get(axis, 0.0))
+    pts, ids, mat = _matrix(points, bins, axis, probe_cost)
     labels = np.array([bins[i] for i in ids])
     label_set = sorted({str(x) for x in labels})      # plain str: the policy file is YAML
     budgets = sorted(grid)
     everyone = np.arange(len(ids))
-    cost = np.array([p.cost(axis) for p in pts])
+    cost = charged(pts, axis, probe_cost)
     k = min(folds, len(ids))
     held = np.zeros((len(budgets), len(ids)))
     held_cost = np.zeros((len(budgets), len(ids)))
 
     def place(b_i: int, fit: np.ndarray, cols: np.ndarray, pool: np.ndarray) -> None:
-        chosen = _choose(mat, pts, grid[budgets[b_i]], axis, fit, pool, pooling)
+        chosen = _choose(mat, cost, grid[budgets[b_i]], fit, pool, pooling)
         held[b_i, cols], held_cost[b_i, cols] = mat[chosen, cols], cost[chosen]
 
     if k >= 2:
@@ -147,11 +158,11 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
         cols = everyone[labels == lab]
         choices[lab] = {}
         for b in budgets:
-            c = _choose(mat, pts, grid[b], axis, cols, everyone, pooling)
+            c = _choose(mat, cost, grid[b], cols, everyone, pooling)
             choices[lab][b] = _config(pts[c], mat[c, cols].mean())
     fallback = {}
     for b in budgets:
-        c = _choose(mat, pts, grid[b], axis, everyone)
+        c = _choose(mat, cost, grid[b], everyone)
         fallback[b] = _config(pts[c], mat[c].mean())
     return Allocation(budgets=budgets, curve=curve, by_bin=by_bin, choices=choices, fallback=fallback,
                       problems=len(ids), folds=k if k >= 2 else 0, notes=notes, axis=axis,

@@ -16,7 +16,7 @@ import yaml
 
 from ttscale.eval.allocation import allocate, allocation_dict, efficiency, write_allocation
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
-from ttscale.eval.metrics import COST_AXES, default_curves, evaluate_runs, pass_at_k_curve, unknown_flops
+from ttscale.eval.metrics import COST_AXES, default_curves, evaluate_runs, pass_at_k_curve, probe_cost, unknown_flops
 from ttscale.eval.report import build_summary, write_report
 from ttscale.errors import UserError
 from ttscale.eval.runs import Run, common_problems, load_runs
@@ -46,7 +46,9 @@ class Config(ThreadArgs):
     folds: int = field(5, help="cross-validation folds for the compute-optimal choice")
     probe_samples: int = field(4, ge=0, help="predicted difficulty = mean final-step PRM score over each problem's "
                                              "first this-many samples: as many as `search --strategy auto` probes "
-                                             "(the allocation file records it and auto follows it); 0 = all")
+                                             "(the allocation file records it and auto follows it); 0 = all. Their "
+                                             "cost is charged to every configuration as auto spends it: on top, or "
+                                             "reused as a parallel-sampling one's first samples")
     pooling: float = field(0.0, ge=0, help="compute-optimal choice per bin: shrink each configuration's accuracy in "
                                            "the bin toward its accuracy over all bins by this many pseudo-problems "
                                            "(partial pooling; 0 = the raw per-bin best)")
@@ -124,8 +126,11 @@ def run(cfg: Config) -> int:
         measure = cfg.allocation_difficulty if predicted_bins else "oracle"
         curves = default_curves(points)
         baseline = cfg.baseline if cfg.baseline in curves else next((m for m in BASELINES if m in curves), None)
+        # auto's difficulty probe, charged to every configuration (none with oracle bins: nothing to probe)
+        probe = probe_cost(drun, cfg.probe_samples) if measure == "predicted" else None
         alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
-                         axis=cfg.cost, baseline=baseline, pooling=cfg.pooling)
+                         axis=cfg.cost, baseline=baseline, pooling=cfg.pooling,
+                         probe=probe)
         allocation_path = write_allocation(allocation_dict(alloc, pbinning if measure == "predicted" else binning, measure,
                                                            cfg.probe_samples),
                                    out / f"allocation.{cfg.allocation_format}")
@@ -139,6 +144,7 @@ def run(cfg: Config) -> int:
         co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
               "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
               "cost_axis": alloc.axis, "budget_cost": alloc.budget_cost, "curve_cost": alloc.curve_cost,
+              "probe_cost": (probe or {}).get(alloc.axis, 0.0),
               "efficiency": main.get("value"), "efficiency_interval": [main.get("low"), main.get("high")],
               "baseline_curves": base_curves, "baseline_costs": base_costs,
               "efficiency_by_baseline": {m: (e or {}).get("value") for m, e in eff.items()},

@@ -164,6 +164,15 @@ def _cost(run: Run, index: int, subset: Sequence[int] | None) -> tuple[float, fl
     return tuple(x * frac for x in full)  # type: ignore[return-value]
 
 
+def probe_cost(run: Run, samples: int) -> dict[str, float]:
+    """Mean cost per problem, on every axis, of each problem's first `samples` candidates of a parallel run (all
+    when 0): what auto's difficulty probe spends, as `predicted_difficulty` reads those same samples."""
+    costs = [_cost(run, j, list(range(min(samples or len(p.candidates), len(p.candidates)))))
+             for j, p in enumerate(run.graded)]
+    _, run_tokens, flops = np.mean(costs, axis=0) if costs else (0.0, 0.0, 0.0)
+    return {"flops": float(flops), "tokens": float(run_tokens), "n": float(samples or run.budget)}
+
+
 def unknown_flops(run: Run) -> list[str]:
     """Models (policy / reviser / prm) that ran tokens in this run at 0 FLOPs: their size was unknown."""
     found = {r for p in run.graded for r in Spent.from_dict(p.spent).unknown_flops()}

@@ -5,7 +5,9 @@
 2. Look up the configuration the allocation file chose for that difficulty bin and budget (strategy, its
    hyperparameters, aggregation, voting).
 3. Run each group of problems that share a configuration with that strategy, all in the same batched calls.
-The probe is part of the spent compute: it is added to every problem's Spent.
+The probe is part of the spent compute: it is added to every problem's Spent. A parallel-sampling choice
+(best-of-N, weighted best-of-N, majority) takes the probe's samples as its first ones and draws only the
+rest, so there it costs nothing extra; `evaluate` charges the probe the same way when it chooses.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ttscale.config import field
 from ttscale.search.allocation_file import choose_config, load_allocation, predicted_difficulty_of
+from ttscale.search.sampling import SampleAndSelect
 from ttscale.search.strategy import Strategy
 from ttscale.search.types import ProblemResult, SearchContext
 
@@ -38,7 +41,8 @@ class AutoStrategy(Strategy):
     name = "auto"
     family = "meta"
     label = "compute-optimal (auto)"
-    budget_meaning = "N as the chosen strategy means it, plus the probe's samples"
+    budget_meaning = ("N as the chosen strategy means it, plus the probe's samples (a parallel-sampling "
+                      "choice reuses them as its first samples)")
     Params = AutoParams
     needs_scorer = True     # difficulty is predicted from PRM scores
 
@@ -77,7 +81,10 @@ class AutoStrategy(Strategy):
             # the chosen strategy's hyperparameters from the entry; the rest (depth, step tokens) as this run set them
             strategy = self._lookup(conf["strategy"], {**self._options, **conf})
             strategy.validate(int(conf["budget"]), sub_ctx)
-            for i, res in zip(members, strategy.run([problems[i] for i in members], sub_ctx, int(conf["budget"]))):
+            subset, n = [problems[i] for i in members], int(conf["budget"])
+            found = (strategy.extend(subset, sub_ctx, n, [probe[i].candidates for i in members])
+                     if isinstance(strategy, SampleAndSelect) else strategy.run(subset, sub_ctx, n))
+            for i, res in zip(members, found):
                 res.spent = res.spent + probe[i].spent   # every field, prompts included
                 res.choice = choices[i]
                 results[i] = res

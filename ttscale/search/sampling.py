@@ -6,6 +6,7 @@ re-votes a run of N samples at every N' <= N (the family "parallel" says so).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 from ttscale.data.steps import split_steps
@@ -14,7 +15,9 @@ from ttscale.search.candidates import make_candidate, policy_prompt
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results, score_finished
 from ttscale.search.strategy import Strategy
-from ttscale.search.types import ProblemResult, SearchContext
+from ttscale.search.types import Candidate, ProblemResult, SearchContext
+
+_RESEED = 1_000_003   # seed step for samples drawn after k others: seed + _RESEED * k
 
 
 class SampleAndSelect(Strategy):
@@ -24,16 +27,32 @@ class SampleAndSelect(Strategy):
     budget_meaning = "N full samples per problem"
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
+        return self.extend(problems, ctx, budget, [[] for _ in problems])
+
+    def extend(self, problems: Sequence[dict], ctx: SearchContext, budget: int,
+               drawn: Sequence[Sequence[Candidate]]) -> list[ProblemResult]:
+        """N = `budget` samples per problem of which `drawn` (the same count per problem, sampled from the same
+        prompt and settings: auto's probe) come first; only the rest are generated and charged here, under
+        another seed so they are new draws, not the drawn ones again. With `budget` <= drawn, the first
+        `budget` drawn are selected from and nothing is generated."""
         self.validate(budget, ctx)
+        counts = {len(d) for d in drawn}
+        if len(drawn) != len(problems) or len(counts) > 1:
+            raise ValueError(f"extend needs the same number of drawn samples for each of the {len(problems)} "
+                             f"problems, got {sorted(counts)} over {len(drawn)}")
+        k = counts.pop() if counts else 0
         st, gen = ctx.settings, ctx.generator
         meter = Meter(len(problems))
-        prompts = [policy_prompt(p["problem"], [], gen.tokenizer, st) for p in problems]
-        params = SamplingParams(n=budget, temperature=st.temperature, top_p=st.top_p,
-                                max_new_tokens=st.max_new_tokens, seed=st.seed)
-        outs = meter.generate(gen, prompts, list(range(len(problems))), params)
-        candidates = [[make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens)
-                       for c in comps] for comps in outs]
-        score_finished(meter, ctx.scorer, problems, candidates)
+        candidates = [[dataclasses.replace(c) for c in d[:budget]] for d in drawn]
+        if budget > k:
+            prompts = [policy_prompt(p["problem"], [], gen.tokenizer, st) for p in problems]
+            params = SamplingParams(n=budget - k, temperature=st.temperature, top_p=st.top_p,
+                                    max_new_tokens=st.max_new_tokens, seed=st.seed + _RESEED * k)
+            outs = meter.generate(gen, prompts, list(range(len(problems))), params)
+            for cands, comps in zip(candidates, outs):
+                cands += [make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens)
+                          for c in comps]
+        score_finished(meter, ctx.scorer, problems, candidates)   # the drawn ones keep their scores
         return build_results(self, ctx, problems, candidates, meter)
 
 
