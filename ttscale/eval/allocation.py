@@ -5,12 +5,13 @@ flops (default; policy + reviser + PRM, prompts included), tokens (every token r
 (the nominal budget N, the old rule). The budget grid is the baseline's (weighted best-of-N by default):
 budget N stands for B_N = the baseline's measured mean cost per problem at N (for axis n, B_N = N). At
 budget N a configuration θ (strategy + beam width / lookahead k / revision length + aggregation + voting) is
-allowed only if its measured mean cost per problem is <= B_N — so lookahead's rollouts and every prompt count against it —
-and the most accurate allowed one is chosen; among equally accurate ones the cheaper (then the
-earlier-listed). With bins on predicted difficulty, `probe` is the cost of the samples auto draws to predict
-it, charged as auto spends it: on top of a configuration's own cost, except that a parallel-sampling one
-reuses the probe's samples as its first ones (cost max(own, probe)). Where nothing fits B_N once the probe
-is paid (budgets below the probe's own), the cheapest configurations compete. Without a baseline curve the grid is every nominal N and the axis n,
+allowed only if its measured mean cost per problem is <= B_N — so lookahead's rollouts and every prompt
+count against it — and the most accurate allowed one is chosen; among equally accurate ones the cheaper
+(then the earlier-listed). With bins on predicted difficulty, `probe` is the cost of the samples auto draws
+to predict it, charged as auto spends it: on top of a configuration's own cost, except that a
+parallel-sampling one reuses the probe's samples as its first ones (cost max(own, probe)). Where nothing
+fits B_N once the probe is paid (budgets below the probe's own), the cheapest configurations compete.
+Without a baseline curve the grid is every nominal N and the axis n,
 and a note says so; FLOPs of unknown size (a served model without --policy-params) fall back to tokens.
 Honest accuracy comes from k-fold cross-validation over the problems, as in the paper: choose on k-1
 folds, score the choice on the held-out fold, and average over all problems; the held-out choices' own
@@ -61,8 +62,9 @@ class Allocation:
 def _matrix(points: Sequence[Point], bins: Mapping[str, str], axis: str, probe: float = 0.0
             ) -> tuple[list[Point], list[str], np.ndarray]:
     """Points sorted cheapest first as charged, the problems every point and the binning cover, [points × problems]."""
-    # stable: keeps the given order among equals
-    pts = sorted(points, key=lambda p: (float(charged([p], axis, probe)[0]), p.cost(axis), p.budget))
+    cost = charged(points, axis, probe)     # sorted stably: the given order among equals
+    pts = [points[i] for i in sorted(range(len(points)), key=lambda i: (cost[i], points[i].cost(axis),
+                                                                         points[i].budget))]
     common = set(bins)
     for p in pts:
         common &= set(p.ids)

@@ -129,8 +129,7 @@ def run(cfg: Config) -> int:
         # auto's difficulty probe, charged to every configuration (none with oracle bins: nothing to probe)
         probe = probe_cost(drun, cfg.probe_samples) if measure == "predicted" else None
         alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
-                         axis=cfg.cost, baseline=baseline, pooling=cfg.pooling,
-                         probe=probe)
+                         axis=cfg.cost, baseline=baseline, pooling=cfg.pooling, probe=probe)
         allocation_path = write_allocation(allocation_dict(alloc, pbinning if measure == "predicted" else binning, measure,
                                                            cfg.probe_samples),
                                    out / f"allocation.{cfg.allocation_format}")
