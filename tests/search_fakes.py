@@ -50,12 +50,13 @@ class ScriptedGenerator:
             text, reason = "\n\n".join(steps + [f"so the total is \\boxed{{{r % 3}}}"]), "eos"
         return Completion(text=text, num_tokens=len(text.split()) + 1, finish_reason=reason)
 
-    def generate(self, prompts, params):
-        out = [[self._text(p, params, j) for j in range(params.n)] for p in prompts]
+    def generate(self, prompts, params, n=None):
+        counts = [params.n] * len(prompts) if n is None else list(n)
+        out = [[self._text(p, params, j) for j in range(k)] for p, k in zip(prompts, counts)]
         words = [len(p.split()) for p in prompts]
         self.last_cached_tokens = [min(w, self.cached_words) for w in words]
         self.last_prompt_tokens = [w - c for w, c in zip(words, self.last_cached_tokens)]
-        self.calls.append({"prompts": list(prompts), "params": params,
+        self.calls.append({"prompts": list(prompts), "params": params, "n": counts,
                            "tokens": sum(c.num_tokens for cs in out for c in cs),
                            "per_prompt": [(prompt, run, cached, sum(c.num_tokens for c in cs))
                                           for prompt, run, cached, cs in zip(prompts, self.last_prompt_tokens,

@@ -42,6 +42,19 @@ def _point(points, method, budget, aggregation=None):
                 and (aggregation is None or p.config["aggregation"] == aggregation))
 
 
+def test_a_subsampled_budget_pays_the_prompt_as_a_real_run_would(tmp_path):
+    """N' = 2 of a 4-sample run: half the generated tokens and PRM tokens, but the whole prompt (a real
+    2-sample run prefills it once, as the 4-sample run did), with FLOPs at 2 · params per token."""
+    cands = [cand("7", True, [0.5]) for _ in range(4)]            # 10 tokens each
+    r = row("A", "7", "majority", 4, cands)
+    r["spent"].update(policy_prompt_tokens=30, policy_flops=2.0e3 * (40 + 30), prm_tokens=80, prm_flops=800.0)
+    points = evaluate_run(load_run(save_run([r], tmp_path / "run")), subsamples=8)
+    two, four = _point(points, "majority", 2), _point(points, "majority", 4)
+    assert (four.tokens, four.run_tokens, four.flops) == (40, 40 + 30 + 80, 2.0e3 * 70 + 800)
+    assert two.tokens == pytest.approx(20) and two.run_tokens == pytest.approx(20 + 30 + 40)
+    assert two.flops == pytest.approx(2.0e3 * (20 + 30) + 400)
+
+
 def test_subsampling_mean_and_exact_full_budget(majority_run):
     points = evaluate_run(majority_run, subsamples=400, seed=3)
     assert parallel_budgets(4) == [1, 2, 4] and parallel_budgets(6) == [1, 2, 4, 6]

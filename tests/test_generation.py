@@ -47,6 +47,18 @@ def test_batch_invariance(tiny_lm, tiny_tokenizer, gen):
     assert one_by_one.generate(PROMPTS[::-1], sp) == together[::-1]
 
 
+def test_per_prompt_counts_give_the_first_completions_of_a_larger_request(gen):
+    """n=[...] asks each prompt for its own count; completion j does not depend on how many were asked, so
+    a prompt asked for k gets the first k of a request for more, and one asked for 0 is not run at all."""
+    sp = SamplingParams(n=4, temperature=1.0, max_new_tokens=9, seed=2, stop=("e",))
+    full = gen.generate(PROMPTS, sp)
+    some = gen.generate(PROMPTS, sp, n=[1, 0, 3])
+    assert some == [full[0][:1], [], full[2][:3]]
+    assert gen.last_prompt_tokens[1] == 0 and gen.last_prompt_tokens[0] > 0
+    with pytest.raises(ValueError, match="a count >= 0 for each of the 3 prompts"):
+        gen.generate(PROMPTS, sp, n=[1, 2])
+
+
 def test_greedy_matches_hf_generate(gen, tiny_lm, tiny_tokenizer):
     out = gen.generate(PROMPTS[:1], SamplingParams(n=2, temperature=0, max_new_tokens=8))[0]
     assert out[0] == out[1]

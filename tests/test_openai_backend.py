@@ -108,6 +108,15 @@ def test_params_passed_and_results_mapped(server):
     assert out[2][1] == Completion("w1 w1 w1 w1 w1", 5, "length")
 
 
+def test_per_prompt_counts_are_per_request_n(server):
+    stub, url = server
+    stub.bodies.clear()
+    out = _gen(url).generate(["a eos", "b eos", "c eos"], SamplingParams(n=4, temperature=0.7, max_new_tokens=5),
+                             n=[2, 0, 1])
+    assert [len(o) for o in out] == [2, 0, 1]
+    assert sorted((b["prompt"], b["n"]) for b in stub.bodies) == [("a eos", 2), ("c eos", 1)]   # 0: not sent
+
+
 def test_dropped_stop_string_is_restored_and_usage_counts(server):
     stub, url = server
     sp = SamplingParams(n=1, max_new_tokens=5, stop=("\n\n",))

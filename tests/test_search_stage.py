@@ -47,7 +47,11 @@ def test_beam_search_stage_writes_resumable_dataset(tmp_path, toy_problems, tiny
         assert (row["prediction"] is None) == (not finished)
     assert all(isinstance(row["correct"], bool) for row in first)
     assert "strategy: beam" in (out / "config.yaml").read_text()
-    assert json.loads((out / "summary.json").read_text())["problems"] == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == 3
+    # every node asked for exactly its children: what was generated is what the tree holds
+    assert summary["tokens_generated"] == summary["tokens_kept"] == sum(
+        n["tokens"] for row in first for n in row["tree"]) > 0 and summary["generated_per_kept"] == 1.0
 
     # resume: a lost part is redone, identically; finished parts are not
     (out / "parts" / "part-00001.jsonl").unlink()

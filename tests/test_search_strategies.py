@@ -42,7 +42,7 @@ def total_spent(results, field):
 def test_sampling_makes_exactly_n_samples_in_one_call(name):
     c = ctx()
     res = search(name, problems(3), c, 8)
-    assert len(c.generator.calls) == 1 and c.generator.calls[0]["params"].n == 8
+    assert len(c.generator.calls) == 1 and set(c.generator.calls[0]["n"]) == {8}
     assert len(c.generator.calls[0]["prompts"]) == 3
     for r in res:
         assert len(r.candidates) == 8
@@ -100,9 +100,9 @@ def test_beam_keeps_n_over_m_expands_m_and_returns_at_most_n():
     c = ctx(depth=4, beam_width=m, aggregation="last", filter_duplicates=False)
     res = search("beam", problems(2), c, n)
     calls = c.generator.calls
-    assert calls[0]["params"].n == n and len(calls[0]["prompts"]) == 2
+    assert calls[0]["n"] == [n, n] and len(calls[0]["prompts"]) == 2
     for call in calls[1:]:
-        assert call["params"].n == m and len(call["prompts"]) <= 2 * n // m
+        assert set(call["n"]) == {m} and len(call["prompts"]) <= 2 * n // m
     for r in res:
         finished = [x for x in r.candidates if x.finished]
         assert 1 <= len(finished) <= n and len(r.candidates) <= n
@@ -155,7 +155,7 @@ def test_lookahead_spent_includes_rollouts():
     res = search("lookahead", problems(2), c, 4)
     calls = c.generator.calls
     greedy = [call for call in calls if call["params"].temperature == 0.0]
-    assert greedy and all(call["params"].n == 1 for call in greedy)
+    assert greedy and all(set(call["n"]) == {1} for call in greedy)
     assert total_spent(res, "generated_tokens") == sum(call["tokens"] for call in calls)
     step_tokens = sum(call["tokens"] for call in calls if call["params"].temperature > 0)
     assert total_spent(res, "generated_tokens") > step_tokens   # rollouts are paid for
@@ -170,12 +170,32 @@ def test_lookahead_spent_includes_rollouts():
     assert total_spent(res, "prm_tokens") > total_spent(plain, "prm_tokens")
 
 
+def test_a_chain_can_start_from_the_policys_sample():
+    """--first-attempt policy: each chain's first attempt is the policy's sample (the same one a best-of-N run
+    with that seed draws), charged to the policy; the reviser then revises it, charged to the reviser."""
+    c = ctx(reviser=True, revision_length=2, first_attempt="policy")
+    res = search("parallel-revisions", problems(2), c, 4)
+    bon = search("majority", problems(2), ctx(), 2)
+    assert strat("parallel-revisions", c).method(4) == "parallel-revisions(L=2,C=2,first=policy)"
+    assert len(c.generator.calls) == 1 and len(c.reviser.calls) == 1
+    for r, b in zip(res, bon):
+        firsts = [x for x in r.candidates if x.previous == -1]
+        assert [x.steps for x in firsts] == [x.steps for x in b.candidates]
+        assert r.spent.policy_calls == 1 and r.spent.generated_tokens == sum(x.tokens for x in firsts)
+        assert r.spent.reviser_generated_tokens == sum(x.tokens for x in r.candidates if x.previous >= 0) > 0
+    assert all(any(x in prompt for x in ("step 0",)) for prompt in c.reviser.calls[0]["prompts"])
+    with pytest.raises(ValueError, match="needs a policy model"):
+        no_policy = ctx(reviser=True, revision_length=2, first_attempt="policy")
+        no_policy.generator = None
+        search("parallel-revisions", problems(1), no_policy, 4)
+
+
 def test_revision_chains_have_the_configured_length():
     c = ctx(reviser=True, revision_length=3)
     res = search("parallel-revisions", problems(2), c, 6)
     assert len(c.reviser.calls) == 3 and not c.generator.calls
     first = c.reviser.calls[0]
-    assert len(first["prompts"]) == 2 and first["params"].n == 2   # 2 chains share the first prompt
+    assert len(first["prompts"]) == 2 and first["n"] == [2, 2]   # 2 chains share the first prompt
     for r in res:
         assert len(r.candidates) == 6
         assert Counter(x.chain for x in r.candidates) == {0: 3, 1: 3}

@@ -46,8 +46,8 @@ def test_particle_filtering_resamples_open_particles_and_keeps_finished_ones():
     n = 8
     c = ctx(depth=4, max_depth=6)
     res = search("particle-filtering", problems(2), c, n)
-    for call in c.generator.calls[1:]:       # later steps: one prompt per distinct particle, n = most copies
-        assert len(call["prompts"]) <= 2 * n and call["params"].n <= n
+    for call in c.generator.calls[1:]:       # later steps: one prompt per distinct particle, n = its copies
+        assert len(call["prompts"]) <= 2 * n and all(1 <= k <= n for k in call["n"])
     for r in res:
         finished = [x for x in r.candidates if x.finished]
         assert 1 <= len(finished) <= n and len(r.candidates) <= n
@@ -127,7 +127,7 @@ def test_mcts_keeps_its_tree_and_stops_at_n_finished_solutions():
     c = ctx(depth=3, mcts_width=3)
     res = search("mcts", problems(2), c, n)
     for call in c.generator.calls:
-        assert call["params"].n == 3 and len(call["prompts"]) <= 2   # one leaf per live problem per iteration
+        assert all(1 <= k <= 3 for k in call["n"]) and len(call["prompts"]) <= 2   # one leaf per live problem
     for r in res:
         assert sum(x.finished for x in r.candidates) == n            # the depth-3 world finishes easily
         nodes = r.tree
@@ -167,7 +167,7 @@ def test_adaptive_stops_after_one_round_when_samples_agree_and_keeps_sampling_wh
     assert len(res[0].candidates) == 4 and res[0].prediction == "1"    # 4/4 agree: P = 31/32 > 0.95
     assert len(res[1].candidates) > 4                                  # the scripted answers split
     assert [len(call["prompts"]) for call in c.generator.calls][0] == 2
-    assert all(call["params"].n == 4 for call in c.generator.calls)
+    assert all(set(call["n"]) == {4} for call in c.generator.calls)
     assert res[0].spent.policy_calls == 1 and res[0].spent.generated_tokens == sum(x.tokens for x in res[0].candidates)
     assert res[1].spent.generated_tokens > res[0].spent.generated_tokens   # the saving shows in measured cost
 

@@ -45,13 +45,13 @@ class Controlled:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def generate(self, prompts, params):
+    def generate(self, prompts, params, n=None):
         self.prompts.extend(prompts)
         if self.hold.is_set():
             self.release.wait(20)
         if any("EXPLODE" in p for p in prompts):
             raise RuntimeError("the policy exploded")
-        return self.inner.generate(prompts, params)
+        return self.inner.generate(prompts, params, n)
 
 
 def _start(app):

@@ -76,6 +76,8 @@ def test_vllm_generates_like_the_contract(vllm_generator):
     assert g.generate(prompts, sp) == out  # seeded per prompt
     assert g.generate(prompts[::-1], sp) == out[::-1]  # batch-invariant contract
     assert g.generate(prompts[1:], sp) == out[1:]
+    fewer = g.generate(prompts + ["unused"], sp, n=[1, 3, 0])   # per-request n: a prefix of the larger request
+    assert fewer == [out[0][:1], out[1], []]
 
 
 def test_vllm_greedy_with_n_samples(vllm_generator):

@@ -12,8 +12,8 @@ problems (a difficulty bin, a fold) is a column slice. 95% interval: a percentil
 and subsamples (`bootstrap_interval`), the same kind for subsampled and single evaluations.
 Compute per point: nominal N, and from `spent` (search.types.Spent, measured by the search's meter) per
 problem: generated tokens, tokens run (prompts run + generated, policy + reviser + PRM) and FLOPs (policy +
-reviser + PRM, prompts included), scaled for a subsample by the share of the run's candidate tokens it
-contains (its prompts' share too). `Point.cost(axis)` is what `evaluate --cost flops|tokens|n` compares.
+reviser + PRM, prompts included); a subsample is charged as a real run at N' would be: generated and PRM
+tokens in the share of the run's candidate tokens it contains, the prompt once, in full. `Point.cost(axis)` is what `evaluate --cost flops|tokens|n` compares.
 A run in which some model ran tokens at 0 FLOPs (size unknown) has `flops_known` False.
 """
 from __future__ import annotations
@@ -153,15 +153,23 @@ def parallel_budgets(n: int) -> list[int]:
 
 
 def _cost(run: Run, index: int, subset: Sequence[int] | None) -> tuple[float, float, float]:
-    """(generated tokens, tokens run, FLOPs) of one problem, or of a subset of its candidates."""
+    """(generated tokens, tokens run, FLOPs) of one problem, or of a subset of its candidates as a real run of
+    that many samples would spend: the generated tokens and the PRM's in the subset's share of the candidates'
+    tokens, the prompt in full (a run of N' samples prefills its prompt as the run of N did, not N'/N of it)."""
     p = run.graded[index]
     spent = Spent.from_dict(p.spent)
-    full = (float(spent.generated_tokens + spent.reviser_generated_tokens), float(spent.tokens), spent.flops)
     if subset is None:
-        return full
+        return float(spent.generated_tokens + spent.reviser_generated_tokens), float(spent.tokens), spent.flops
     own = [c.tokens for c in p.candidates]
     frac = sum(own[i] for i in subset) / sum(own) if sum(own) else len(subset) / max(1, len(own))
-    return tuple(x * frac for x in full)  # type: ignore[return-value]
+    generated, run_tokens, flops = 0.0, spent.prm_tokens * frac, spent.prm_flops * frac
+    for role, made in (("policy", spent.generated_tokens), ("reviser", spent.reviser_generated_tokens)):
+        prompt, total = getattr(spent, f"{role}_prompt_tokens"), spent.run_tokens(role)
+        per_token = getattr(spent, f"{role}_flops") / total if total else 0.0   # 2 · params
+        generated += made * frac
+        run_tokens += prompt + made * frac
+        flops += per_token * (prompt + made * frac)
+    return generated, run_tokens, flops
 
 
 def probe_cost(run: Run, samples: int) -> dict[str, float]:

@@ -6,6 +6,7 @@ without touching them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import inspect
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
 FinishReason = Literal["stop", "eos", "length"]
@@ -34,16 +35,42 @@ class Completion:
 
 @runtime_checkable
 class Generator(Protocol):
-    """prompts -> params.n completions each, in prompt order.
+    """prompts -> params.n completions each, in prompt order; with `n` (one count per prompt), prompt i gets
+    n[i] completions instead (0 allowed), so a caller asks each prompt for exactly what it will keep.
 
-    Contract: completion j of a prompt depends only on (prompt, params, j) — not on which other prompts
-    share the batch — so results are reproducible and cacheable.
+    Contract: completion j of a prompt depends only on (prompt, params without n, j) — not on which other
+    prompts share the batch, nor on how many completions were asked of it — so results are reproducible and
+    cacheable, and the first k completions of a prompt asked for n >= k are those it gets when asked for k.
     """
 
     num_params: int                 # for FLOPs accounting (≈ 2 · params · tokens)
     tokenizer: object | None        # for prompt building (chat template); None if unknown
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]: ...
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 n: Sequence[int] | None = None) -> list[list[Completion]]: ...
+
+
+def counts_per_prompt(prompts: Sequence[str], params: SamplingParams, n: Sequence[int] | None) -> list[int]:
+    """What each prompt of a generate call asks for: `n` checked against the prompts, or params.n for all."""
+    if isinstance(prompts, str):
+        raise TypeError("generate() takes a list of prompts, got one string")
+    if n is None:
+        if params.n < 1:
+            raise ValueError(f"need n >= 1, got n={params.n}")
+        return [params.n] * len(prompts)
+    counts = [int(k) for k in n]
+    if len(counts) != len(prompts) or any(k < 0 for k in counts):
+        raise ValueError(f"n must give a count >= 0 for each of the {len(prompts)} prompts, got {counts}")
+    return counts
+
+
+def takes_counts(generator: Generator) -> bool:
+    """Whether `generator.generate` takes per-prompt counts (`n=`); a generator written before that option
+    is served by one call per distinct count instead (search.meter)."""
+    try:
+        return "n" in inspect.signature(generator.generate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """Generator over any OpenAI-compatible /v1/completions server (`vllm serve`, SGLang, llama.cpp, TGI...).
 
 One request per prompt carries all n samples (the server shares the prompt's prefill) with a seed derived
-from (params.seed, prompt), so completion j depends only on (prompt, params, j) — as in the other backends.
+from (params.seed, prompt), so completion j depends only on (prompt, params, j) — as in the other backends;
+with per-prompt counts each request asks for its own n (a prompt asked for 0 is not sent). A vLLM server
+seeds choice j with seed + j, so the first k choices do not depend on n; a server that seeds otherwise
+breaks only that prefix property, not reproducibility.
 Requests run concurrently under a semaphore; 429 / 5xx / dropped connections are retried with exponential
 backoff (honouring Retry-After); a refused connection fails at once with how to start a server. Several
 base URLs make a pool (server_pool.py): requests spread over them, a failing server cools down while its
@@ -38,7 +41,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from ttscale.inference.base import Completion, SamplingParams
+from ttscale.inference.base import Completion, SamplingParams, counts_per_prompt
 from ttscale.inference.backend_rules import count_params_from_config, derive_seed, env_api_key, find_stop
 from ttscale.inference.server_pool import ServerPool, split_urls
 
@@ -100,28 +103,31 @@ class OpenAIGenerator:
         self.last_prompt_tokens: list[int | None] | None = None    # see module doc
         self.last_cached_tokens: list[int] | None = None
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        return run_sync(self.agenerate(prompts, params))
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 n: Sequence[int] | None = None) -> list[list[Completion]]:
+        return run_sync(self.agenerate(prompts, params, n))
 
-    async def agenerate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+    async def agenerate(self, prompts: Sequence[str], params: SamplingParams,
+                        n: Sequence[int] | None = None) -> list[list[Completion]]:
         import aiohttp
 
-        if isinstance(prompts, str):
-            raise TypeError("generate() takes a list of prompts, got one string")
+        counts = counts_per_prompt(prompts, params, n)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         sem = asyncio.Semaphore(self.max_concurrency)
         bar = tqdm(total=len(prompts), desc=f"generate ({self.model})", unit="prompt", leave=False,
                    disable=not self.progress or len(prompts) <= 1)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-            async def one(prompt: str) -> tuple[list[Completion], tuple[int | None, int]]:
+            async def one(prompt: str, k: int) -> tuple[list[Completion], tuple[int | None, int]]:
+                if k == 0:   # nothing asked of this prompt: no request, nothing run
+                    return [], (0, 0)
                 async with sem:
-                    data = await self._post(session, self._body(prompt, params))
+                    data = await self._post(session, self._body(prompt, params, k))
                 bar.update(1)
-                return self._completions(data, params), self._prompt_usage(data, prompt)
+                return self._completions(data, params, k), self._prompt_usage(data, prompt)
 
             try:
-                done = await asyncio.gather(*(one(p) for p in prompts))
+                done = await asyncio.gather(*(one(p, k) for p, k in zip(prompts, counts)))
             finally:
                 bar.close()
         self.last_prompt_tokens = [run for _, (run, _) in done]
@@ -140,12 +146,12 @@ class OpenAIGenerator:
         return int(total) - cached, cached
 
     @staticmethod
-    def _request_n(params: SamplingParams) -> int:
+    def _request_n(params: SamplingParams, k: int) -> int:
         """Greedy samples are all equal and vLLM refuses n > 1 with temperature 0: ask for one, copy it."""
-        return 1 if params.temperature <= 0 else params.n
+        return 1 if params.temperature <= 0 else k
 
-    def _body(self, prompt: str, params: SamplingParams) -> dict:
-        n = self._request_n(params)
+    def _body(self, prompt: str, params: SamplingParams, k: int) -> dict:
+        n = self._request_n(params, k)
         body = {"model": self.model, "prompt": prompt, "n": n, "max_tokens": params.max_new_tokens,
                 "temperature": params.temperature, "top_p": params.top_p,
                 "seed": derive_seed(params.seed, prompt), **self.extra_body}
@@ -204,13 +210,13 @@ class OpenAIGenerator:
         return (f"none of the {len(self.pool)} servers answers ({self.pool.describe()}) — start them with "
                 f"`vllm serve {self.model}` or fix --base-url")
 
-    def _completions(self, data: dict, params: SamplingParams) -> list[Completion]:
+    def _completions(self, data: dict, params: SamplingParams, k: int) -> list[Completion]:
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
-        n = self._request_n(params)
+        n = self._request_n(params, k)
         if len(choices) != n:
             raise ServerError(f"{self.url}: asked for n={n} completions, got {len(choices)}: {str(data)[:300]}")
         usage = (data.get("usage") or {}).get("completion_tokens")
-        return [self._completion(ch, n, params, usage) for ch in choices] * (params.n // n)
+        return [self._completion(ch, n, params, usage) for ch in choices] * (k // n)
 
     def _completion(self, ch: dict, n: int, params: SamplingParams, usage: int | None) -> Completion:
         text, reason = map_finish(ch.get("text") or "", ch.get("finish_reason"), ch.get("stop_reason"), params.stop)

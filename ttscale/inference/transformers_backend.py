@@ -2,8 +2,9 @@
 
 The decode loop is our own (forward with a KV cache) rather than `model.generate`, because the Generator
 contract needs things generate does not give together:
-  - completion j of a prompt depends only on (prompt, params, j): every row samples with its own
-    torch.Generator seeded from those, so batching never changes a result;
+  - completion j of a prompt depends only on (prompt, params without n, j): every row samples with its own
+    torch.Generator seeded from those, so batching never changes a result, and a prompt asked for fewer
+    completions gets the first ones of a larger request (per-prompt counts: `generate(..., n=[...])`);
   - stop strings are matched on decoded text (a stop can end inside a token) per row, the text is cut
     right after the stop, and the row leaves the batch at once (finished rows cost nothing);
   - n samples of a prompt share one prefill: the prompt is run once and its KV cache copied n times.
@@ -22,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ttscale.inference.base import Completion, SamplingParams
+from ttscale.inference.base import Completion, SamplingParams, counts_per_prompt
 from ttscale.inference.backend_rules import cache_kwarg, derive_seed, find_stop, resolve_dtype
 
 
@@ -236,18 +237,17 @@ class TransformersGenerator:
     def _completion(self, prompt: list[int], gen: list[int], reason: str, extra: int = 0) -> Completion:
         return Completion(text=self._decode(gen, prompt[-4:]), num_tokens=len(gen) + extra, finish_reason=reason)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        if isinstance(prompts, str):
-            raise TypeError("generate() takes a list of prompts, got one string")
-        if params.n < 1 or params.max_new_tokens < 1:
-            raise ValueError(f"need n >= 1 and max_new_tokens >= 1, got n={params.n}, "
-                             f"max_new_tokens={params.max_new_tokens}")
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 n: Sequence[int] | None = None) -> list[list[Completion]]:
+        counts = counts_per_prompt(prompts, params, n)
+        if params.max_new_tokens < 1:
+            raise ValueError(f"need max_new_tokens >= 1, got {params.max_new_tokens}")
         texts = list(prompts)
         encoded = [self.encode(p) for p in texts]
         # Longest prompts first so a chunk's rows have similar lengths (less padding); results are
-        # batch-invariant, so the order changes only speed.
-        rows = [(p, j) for p in sorted(range(len(texts)), key=lambda p: -len(encoded[p])) for j in range(params.n)]
-        results: list[list[Completion | None]] = [[None] * params.n for _ in texts]
+        # batch-invariant, so the order changes only speed. A prompt asked for 0 completions is never run.
+        rows = [(p, j) for p in sorted(range(len(texts)), key=lambda p: -len(encoded[p])) for j in range(counts[p])]
+        results: list[list[Completion | None]] = [[None] * k for k in counts]
         bar = tqdm(total=len(rows), desc="generate", unit="seq", disable=not self.progress or len(rows) <= self.batch_size,
                    leave=False)
         prefill = [0] * len(texts)

@@ -9,8 +9,8 @@ the children's values to every ancestor (visits += children, value sum += their 
   PUCT  Q + c · P · sqrt(N_parent) / (1 + N_child), prior P = the child's PRM score / the sum over siblings
 A child is closed when it is finished (a candidate) or at --max-depth unfinished (reported, never voted on);
 a node whose children are all closed is closed too. The budget N is the number of FINISHED solutions (full
-candidates) produced: an expansion keeps at most N - finished children (the rest of its n = M completions are
-discarded and charged). A problem stops at N finished, when its tree is exhausted, or after
+candidates) produced: an expansion asks for at most N - finished children (min(M, N - finished), so no
+completion is drawn to be discarded). A problem stops at N finished, when its tree is exhausted, or after
 --mcts-max-expansions × N expansions. The whole tree (step text, PRM score per node) is the run's `tree`.
 """
 from __future__ import annotations
@@ -108,12 +108,13 @@ class MCTS(Strategy):
                 prompts = [policy_prompt(problems[i]["problem"], states[i].path(leaf), ctx.generator.tokenizer, st)
                            for i, leaf in zip(live, leaves)]
                 outs = meter.generate(ctx.generator, prompts, live, SamplingParams(
-                    n=p.mcts_width, temperature=st.temperature, top_p=st.top_p, max_new_tokens=p.max_step_tokens,
-                    stop=(st.delimiter,), seed=st.seed + it))
+                    temperature=st.temperature, top_p=st.top_p, max_new_tokens=p.max_step_tokens,
+                    stop=(st.delimiter,), seed=st.seed + it),
+                    n=[min(p.mcts_width, budget - states[i].finished) for i in live])   # never more than N finished
                 owned = []
                 for i, leaf, comps in zip(live, leaves, outs):
                     s = states[i]
-                    for comp in comps[:budget - s.finished]:    # never more than N finished; the rest is charged
+                    for comp in comps:
                         owned.append((i, s.grow(leaf, comp, s.depth(leaf) + 1, st.delimiter)))
                 keys = score_nodes(meter, ctx, problems, states, owned)
                 for i, leaf in zip(live, leaves):

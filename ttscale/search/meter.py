@@ -3,6 +3,8 @@
 Counting rules:
 - A batched call counts as ONE call for every problem that has at least one prompt/item in it.
 - Generated tokens are Completion.num_tokens, all of them — including completions a strategy then discards.
+  Strategies ask each prompt for exactly the completions they keep (per-prompt counts, `n=`), so nothing is
+  drawn to be thrown away; a run's summary compares tokens generated with tokens kept (search.output).
 - Prompt tokens per prompt: what the generator reports it ran (attribute `last_prompt_tokens` after a call,
   one count per prompt, prefill actually computed; `last_cached_tokens`, where the backend knows them, the
   prompt tokens served from its prefix cache instead). A generator that reports nothing (or None for a
@@ -19,10 +21,11 @@ Counting rules:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Sequence
 
-from ttscale.inference.base import Completion, Generator, SamplingParams, Scorer
+from ttscale.inference.base import Completion, Generator, SamplingParams, Scorer, counts_per_prompt, takes_counts
 from ttscale.search.types import Spent
 
 logger = logging.getLogger(__name__)
@@ -76,16 +79,21 @@ class Meter:
         self.score_calls = 0
 
     def generate(self, generator: Generator, prompts: Sequence[str], owners: Sequence[int],
-                 params: SamplingParams, role: str = "policy") -> list[list[Completion]]:
-        """`params.n` completions per prompt, charged to `role` ("policy" or "reviser") of each prompt's owner."""
+                 params: SamplingParams, role: str = "policy", n: Sequence[int] | None = None) -> list[list[Completion]]:
+        """`params.n` completions per prompt (or n[i] for prompt i), charged to `role` ("policy" or "reviser")
+        of each prompt's owner."""
         if role not in ("policy", "reviser"):
             raise ValueError(f"role must be policy or reviser, got {role!r}")
+        counts = counts_per_prompt(prompts, params, n)
         if not prompts:
             return []
-        out = generator.generate(list(prompts), params)
-        if len(out) != len(prompts) or any(len(c) != params.n for c in out):
+        if n is not None and not takes_counts(generator):
+            return self._by_count(generator, prompts, owners, params, role, counts)
+        out = generator.generate(list(prompts), params, n=counts) if n is not None else \
+            generator.generate(list(prompts), params)
+        if len(out) != len(prompts) or any(len(c) != k for c, k in zip(out, counts)):
             raise RuntimeError(f"{type(generator).__name__}.generate returned {[len(c) for c in out]} completions "
-                               f"for {len(prompts)} prompts with n={params.n}; it breaks the Generator protocol")
+                               f"for {len(prompts)} prompts asked for {counts}; it breaks the Generator protocol")
         run, cached = _prompt_tokens(generator, prompts)
         self.generate_calls += 1
         for owner in set(owners):
@@ -98,6 +106,19 @@ class Meter:
             setattr(spent, f"{role}_cached_tokens", getattr(spent, f"{role}_cached_tokens") + prompt_cached)
             setattr(spent, f"{role}_flops",
                     getattr(spent, f"{role}_flops") + 2.0 * generator.num_params * (prompt_run + tokens))
+        return out
+
+    def _by_count(self, generator: Generator, prompts: Sequence[str], owners: Sequence[int], params: SamplingParams,
+                  role: str, counts: list[int]) -> list[list[Completion]]:
+        """Per-prompt counts for a generator without `n=`: one call per distinct count (same completions, by
+        the Generator contract; more calls, each charged as made)."""
+        out: list[list[Completion]] = [[] for _ in prompts]
+        for k in sorted(set(counts) - {0}):
+            idx = [i for i, c in enumerate(counts) if c == k]
+            got = self.generate(generator, [prompts[i] for i in idx], [owners[i] for i in idx],
+                                dataclasses.replace(params, n=k), role)
+            for i, comps in zip(idx, got):
+                out[i] = comps
         return out
 
     def score(self, scorer: Scorer, items: Sequence[tuple[str, Sequence[str]]], owners: Sequence[int],

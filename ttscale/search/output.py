@@ -4,7 +4,8 @@ Row columns: id, problem, answer (gold; None when absent), level (as text; None 
 budget, params (the shared SearchSettings and every strategy's hyperparameters), candidates (list of
 structs: steps, step_scores, answer, answer_key, finished, tokens, node, subtree, chain, previous, correct), spent (struct), prediction (default selection),
 chosen (its candidate index, -1 = none), correct (prediction vs gold; None without gold), tree (beam/DVTS/
-lookahead node list: parent, depth, text, score; empty for other strategies), choice (auto: the chosen
+lookahead / particle filtering / REBASE / MCTS node list: parent, depth, text, score, tokens,
+rollout_tokens; empty for other strategies), choice (auto: the chosen
 configuration as a struct, with the predicted difficulty and bin; None for other strategies).
 
 Everything needed to re-aggregate and re-vote offline is kept: all candidates with all step scores.
@@ -115,6 +116,15 @@ def flops_notes(unknown: Sequence[str], models: dict[str, Any] | None = None) ->
             f"be found, so its FLOPs are not counted; give it with {_SIZE_FLAG[role]}" for role in unknown]
 
 
+def kept_tokens(candidates: Sequence[dict[str, Any]], tree: Sequence[dict[str, Any]]) -> int:
+    """Generated tokens a problem's result holds: its tree's nodes (their text and lookahead rollouts) for tree
+    strategies, else its candidates' own text. Set beside the tokens the Meter charged, it shows what a run drew
+    and did not keep (auto's probe when the chosen strategy does not reuse it)."""
+    if tree:
+        return sum(n["tokens"] + n["rollout_tokens"] for n in tree)
+    return sum(c["tokens"] for c in candidates)
+
+
 def summarize(ds: datasets.Dataset, models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Accuracy and spent compute of a run; `models` (role -> model name) names a model whose FLOPs are unknown."""
     spent = ds["spent"]
@@ -122,6 +132,8 @@ def summarize(ds: datasets.Dataset, models: dict[str, Any] | None = None) -> dic
     graded = [c for c in ds["correct"] if c is not None]
     n = len(ds)
     total = {k: sum(s[k] for s in spent) for k in (spent[0] if spent else {})}
+    generated = total.get("generated_tokens", 0) + total.get("reviser_generated_tokens", 0)
+    kept = sum(kept_tokens(c, t) for c, t in zip(ds["candidates"], ds["tree"]))
     return {
         "problems": n,
         "accuracy": sum(graded) / len(graded) if graded else None,
@@ -130,6 +142,9 @@ def summarize(ds: datasets.Dataset, models: dict[str, Any] | None = None) -> dic
         if n else None,
         "spent_total": total,
         "spent_per_problem": {k: v / n for k, v in total.items()} if n else {},
+        # tokens the models generated vs those the results hold: 1.0 unless a strategy drew and discarded
+        "tokens_generated": generated, "tokens_kept": kept,
+        "generated_per_kept": generated / kept if kept else None,
         "flops_known": not unknown,
         "notes": flops_notes(unknown, models),
         **_auto_summary(ds),

@@ -7,6 +7,11 @@ ttscale.data.revision_format.revision_prompt with the chain's last `revision_max
 format the revision model was trained on). Chains whose prompts are identical (all chains at their first
 attempt) share one prompt with n = number of such chains, so they still get different samples.
 
+--first-attempt says who writes a chain's first attempt: the revision model from an empty context (`reviser`,
+the default) or the policy (`policy`: a reviser improving a given policy's samples; that attempt is charged to
+the policy). Chains of length 1 (`--revision-length 1`) are the revision model's own parallel baseline, what
+Snell et al. set every sequential:parallel ratio beside.
+
 Selection: hierarchical (default: best attempt per chain by PRM, then PRM-weighted vote across chains),
 or majority / prm-max / prm-vote over all attempts. Only finished attempts are voted on.
 """
@@ -21,7 +26,7 @@ from ttscale.config import field
 from ttscale.data.revision_format import revision_prompt
 from ttscale.data.steps import join_steps, split_steps
 from ttscale.inference.base import Completion, SamplingParams
-from ttscale.search.candidates import make_candidate
+from ttscale.search.candidates import make_candidate, policy_prompt
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results, score_finished
 from ttscale.search.strategy import Strategy
@@ -32,11 +37,14 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def generate_distinct(meter: Meter, ctx: SearchContext, prompts: Sequence[str], owners: Sequence[int],
-                      params: SamplingParams) -> list[Completion]:
+FIRST_ATTEMPTS = ("reviser", "policy")
+
+
+def generate_distinct(meter: Meter, generator, prompts: Sequence[str], owners: Sequence[int],
+                      params: SamplingParams, role: str) -> list[Completion]:
     """One completion per prompt; repeated prompts get different completions (the j-th copy takes completion j).
 
-    n = the largest number of copies of any prompt; completions no copy takes are still counted as spent.
+    Each distinct prompt asks for exactly as many completions as it has copies, so none is drawn unused.
     """
     keys = list(zip(owners, prompts))   # per problem, so each problem is charged for its own prompts
     unique: dict[tuple[int, str], int] = {}
@@ -46,20 +54,31 @@ def generate_distinct(meter: Meter, ctx: SearchContext, prompts: Sequence[str], 
         slot.append(copies[key])
         copies[key] += 1
         unique.setdefault(key, len(unique))
-    outs = meter.generate(ctx.reviser, [p for _, p in unique], [o for o, _ in unique], SamplingParams(
-        n=max(slot) + 1, temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens,
-        stop=params.stop, seed=params.seed), role="reviser")
+    outs = meter.generate(generator, [p for _, p in unique], [o for o, _ in unique], params, role=role,
+                          n=[copies[k] for k in unique])
     return [outs[unique[k]][j] for k, j in zip(keys, slot)]
+
+
+@dataclass(frozen=True)
+class RevisionParams:
+    first_attempt: str = field("reviser", choices=list(FIRST_ATTEMPTS),
+                               help="revision strategies: who writes each chain's first attempt: the revision model "
+                               "from an empty context, or the policy (then --policy is needed, and the reviser "
+                               "revises the policy's samples)")
 
 
 class RevisionChains(Strategy):
     name = "revisions"
     family = "revision"
     label = "sequential revisions"
-    budget_meaning = "N attempts of the revision model in one chain"
+    budget_meaning = "N attempts in one chain (the first by --first-attempt, the rest by the revision model)"
+    Params = RevisionParams
     default_voting = "hierarchical"
-    needs_policy = False
     needs_reviser = True
+
+    @property
+    def needs_policy(self) -> bool:      # type: ignore[override]
+        return self.params.first_attempt == "policy"
 
     def shape(self, budget: int) -> tuple[int, int]:
         """(chains, length)."""
@@ -67,7 +86,11 @@ class RevisionChains(Strategy):
 
     def method(self, budget: int) -> str:
         chains, length = self.shape(budget)
-        return f"{self.name}(L={length},C={chains})"
+        start = ",first=policy" if self.params.first_attempt == "policy" else ""
+        return f"{self.name}(L={length},C={chains}{start})"
+
+    def config(self, budget: int) -> dict:
+        return {"first_attempt": self.params.first_attempt}
 
     def validate(self, budget: int, ctx: SearchContext) -> None:
         super().validate(budget, ctx)
@@ -82,12 +105,19 @@ class RevisionChains(Strategy):
         last = [[-1] * chains for _ in problems]         # index of each chain's latest attempt
         for t in range(length):
             owners = [p for p in range(len(problems)) for _ in range(chains)]
-            prompts = [revision_prompt(problems[p]["problem"], self._history(candidates[p], last[p][c], st.delimiter),
-                                       ctx.reviser.tokenizer, max_attempts=st.revision_max_attempts, system=st.system)
-                       for p in range(len(problems)) for c in range(chains)]
+            by_policy = t == 0 and self.params.first_attempt == "policy"
+            if by_policy:   # the policy's own samples, as a plain best-of-N run would draw them
+                prompts = [policy_prompt(problems[p]["problem"], [], ctx.generator.tokenizer, st)
+                           for p in range(len(problems)) for _ in range(chains)]
+            else:
+                prompts = [revision_prompt(problems[p]["problem"],
+                                           self._history(candidates[p], last[p][c], st.delimiter),
+                                           ctx.reviser.tokenizer, max_attempts=st.revision_max_attempts, system=st.system)
+                           for p in range(len(problems)) for c in range(chains)]
             params = SamplingParams(n=1, temperature=st.temperature, top_p=st.top_p,
                                     max_new_tokens=st.max_new_tokens, seed=st.seed + t)
-            comps = generate_distinct(meter, ctx, prompts, owners, params)
+            comps = generate_distinct(meter, ctx.generator if by_policy else ctx.reviser, prompts, owners, params,
+                                      role="policy" if by_policy else "reviser")
             for k, comp in enumerate(comps):
                 p, c = divmod(k, chains)
                 cand = make_candidate(split_steps(comp.text, st.delimiter), comp.finish_reason, comp.num_tokens,
@@ -108,7 +138,7 @@ class RevisionChains(Strategy):
 
 
 @dataclass(frozen=True)
-class ChainParams:
+class ChainParams(RevisionParams):
     revision_length: int = field(0, help="parallel-revisions: attempts per chain (chains = N / length)", ge=0)
     sequential_ratio: float = field(0.0, help="parallel-revisions: length / chains, used when --revision-length "
                                     "is 0", ge=0)
@@ -121,7 +151,7 @@ class ParallelRevisions(RevisionChains):
     Params = ChainParams
 
     def config(self, budget: int) -> dict:
-        return {"revision_length": self.shape(budget)[1]}
+        return {"revision_length": self.shape(budget)[1], **super().config(budget)}
 
     def shape(self, budget: int) -> tuple[int, int]:
         cp = self.params

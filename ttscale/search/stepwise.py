@@ -20,9 +20,9 @@ score call per step for the whole batch (plus k greedy rollout calls per step fo
 The engine (StepEngine) is shared by every strategy that grows trees one step per round: a strategy says how
 many trees a problem has (`shapes`) and, after each step, which unfinished children to expand next and how
 many children each gets (`next_frontier`). Beam keeps its best N/M with M children each; particle filtering
-and REBASE give a node a varying number of children. A request's children come from ONE prompt with n = the
-largest count in the call (identical prompts would give identical seeded samples); completions a node does
-not need are discarded and still charged by the Meter.
+and REBASE give a node a varying number of children. A node's children come from ONE prompt asking for
+exactly that many (per-prompt counts in one generate call; identical prompts would give identical seeded
+samples), so every completion generated becomes a node: nothing is drawn to be discarded.
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class TreeState:
         new = split_steps(completion.text, delimiter)
         path = self.path(parent) + new
         tokens = self.path_tokens(parent) + completion.num_tokens
-        self.nodes.append(Node(parent=parent, depth=depth, text=join_steps(new, delimiter), score=0.0))
+        self.nodes.append(Node(parent=parent, depth=depth, text=join_steps(new, delimiter), score=0.0,
+                               tokens=completion.num_tokens))
         self.paths.append(path)
         self.tokens.append(tokens)
         return make_candidate(path, completion.finish_reason, tokens, node=len(self.nodes) - 1, **where)
@@ -167,7 +168,7 @@ class StepEngine(Strategy):
                 live = [t for t in trees if not t.done]
                 if not live:
                     break
-                children = self._expand(meter, ctx, problems, states, live, depth, budget)
+                children = self._expand(meter, ctx, problems, states, live, depth)
                 self._score(meter, ctx, problems, states, children)
                 for tree in live:
                     self._select(tree, [c for c in children if c.tree is tree], states[tree.problem], ctx,
@@ -183,7 +184,7 @@ class StepEngine(Strategy):
                               max_new_tokens=self.params.max_step_tokens, stop=(st.delimiter,), seed=st.seed + depth)
 
     def _expand(self, meter: Meter, ctx: SearchContext, problems, states: list[TreeState], live: list[_Tree],
-                depth: int, budget: int) -> list[_Child]:
+                depth: int) -> list[_Child]:
         """One generate call for every kept path of every live tree; children become nodes."""
         st, tok = ctx.settings, ctx.generator.tokenizer
         if depth == 0:  # one root request per problem (n = N), dealt out to its trees in order
@@ -191,23 +192,25 @@ class StepEngine(Strategy):
             for t in live:
                 by_problem.setdefault(t.problem, []).append(t)
             requests = [(p, -1, [(t, t.budget) for t in ts]) for p, ts in by_problem.items()]
-            n = budget
         else:
             requests = [(t.problem, node, [(t, count)]) for t in live for node, count in t.plan]
-            n = max(count for _, _, ((_, count),) in requests)
         prompts = [policy_prompt(problems[p]["problem"], states[p].path(node), tok, st) for p, node, _ in requests]
-        outs = meter.generate(ctx.generator, prompts, [p for p, _, _ in requests], self._step_params(ctx, n, depth))
+        counts = [sum(count for _, count in slices) for _, _, slices in requests]
+        outs = meter.generate(ctx.generator, prompts, [p for p, _, _ in requests], self._step_params(ctx, 1, depth),
+                              n=counts)
         children = []
         for (p, parent, slices), comps in zip(requests, outs):
-            state, it = states[p], iter(comps)   # completions past the counts: discarded, already charged
+            state, it = states[p], iter(comps)
             for tree, count in slices:
                 for _ in range(count):
                     children.append(_Child(tree, state.grow(parent, next(it), depth, st.delimiter,
                                                             subtree=tree.group)))
         return children
 
-    def _rollouts(self, meter: Meter, ctx: SearchContext, problems, children: list[_Child]) -> list[list[str]]:
-        """k greedy steps after each unfinished child (lookahead); their tokens count in the problem's spend."""
+    def _rollouts(self, meter: Meter, ctx: SearchContext, problems, states: list[TreeState],
+                  children: list[_Child]) -> list[list[str]]:
+        """k greedy steps after each unfinished child (lookahead); their tokens count in the problem's spend and
+        in the child's node (`rollout_tokens`)."""
         st, k = ctx.settings, self.rollout_steps()
         extra: list[list[str]] = [[] for _ in children]
         running = [i for i, c in enumerate(children) if not c.cand.finished]
@@ -222,6 +225,7 @@ class StepEngine(Strategy):
             still = []
             for i, (c,) in zip(running, outs):
                 extra[i] += split_steps(c.text, st.delimiter)
+                states[children[i].tree.problem].nodes[children[i].cand.node].rollout_tokens += c.num_tokens
                 if not make_candidate(extra[i], c.finish_reason).finished:
                     still.append(i)
             running = still
@@ -230,7 +234,7 @@ class StepEngine(Strategy):
     def _score(self, meter: Meter, ctx: SearchContext, problems, states: list[TreeState],
                children: list[_Child]) -> None:
         """One PRM call for all children (with their rollouts); step scores and selection keys in place."""
-        extra = self._rollouts(meter, ctx, problems, children)
+        extra = self._rollouts(meter, ctx, problems, states, children)
         keys = score_nodes(meter, ctx, problems, states, [(c.tree.problem, c.cand) for c in children], extra)
         for child, key in zip(children, keys):
             child.key = key

@@ -101,11 +101,15 @@ class Spent:
 
 @dataclass
 class Node:
-    """One step in a search tree (beam / DVTS / lookahead): parent pointer, depth, step text, step score."""
+    """One step in a search tree (beam / DVTS / lookahead / particle filtering / REBASE / MCTS): parent
+    pointer, depth, step text, step score, the tokens generated for its text and, with lookahead, for the
+    greedy rollout that scored it (runs written before these two existed read 0)."""
     parent: int
     depth: int
     text: str
     score: float
+    tokens: int = 0
+    rollout_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
