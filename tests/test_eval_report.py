@@ -19,7 +19,8 @@ def evaluated(tmp_path_factory):
     runs = [save_run(synthetic_rows("best-of-n", 8, seed=1), root / "bon8"),
             save_run(synthetic_rows("beam", 4, seed=2, skill=0.2, beam_width=2), root / "beam4"),
             save_run(synthetic_rows("parallel-revisions", 4, seed=3, revision_length=2), root / "rev-l2"),
-            save_run(synthetic_rows("parallel-revisions", 4, seed=4, revision_length=4), root / "rev-l4")]
+            save_run(synthetic_rows("parallel-revisions", 4, seed=4, revision_length=4), root / "rev-l4"),
+            save_run(synthetic_rows("parallel-revisions", 4, seed=5, revision_length=1), root / "rev-l1")]
     (root / "prm.json").write_text(json.dumps({"prm": {"step_auc": 0.81, "first_error_f1": 0.6},
                                                "seconds": {"search": 12.5}}))
     out = root / "report"
@@ -45,7 +46,8 @@ def test_summary_keys_and_values(evaluated):
                 "sweep", "cost", "revision_ratio", "compute_optimal"):
         assert key in s
     assert set(s["accuracy"]) == {"majority", "best-of-n", "weighted-best-of-n", "beam(M=2)",
-                                  "parallel-revisions(L=2,C=2)", "parallel-revisions(L=4,C=1)"}
+                                  "parallel-revisions(L=2,C=2)", "parallel-revisions(L=4,C=1)",
+                                  "parallel-revisions(L=1,C=4)"}
     assert list(s["accuracy"]["best-of-n"]) == ["1", "2", "4", "8"] and list(s["accuracy"]["beam(M=2)"]) == ["4"]
     assert all(0 <= a <= 1 for per in s["accuracy"].values() for a in per.values())
     assert set(s["accuracy_by_bin"]) == {"1", "2", "3"}
@@ -54,7 +56,13 @@ def test_summary_keys_and_values(evaluated):
     assert s["prm"] == {"step_auc": 0.81, "first_error_f1": 0.6} and s["seconds"] == {"search": 12.5}
     assert s["label_agreement"] is None
     assert list(s["pass_at_k"].values())[0]["8"] >= list(s["pass_at_k"].values())[0]["1"] > 0
-    assert [r["ratio"] for r in s["revision_ratio"]] == [1.0, 4.0]
+    # the ratio sweep spans L = 1 (the revision model's parallel baseline) to N, each paired with L = 1
+    ratios = s["revision_ratio"]
+    assert [r["ratio"] for r in ratios] == [0.25, 1.0, 4.0] and {r["first_attempt"] for r in ratios} == {"reviser"}
+    assert ratios[0]["vs_chains_of_1"] is None
+    for r in ratios[1:]:
+        diff, lo, hi = r["vs_chains_of_1"]
+        assert lo <= diff <= hi and diff == pytest.approx(r["accuracy"] - ratios[0]["accuracy"], abs=1e-3)
     co = s["compute_optimal"]
     assert co["baseline"] == "weighted-best-of-n" and co["measure"] == "predicted" and co["folds"] == 3
     assert set(co["efficiency_by_baseline"]) == {"weighted-best-of-n", "best-of-n", "majority"}

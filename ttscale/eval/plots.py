@@ -80,11 +80,12 @@ def accuracy_by_bin(by_bin: Mapping[str, Mapping[str, Curve]], path: Path, title
     return _finish(fig, axes, path)
 
 
-def ratio_sweep(by_budget: Mapping[int, Curve], path: Path) -> Path:
-    """Accuracy vs sequential:parallel ratio (chain length / chains), one line per budget."""
+def ratio_sweep(lines: Mapping[str, Curve], path: Path) -> Path:
+    """Accuracy vs sequential:parallel ratio (chain length / chains) from 1/N (N chains of length 1) to N, one
+    line per label (budget and who wrote the first attempts)."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for budget in sorted(by_budget):
-        _line(ax, by_budget[budget], f"N={budget}")
+    for label in sorted(lines):
+        _line(ax, lines[label], label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequential : parallel ratio (L / C)")
     ax.set_ylabel("accuracy")

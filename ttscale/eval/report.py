@@ -79,9 +79,20 @@ def by_bin(points: Sequence[Point], bins: Mapping[str, str], order: Sequence[str
 
 
 def ratio_sweep(points: Sequence[Point]) -> list[dict[str, Any]]:
-    rows = [{"budget": pt.budget, "ratio": _ratio(pt), "method": pt.method, "accuracy": _r(pt.accuracy()[0])}
-            for pt in points if pt.default and pt.family == "revision"]
-    return sorted(rows, key=lambda r: (r["budget"], r["ratio"]))
+    """One row per revision run's default point: its ratio L/C, who wrote the chains' first attempts, accuracy
+    with its interval, and the paired difference to the chains of length 1 of the same budget and first-attempt
+    generator (the revision model's own parallel baseline, when that run is there)."""
+    revs = [pt for pt in points if pt.default and pt.family == "revision"]
+    first = lambda pt: pt.config.get("first_attempt") or "reviser"   # noqa: E731  (runs before the option)
+    parallel = {(pt.budget, first(pt)): pt for pt in revs if _ratio(pt) * pt.budget == 1}   # L = 1
+    rows = []
+    for pt in revs:
+        base = parallel.get((pt.budget, first(pt)))
+        rows.append({"budget": pt.budget, "ratio": _ratio(pt), "first_attempt": first(pt), "method": pt.method,
+                     **dict(zip(("accuracy", "low", "high"), map(_r, pt.accuracy()))),
+                     "vs_chains_of_1": None if base is None or base is pt else
+                     [_r(x) for x in paired_difference(pt, base)]})
+    return sorted(rows, key=lambda r: (r["budget"], r["first_attempt"] != "reviser", r["ratio"]))
 
 
 def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None, predicted_bins: Mapping[str, str]
@@ -171,12 +182,20 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
         lines += ["![accuracy by bin](accuracy_by_bin.png)", ""]
     if summary["revision_ratio"]:
         lines += ["## Sequential : parallel ratio (revisions)", "",
-                  _table(["N", "ratio L/C", "method", "acc %"],
-                         [[r["budget"], r["ratio"], r["method"], _pct(r["accuracy"])]
+                  "Every chain after its first attempt is the revision model's. Ratio L/C = 1/N is N chains of "
+                  "length 1: the revision model's own parallel baseline, which each ratio is paired with (same "
+                  "budget, same first-attempt generator).", "",
+                  _table(["N", "ratio L/C", "first attempt by", "method", "acc %", "95% interval",
+                          "vs chains of length 1 (paired)"],
+                         [[r["budget"], r["ratio"], r["first_attempt"], r["method"], _pct(r["accuracy"]),
+                           f"[{_pct(r['low'])}, {_pct(r['high'])}]",
+                           "" if not r["vs_chains_of_1"] else f"{_pct(r['vs_chains_of_1'][0])} "
+                           f"[{_pct(r['vs_chains_of_1'][1])}, {_pct(r['vs_chains_of_1'][2])}]"]
                           for r in summary["revision_ratio"]]), ""]
-        ratio_curves: dict[int, dict[float, tuple]] = {}
+        ratio_curves: dict[str, dict[float, tuple]] = {}
         for r in summary["revision_ratio"]:
-            ratio_curves.setdefault(r["budget"], {})[r["ratio"]] = (r["accuracy"],) * 3
+            line = f"N={r['budget']}, first attempt: {r['first_attempt']}"
+            ratio_curves.setdefault(line, {})[r["ratio"]] = (r["accuracy"], r["low"], r["high"])
         written["revision_ratio"] = plots.ratio_sweep(ratio_curves, out / "revision_ratio.png")
         lines += ["![ratio sweep](revision_ratio.png)", ""]
     co = summary.get("compute_optimal") or {}
