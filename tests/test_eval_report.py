@@ -65,8 +65,12 @@ def test_summary_keys_and_values(evaluated):
         assert lo <= diff <= hi and diff == pytest.approx(r["accuracy"] - ratios[0]["accuracy"], abs=1e-3)
     co = s["compute_optimal"]
     assert co["baseline"] == "weighted-best-of-n" and co["measure"] == "predicted" and co["folds"] == 3
-    assert set(co["efficiency_by_baseline"]) == {"weighted-best-of-n", "best-of-n", "majority"}
-    assert co["efficiency_by_baseline"]["weighted-best-of-n"] == s["compute_optimal_efficiency"]
+    tuned = "best-of-N (selection tuned)"    # the headline baseline: selection chosen k-fold like the allocation
+    assert set(co["efficiency_by_baseline"]) == {"weighted-best-of-n", "best-of-n", "majority", tuned}
+    assert co["efficiency_against"] == tuned and co["efficiency_by_baseline"][tuned] == s["compute_optimal_efficiency"]
+    assert co["efficiency_detail"][tuned]["refit"] and set(co["tuned_baseline"]["curve"]) == {"1", "2", "4", "8"}
+    assert all(c["strategy"] in ("majority", "best-of-n", "weighted-best-of-n")
+               for c in co["tuned_baseline"]["chosen"].values())
     assert s["compute_optimal_efficiency"] is None or s["compute_optimal_efficiency"] > 0
     # compared on measured FLOPs (the default axis); no chosen configuration spends more than the budget
     assert co["cost_axis"] == "flops" and s["flops_known"] is True

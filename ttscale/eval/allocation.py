@@ -18,11 +18,7 @@ folds, score the choice on the held-out fold, and average over all problems; the
 measured cost is what the compute-optimal curve spent. The exported allocation is the choice made on all
 problems, keyed by the baseline's N.
 
-Efficiency (Snell et al.): B_baseline(a) / B_optimal(a), the cost the baseline needs to reach accuracy a over
-the cost compute-optimal allocation needs, on the chosen axis, where B(a) is the smallest cost at which the
-curve's running maximum reaches a, interpolated linearly in log2(cost) between measured points, and a is the
-highest accuracy the baseline reaches. None when the compute-optimal curve never reaches a. Its 95% interval
-is a percentile bootstrap over problems (both curves recomputed on each resample).
+Efficiency, the tuned baseline and the refit interval are in eval/efficiency.py.
 """
 from __future__ import annotations
 
@@ -57,6 +53,7 @@ class Allocation:
     ids: list[str] = field(default_factory=list)       # the problems the matrices below cover
     held: np.ndarray | None = None                     # [budgets × problems] held-out hits
     held_cost: np.ndarray | None = None                # [budgets × problems] cost of the config chosen for each
+    fit: "Fit | None" = None                           # what the held-out curve was fitted from (refits use it)
 
 
 def _matrix(points: Sequence[Point], bins: Mapping[str, str], axis: str, probe: float = 0.0
@@ -113,6 +110,48 @@ def _config(pt: Point, accuracy: float) -> dict[str, Any]:
     return {**pt.config, "method": pt.method, "accuracy": round(float(accuracy), 6)}
 
 
+@dataclass
+class Fit:
+    """What a held-out fit reads, problems as columns: [configurations × problems] expected hits, each
+    configuration's charged cost, each problem's bin, the budget limits B_N and the fitting knobs. `held_out`
+    runs the k-fold procedure on any multiset of columns (a bootstrap resample refits it)."""
+    mat: np.ndarray
+    cost: np.ndarray
+    labels: np.ndarray
+    limits: list[float]
+    folds: int
+    seed: int = 0
+    pooling: float = 0.0
+
+    def choose(self, limit: float, fit: np.ndarray, pool: np.ndarray | None = None) -> int:
+        return _choose(self.mat, self.cost, limit, fit, pool, self.pooling)
+
+    def held_out(self, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """[budgets × columns] held-out hits and the cost of the configuration chosen for each column: the
+        columns are split into `folds` folds (copies of one problem, as a bootstrap draws them, stay in one
+        fold), each bin's choice is made on the other folds and scored on the held-out one."""
+        cols = np.arange(self.mat.shape[1]) if cols is None else np.asarray(cols)
+        mat, labels = self.mat[:, cols], self.labels[cols]
+        held = np.zeros((len(self.limits), len(cols)))
+        held_cost = np.zeros((len(self.limits), len(cols)))
+        groups, group_of = np.unique(cols, return_inverse=True)
+        perm = np.random.default_rng(self.seed).permutation(len(groups))
+        sub = Fit(mat, self.cost, labels, self.limits, self.folds, self.seed, self.pooling)
+        everyone = np.arange(len(cols))
+        for test_groups in np.array_split(perm, min(self.folds, len(groups))):
+            test = np.nonzero(np.isin(group_of, test_groups))[0]
+            train = np.setdiff1d(everyone, test)
+            for b_i, limit in enumerate(self.limits):
+                for label in sorted(set(labels[test])):
+                    fit = train[labels[train] == label]
+                    if len(fit) == 0:   # no training problem in this bin: fall back to the overall best
+                        fit = train
+                    chosen = sub.choose(limit, fit, train)
+                    where = test[labels[test] == label]
+                    held[b_i, where], held_cost[b_i, where] = mat[chosen, where], self.cost[chosen]
+        return held, held_cost
+
+
 def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, seed: int = 0, axis: str = "flops",
              baseline: str | None = "weighted-best-of-n", pooling: float = 0.0,
              probe: Mapping[str, float] | None = None) -> Allocation:
@@ -127,31 +166,18 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
     label_set = sorted({str(x) for x in labels})      # plain str: the policy file is YAML
     budgets = sorted(grid)
     everyone = np.arange(len(ids))
-    cost = charged(pts, axis, probe_cost)
     k = min(folds, len(ids))
-    held = np.zeros((len(budgets), len(ids)))
-    held_cost = np.zeros((len(budgets), len(ids)))
-
-    def place(b_i: int, fit: np.ndarray, cols: np.ndarray, pool: np.ndarray) -> None:
-        chosen = _choose(mat, cost, grid[budgets[b_i]], fit, pool, pooling)
-        held[b_i, cols], held_cost[b_i, cols] = mat[chosen, cols], cost[chosen]
-
+    fit = Fit(mat, charged(pts, axis, probe_cost), labels, [grid[b] for b in budgets], k, seed, pooling)
     if k >= 2:
-        perm = np.random.default_rng(seed).permutation(len(ids))
-        for test in np.array_split(perm, k):
-            train = np.setdiff1d(everyone, test)
-            for b_i in range(len(budgets)):
-                for label in sorted(set(labels[test])):
-                    fit = train[labels[train] == label]
-                    if len(fit) == 0:   # no training problem in this bin: fall back to the overall best
-                        fit = train
-                    place(b_i, fit, test[labels[test] == label], train)
+        held, held_cost = fit.held_out()
     else:
         notes.append(f"only {len(ids)} problem(s): no cross-validation, accuracies are in-sample")
-        for b_i in range(len(budgets)):
+        held, held_cost = np.zeros((len(budgets), len(ids))), np.zeros((len(budgets), len(ids)))
+        for b_i, limit in enumerate(fit.limits):
             for label in label_set:
                 cols = everyone[labels == label]
-                place(b_i, cols, cols, everyone)
+                chosen = fit.choose(limit, cols, everyone)
+                held[b_i, cols], held_cost[b_i, cols] = mat[chosen, cols], fit.cost[chosen]
     curve = {b: float(held[i].mean()) for i, b in enumerate(budgets)}
     by_bin = {lab: {b: float(held[i, labels == lab].mean()) for i, b in enumerate(budgets)}
               for lab in label_set}
@@ -160,17 +186,17 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
         cols = everyone[labels == lab]
         choices[lab] = {}
         for b in budgets:
-            c = _choose(mat, cost, grid[b], cols, everyone, pooling)
+            c = fit.choose(grid[b], cols, everyone)
             choices[lab][b] = _config(pts[c], mat[c, cols].mean())
     fallback = {}
     for b in budgets:
-        c = _choose(mat, cost, grid[b], everyone)
+        c = _choose(mat, fit.cost, grid[b], everyone)
         fallback[b] = _config(pts[c], mat[c].mean())
     return Allocation(budgets=budgets, curve=curve, by_bin=by_bin, choices=choices, fallback=fallback,
                       problems=len(ids), folds=k if k >= 2 else 0, notes=notes, axis=axis,
                       baseline=baseline if axis != "n" or default_curves(points).get(baseline or "") else None,
                       budget_cost=dict(grid), curve_cost={b: float(held_cost[i].mean()) for i, b in enumerate(budgets)},
-                      ids=ids, held=held, held_cost=held_cost)
+                      ids=ids, held=held, held_cost=held_cost, fit=fit)
 
 
 # ---------------------------------------------------------------- allocation file (read by search.allocation_file)
@@ -199,71 +225,3 @@ def write_allocation(allocation: Mapping[str, Any], path: str | Path) -> Path:
                                                                                              sort_keys=False)
     path.write_text(text)
     return path
-
-
-# ---------------------------------------------------------------- efficiency
-
-
-def budget_to_reach(curve: Mapping[float, float], target: float) -> float | None:
-    """Smallest cost at which the curve's running maximum reaches `target` (log2-linear interpolation)."""
-    if not curve:
-        return None
-    budgets = sorted(curve)
-    env = np.maximum.accumulate([curve[b] for b in budgets])
-    hit = np.nonzero(env >= target - 1e-12)[0]
-    if len(hit) == 0:
-        return None
-    i = int(hit[0])
-    if i == 0 or budgets[i - 1] <= 0:   # nothing below to interpolate from (log2 needs a positive cost)
-        return float(budgets[i])
-    lo, hi = np.log2(budgets[i - 1]), np.log2(budgets[i])
-    t = (target - env[i - 1]) / (env[i] - env[i - 1])
-    return float(2 ** (lo + t * (hi - lo)))
-
-
-def compute_optimal_efficiency(baseline: Mapping[float, float], optimal: Mapping[float, float],
-                               target: float | None = None) -> float | None:
-    """B_baseline(a) / B_optimal(a) at a = the baseline's best accuracy (or `target`); curves map cost ->
-    accuracy. See module docstring."""
-    if not baseline or not optimal:
-        return None
-    a = max(baseline.values()) if target is None else target
-    b_base, b_opt = budget_to_reach(baseline, a), budget_to_reach(optimal, a)
-    if b_base is None or b_opt is None or b_opt <= 0:
-        return None
-    return b_base / b_opt
-
-
-def _curve(costs: Sequence[float], accuracies: Sequence[float]) -> dict[float, float]:
-    out: dict[float, float] = {}
-    for c, a in zip(costs, accuracies):     # two budgets that cost the same: the better accuracy counts
-        out[float(c)] = max(out.get(float(c), -1.0), float(a))
-    return out
-
-
-def efficiency(alloc: Allocation, points: Sequence[Point], method: str, replicates: int = 1000,
-               seed: int = 0) -> dict[str, Any] | None:
-    """Efficiency of compute-optimal allocation against `method`'s default curve on the allocation's axis:
-    {"value", "low", "high", "axis", "replicates_defined"} (see module docstring); None without that curve.
-    The interval resamples the allocation's problems; replicates where a curve does not reach the target are
-    left out, and with fewer than half defined the interval is None."""
-    curve = default_curves(points).get(method, {})
-    if not curve or alloc.held is None:
-        return None
-    budgets = sorted(curve)
-    base_hits = np.stack([curve[b].per_problem()[[curve[b].ids.index(i) for i in alloc.ids]] for b in budgets])
-    base_cost = [curve[b].cost(alloc.axis) for b in budgets]
-
-    def value(cols: np.ndarray) -> float | None:
-        return compute_optimal_efficiency(_curve(base_cost, base_hits[:, cols].mean(axis=1)),
-                                          _curve(alloc.held_cost[:, cols].mean(axis=1), alloc.held[:, cols].mean(axis=1)))
-
-    n = len(alloc.ids)
-    point = value(np.arange(n))
-    rng = np.random.default_rng(seed)
-    boots = [value(rng.integers(0, n, size=n)) for _ in range(replicates)]
-    defined = [b for b in boots if b is not None]
-    low = high = None
-    if len(defined) >= replicates / 2:
-        low, high = (float(x) for x in np.percentile(defined, [2.5, 97.5]))
-    return {"value": point, "low": low, "high": high, "axis": alloc.axis, "replicates_defined": len(defined)}

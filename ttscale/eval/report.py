@@ -208,9 +208,11 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
                   "own measured cost per problem is no higher.", "",
                   f"compute_optimal_efficiency = {_r(summary.get('compute_optimal_efficiency'))}, 95% interval "
                   f"{[_r(x) for x in summary.get('compute_optimal_efficiency_interval') or [None, None]]} "
-                  f"(baseline {co.get('cost_axis')} ÷ compute-optimal {co.get('cost_axis')} to reach the baseline's "
-                  "best accuracy, log-cost interpolation, bootstrap over problems; None = not reached); against "
-                  "every parallel-sampling baseline: "
+                  f"against {co.get('efficiency_against')}: parallel sampling with its aggregation and voting chosen "
+                  f"by the same {co.get('folds')}-fold procedure (baseline {co.get('cost_axis')} ÷ compute-optimal "
+                  f"{co.get('cost_axis')} to reach the baseline's best held-out accuracy, log-cost interpolation; "
+                  "the interval refits both on each bootstrap resample of the problems; None = not reached). "
+                  "Against each default parallel-sampling curve (choices held fixed): "
                   + ", ".join(f"{m} {_r(e)}" for m, e in (co.get("efficiency_by_baseline") or {}).items()), ""]
         cb = sorted(int(b) for b in co["curve"])
         bases = co.get("baseline_curves") or {}
