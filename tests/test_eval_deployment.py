@@ -48,3 +48,37 @@ def test_evaluate_scores_auto_by_the_candidate_the_search_chose(tmp_path):
     assert point.method == "auto" and point.default and point.budget == 4
     assert point.config["voting"] == "per-problem" and point.hits.tolist() == [[True, True, True, False]]
     assert point.tokens == 40.0      # every candidate of the problem was paid for
+
+
+def test_evaluate_deployment_of_pairs_auto_with_the_tuned_baselines_selection(tmp_path):
+    """`evaluate --deployment-of FITTED` on the confirm runs: the tuned baseline's choice at N=4 (here majority
+    at N=4, what the fitted evaluation's k-fold procedure chose) is scored on the confirm baseline run and
+    paired with auto on the same problems."""
+    import json
+
+    from eval_runs import cand, row, save_run
+    from ttscale.cli import main
+
+    bon, auto = [], []
+    for i in range(6):
+        right = i < 4
+        cands = [cand("7" if right or j == 0 else "8", right or j == 0, [0.5, 0.9 if j else 0.1]) for j in range(4)]
+        bon.append(row(f"p{i}", "7", "best-of-n", 4, cands))
+        auto.append({**row(f"p{i}", "7", "auto", 4, cands, allocation="a.yaml"), "chosen": 0, "correct": True})
+    runs = [save_run(bon, tmp_path / "bon"), save_run(auto, tmp_path / "auto")]
+    fitted = {"compute_optimal": {"cost_axis": "flops", "curve": {"4": 0.9},
+                                  "tuned_baseline": {"chosen": {"4": {"method": "majority", "strategy": "majority",
+                                                                      "budget": 4, "aggregation": "last",
+                                                                      "voting": "majority"}}}}}
+    (tmp_path / "fitted.json").write_text(json.dumps(fitted))
+    assert main(["evaluate", *map(str, runs), "--out", str(tmp_path / "confirm"), "--bins", "none",
+                 "--deployment-of", str(tmp_path / "fitted.json")]) == 0
+    row16 = json.loads((tmp_path / "confirm" / "summary.json").read_text())["deployment"]["budgets"]["4"]
+    assert row16["achieved"] == 1.0 and row16["predicted"] == 0.9
+    tuned = row16["tuned_baseline"]
+    assert (tuned["method"], tuned["voting"], tuned["budget"]) == ("majority", "majority", 4)
+    assert tuned["accuracy"] == pytest.approx(4 / 6)            # majority says 8 on the last two problems
+    diff, lo, hi = tuned["paired"]
+    assert diff == pytest.approx(2 / 6) and lo <= diff <= hi
+    assert main(["evaluate", *map(str, runs), "--out", str(tmp_path / "bad"), "--bins", "none",
+                 "--deployment-of", str(runs[0])]) == 2       # a folder, not a summary: one line, exit 2

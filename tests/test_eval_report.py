@@ -136,3 +136,33 @@ def test_unknown_flops_are_reported_as_unknown_not_zero(tmp_path):
     tokens = s["cost"]["weighted-best-of-n"]["4"]
     assert tokens["run_tokens"] == pytest.approx(tokens["tokens"] + 12)
     assert "unknown" in (out / "report.md").read_text()
+
+
+def test_knobs_are_chosen_on_one_split_and_applied_on_another(tmp_path, capsys):
+    """--tune on dev runs writes tuned.yaml (the best mean held-out accuracy, first listed on ties); --tuned on
+    test runs takes those values and the summary says where they came from."""
+    import yaml
+
+    dev = [save_run(synthetic_rows("best-of-n", 8, n_problems=20, seed=s), tmp_path / f"dev{s}") for s in (1,)]
+    dev.append(save_run(synthetic_rows("beam", 4, n_problems=20, seed=2, skill=0.2, beam_width=2), tmp_path / "devb"))
+    test = [save_run(synthetic_rows("best-of-n", 8, n_problems=20, seed=7), tmp_path / "test")]
+    assert main(["evaluate", *map(str, dev), "--out", str(tmp_path / "rd"), "--subsamples", "4", "--folds", "2",
+                 "--refit-replicates", "20", "--tune", "pooling=0,10", "n_bins=2,3"]) == 0
+    tuned = yaml.safe_load((tmp_path / "rd" / "tuned.yaml").read_text())
+    rows = tuned["table"]
+    assert len(rows) == 4 and {(r["pooling"], r["n_bins"]) for r in rows} == {(0, 2), (0, 3), (10, 2), (10, 3)}
+    best = max(rows, key=lambda r: r["score"])      # max() keeps the first of equals, as the choice does
+    assert tuned["knobs"] == {"pooling": best["pooling"], "n_bins": best["n_bins"]}
+    assert tuned["chosen_on"]["runs"] == list(map(str, dev))
+    dev_summary = json.loads((tmp_path / "rd" / "summary.json").read_text())
+    assert dev_summary["knobs"]["tuned_here"]["knobs"] == tuned["knobs"]
+    assert main(["evaluate", *map(str, test), "--out", str(tmp_path / "rt"), "--subsamples", "4", "--folds", "2",
+                 "--refit-replicates", "20", "--pooling", "3", "--tuned", str(tmp_path / "rd" / "tuned.yaml")]) == 0
+    s = json.loads((tmp_path / "rt" / "summary.json").read_text())
+    assert s["knobs"]["pooling"] == best["pooling"] and s["knobs"]["n_bins"] == best["n_bins"]
+    assert s["knobs"]["from"]["chosen_on"]["runs"] == list(map(str, dev))
+    assert len(s["accuracy_by_predicted_bin"]) == best["n_bins"]
+    capsys.readouterr()
+    assert main(["evaluate", *map(str, test), "--out", str(tmp_path / "x"), "--tune", "temperature=1,2"]) == 2
+    err = capsys.readouterr().err
+    assert "--tune 'temperature=1,2': expected KNOB=V1,V2" in err and "Traceback" not in err

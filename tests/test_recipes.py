@@ -13,7 +13,7 @@ from ttscale.cli import STAGES
 from ttscale.config import _coerce
 from ttscale.demo_cmd import RECIPES_ROOT as RECIPES
 STAGE_OF = {"problems_train": "toy-world", "problems_test": "toy-world", "prm_heldout": "toy-world",
-            "prm_fit": "toy-world", "problems_fresh": "toy-world",
+            "prm_fit": "toy-world", "problems_dev": "toy-world", "problems_confirm": "toy-world", "tune": "evaluate",
             "policy": "train-policy", "label": "label", "label_ray": "label", "prm": "train-prm", "eval_prm": "eval-prm",
             "build_revisions": "build-revisions", "train_revision": "train-revision", "evaluate": "evaluate"}
 
@@ -54,6 +54,16 @@ def test_demo_has_a_recipe_for_every_step():
         name for name, _, _ in steps}
     assert {name for name, _, _ in steps} >= {"policy", "label", "prm", "prm-eval", "revision-data", "reviser",
                                               "search-bon", "search-beam16"}
+    # the split protocol: every search recipe also runs on the dev split, into its own folder
+    argv = {name: a for name, a, _ in steps}
+    for recipe in (RECIPES / "toy").glob("search_*.yaml"):
+        name = recipe.stem[len("search_"):]
+        test, dev = argv[f"search-{name}"], argv[f"dev-{name}"]
+        assert test[test.index("--problems") + 1] == "/tmp/x/problems_test.jsonl" and test[-1] == f"/tmp/x/runs/{name}"
+        assert dev[dev.index("--problems") + 1] == "/tmp/x/problems_dev.jsonl" and dev[-1] == f"/tmp/x/runs_dev/{name}"
+    seeds = {s: yaml.safe_load((RECIPES / "toy" / f"problems_{s}.yaml").read_text())["seed"]
+             for s in ("train", "dev", "test", "confirm")}
+    assert len(set(seeds.values())) == 4   # four disjoint draws of the toy world
 
 
 @pytest.mark.parametrize("jobs", [1, 2, 3])
@@ -85,15 +95,15 @@ def test_demo_lanes_run_every_step_once_after_its_inputs(jobs):
     assert all(before(f"label-shard{i}", "label") for i in range(len(shards)))
 
 
-def test_demo_deploys_auto_on_fresh_problems_with_the_fitted_allocation():
+def test_demo_deploys_auto_on_the_confirm_split_with_the_fitted_allocation():
     from ttscale.demo_cmd import _searches
 
     out = Path("/tmp/x")
     deploy = {name: argv for name, argv, _ in _searches(out, RECIPES / "toy", "1", "deploy",
-                                                          out / "problems_fresh.jsonl", out / "runs_fresh",
+                                                          out / "problems_confirm.jsonl", out / "runs_confirm",
                                                           allocation=out / "report" / "allocation.yaml")}
     assert set(deploy) == {"deploy-auto16", "deploy-bon"}
     auto = deploy["deploy-auto16"]
     assert auto[auto.index("--allocation") + 1] == str(out / "report" / "allocation.yaml")
     assert "--allocation" not in deploy["deploy-bon"]
-    assert all(argv[argv.index("--problems") + 1] == str(out / "problems_fresh.jsonl") for argv in deploy.values())
+    assert all(argv[argv.index("--problems") + 1] == str(out / "problems_confirm.jsonl") for argv in deploy.values())

@@ -2,7 +2,11 @@
 
 tiny policy -> sample + Monte Carlo step labels (sharded over --jobs processes, merged) -> train PRM (+ eval on
 held-out ProcessBench-style data) beside revision data (from the labelled solutions) + revision model -> search
-sweep over strategies and budgets -> evaluate -> report -> auto on fresh problems.
+sweep over strategies and budgets -> evaluate -> report -> auto on the confirm split.
+
+Three problem splits keep the figures honest (`split_protocol` in report/summary.json): every search runs on
+*dev* and *test*; evaluate's knobs (tune.yaml) are chosen on dev, the allocation is fitted and every curve and
+table reported on test, and the deployed `auto` with its baseline touches *confirm* once.
 
 Each stage reads its options from a recipe in ttscale/recipes/toy/ (printed with the exact command as it runs),
 writes its output under --out, and is skipped when that output already exists, so a killed demo resumes.
@@ -20,6 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from ttscale.config import field
 
@@ -41,16 +47,19 @@ class Config:
                               "the lanes); 1 = one by one")
 
 
+SPLITS = {"dev": "problems_dev", "test": "problems_test", "confirm": "problems_confirm"}   # split -> recipe
+
+
 def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, runs: Path,
-              allocation: Path | None = None) -> list[tuple[str, list[str], Path]]:
-    """One search step per recipe PREFIX_NAME.yaml -> runs/NAME (revision strategies get the reviser, auto the
-    allocation file)."""
+              allocation: Path | None = None, label: str | None = None) -> list[tuple[str, list[str], Path]]:
+    """One search step per recipe PREFIX_NAME.yaml -> runs/NAME, named LABEL-NAME (LABEL: PREFIX by default;
+    revision strategies get the reviser, auto the allocation file)."""
     steps = []
     for recipe in sorted(rec.glob(f"{prefix}_*.yaml")):
         name = recipe.stem[len(prefix) + 1:]
         extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
         extra += (["--allocation", str(allocation)] if allocation and "auto" in name else [])
-        steps.append((f"{prefix}-{name}", ["search", "--config", str(recipe), "--problems", str(problems),
+        steps.append((f"{label or prefix}-{name}", ["search", "--config", str(recipe), "--problems", str(problems),
                                             "--policy", str(out / "policy"), "--prm", str(out / "prm"), *extra,
                                             "--threads", threads, "--prm-threads", threads, str(runs / name)],
                       runs / name / "dataset"))
@@ -76,17 +85,16 @@ def _steps(out: Path, rec: Path, threads: str, jobs: int = 1) -> list[tuple[str,
     """(name, ttscale argv, output that marks the step done) in data-flow order, up to `evaluate`."""
     t = ["--threads", threads]
     search = _searches(out, rec, threads, "search", out / "problems_test.jsonl", out / "runs")
+    dev = _searches(out, rec, threads, "search", out / "problems_dev.jsonl", out / "runs_dev", label="dev")
     return [
         ("problems-train", ["toy-world", "--config", str(rec / "problems_train.yaml"),
                             str(out / "problems_train.jsonl")], out / "problems_train.jsonl"),
-        ("problems-test", ["toy-world", "--config", str(rec / "problems_test.yaml"),
-                           str(out / "problems_test.jsonl")], out / "problems_test.jsonl"),
+        *((f"problems-{split}", ["toy-world", "--config", str(rec / f"{recipe}.yaml"), str(out / f"{recipe}.jsonl")],
+           out / f"{recipe}.jsonl") for split, recipe in SPLITS.items()),
         ("prm-heldout", ["toy-world", "--config", str(rec / "prm_heldout.yaml"),
                          str(out / "prm_heldout.jsonl")], out / "prm_heldout.jsonl"),
         ("prm-fit", ["toy-world", "--config", str(rec / "prm_fit.yaml"), str(out / "prm_fit.jsonl")],
          out / "prm_fit.jsonl"),
-        ("problems-fresh", ["toy-world", "--config", str(rec / "problems_fresh.yaml"),
-                            str(out / "problems_fresh.jsonl")], out / "problems_fresh.jsonl"),
         ("policy", ["train-policy", "--config", str(rec / "policy.yaml"), *t, str(out / "policy")],
          out / "policy" / "policy_report.json"),
         *_label_steps(out, rec, t, jobs),
@@ -103,7 +111,7 @@ def _steps(out: Path, rec: Path, threads: str, jobs: int = 1) -> list[tuple[str,
         ("reviser", ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
                      str(out / "policy"), *t, str(out / "revisions.jsonl"), str(out / "reviser")],
          out / "reviser" / "revision_format.json"),
-        *search,
+        *search, *dev,
     ]
 
 
@@ -131,8 +139,8 @@ def _extra_json(out: Path, seconds: dict[str, float]) -> Path:
 
 def _lanes(names: list[str], jobs: int) -> list[list[list[str]]]:
     """Waves of lanes: the steps of one lane run in order, the lanes of a wave side by side."""
-    first = ["problems-train", "problems-test", "prm-heldout", "prm-fit", "problems-fresh", "policy"]
-    searches = [n for n in names if n.startswith("search-")]
+    first = ["problems-train", *(f"problems-{s}" for s in SPLITS), "prm-heldout", "prm-fit", "policy"]
+    searches = [n for n in names if n.startswith(("search-", "dev-"))]
     shards = [n for n in names if n.startswith("label-shard")]
     rest = [n for n in names if n not in first and n not in searches and n not in shards]
     if jobs < 2:
@@ -199,10 +207,16 @@ def run(cfg: Config) -> int:
             return rc
     if cfg.only and "evaluate" not in cfg.only:
         return 0
-    rc = _evaluate(out, rec, "report", sorted(str(p.parent) for p in (out / "runs").glob("*/dataset")), seconds,
-                   ["--difficulty-run", str(out / "runs" / "bon"), "--extra", str(_extra_json(out, seconds))])
-    # Deployment: auto with the allocation just fitted, on fresh problems, beside the baseline there.
-    deploy = _searches(out, rec, str(cfg.threads), "deploy", out / "problems_fresh.jsonl", out / "runs_fresh",
+    # dev chooses evaluate's knobs; test fits the allocation with them and reports every curve
+    tune = (yaml.safe_load((rec / "tune.yaml").read_text()) or {}).get("tune") or []
+    rc = _evaluate(out, rec, "report_dev", _run_dirs(out / "runs_dev"), seconds,
+                   ["--difficulty-run", str(out / "runs_dev" / "bon"), *(["--tune", *tune] if tune else [])])
+    if rc == 0:
+        rc = _evaluate(out, rec, "report", _run_dirs(out / "runs"), seconds,
+                       ["--difficulty-run", str(out / "runs" / "bon"), "--extra", str(_extra_json(out, seconds)),
+                        *(["--tuned", str(out / "report_dev" / "tuned.yaml")] if tune else [])])
+    # Deployment: auto with the allocation just fitted, and its baseline, on the confirm split (touched once).
+    deploy = _searches(out, rec, str(cfg.threads), "deploy", out / "problems_confirm.jsonl", out / "runs_confirm",
                        allocation=out / "report" / "allocation.yaml")
     if rc == 0 and deploy:
         steps.update({name: (argv, done) for name, argv, done in deploy})
@@ -211,15 +225,14 @@ def run(cfg: Config) -> int:
             lanes = [names[i::cfg.jobs] for i in range(max(1, cfg.jobs))]
             rc = max(pool.map(lambda lane_names: lane(lane_names, logged=cfg.jobs > 1), [n for n in lanes if n]))
         if rc == 0:
-            rc = _evaluate(out, rec, "report_fresh", [str(done.parent) for _, _, done in deploy], seconds,
-                           ["--bins", "none"])
+            rc = _evaluate(out, rec, "report_confirm", [str(done.parent) for _, _, done in deploy], seconds,
+                           ["--bins", "none", "--deployment-of", str(out / "report" / "summary.json")])
         if rc == 0:
-            from ttscale.eval.deployment import deployment
-
             fitted = json.loads((out / "report" / "summary.json").read_text())
-            fitted["deployment"] = deployment(fitted, json.loads((out / "report_fresh" / "summary.json").read_text()))
+            fitted["deployment"] = json.loads((out / "report_confirm" / "summary.json").read_text())["deployment"]
+            fitted["split_protocol"] = split_protocol(out, rec, tune)
             (out / "report" / "summary.json").write_text(json.dumps(fitted, indent=1))
-            print("[demo] deployment (auto on fresh problems):", json.dumps(fitted["deployment"]["budgets"]))
+            print("[demo] deployment (auto on the confirm split):", json.dumps(fitted["deployment"]["budgets"]))
     summary_path = out / "report" / "summary.json"
     if rc == 0 and summary_path.exists():  # the evaluations' own time is known only now
         summary = json.loads(summary_path.read_text())
@@ -228,6 +241,31 @@ def run(cfg: Config) -> int:
     print(f"\n[demo] finished in {time.time() - start:.0f} s (this invocation); "
           f"report: {out / 'report' / 'report.md'}, summary: {out / 'report' / 'summary.json'}")
     return rc
+
+
+def _run_dirs(runs: Path) -> list[str]:
+    return sorted(str(p.parent) for p in runs.glob("*/dataset"))
+
+
+def split_protocol(out: Path, rec: Path, tune: list[str]) -> dict:
+    """Which split chose what: summary.json's record of the protocol (module doc)."""
+    def split(name: str) -> dict:
+        recipe = yaml.safe_load((rec / f"{SPLITS[name]}.yaml").read_text())
+        return {"problems": str(out / f"{SPLITS[name]}.jsonl"), "n": recipe.get("n"), "seed": recipe.get("seed")}
+
+    tuned = out / "report_dev" / "tuned.yaml"
+    chosen = (yaml.safe_load(tuned.read_text()) or {}).get("knobs") if tuned.exists() else None
+    return {
+        "dev": {**split("dev"), "runs": str(out / "runs_dev"), "chose": chosen, "grid": tune,
+                "how": "evaluate --tune: mean 5-fold held-out allocation accuracy over the budgets"},
+        "test": {**split("test"), "runs": str(out / "runs"),
+                 "fits": "the allocation (allocation.yaml), the tuned baseline's selection; every curve and table "
+                         "of report/"},
+        "confirm": {**split("confirm"), "runs": str(out / "runs_confirm"),
+                    "touched_by": ["deploy-auto16", "deploy-bon"], "figure": "deployment"},
+        "fixed_in_recipes": "model and strategy hyperparameters come from the recipes; their comments name the "
+                            "split each cited figure came from",
+    }
 
 
 def _evaluate(out: Path, rec: Path, name: str, runs: list[str], seconds: dict[str, float], extra: list[str]) -> int:

@@ -10,12 +10,18 @@ achieves at each budget). `search --strategy auto` then runs that file on a fres
              best measured point that spent no more than auto (what the same compute buys without allocation)
   paired     auto minus the baseline at that point, on the same fresh problems, with a paired interval
              (from the fresh evaluation's `paired_vs_baseline`, when its budget matches)
-Inputs are two `evaluate` summary.json dicts, so any two evaluations can be compared this way.
+  tuned      the tuned baseline as deployed: the selection (aggregation, voting, N') the fitted evaluation's
+             k-fold procedure chose for parallel sampling at that budget, applied to the fresh baseline run,
+             with auto minus it paired on the same problems (needs the fresh evaluation's points)
+Inputs are two `evaluate` summary.json dicts (and the fresh points), so any two evaluations compare this way;
+`evaluate --deployment-of FITTED/summary.json` writes it into the fresh evaluation's summary.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+from ttscale.eval.metrics import Point, paired_difference
 
 
 def accuracy_at_cost(points: Mapping[float, float], cost: float) -> float | None:
@@ -32,8 +38,8 @@ def accuracy_at_cost(points: Mapping[float, float], cost: float) -> float | None
     return None
 
 
-def deployment(fitted: Mapping[str, Any], fresh: Mapping[str, Any], method: str = "auto",
-               baseline: str = "weighted-best-of-n") -> dict[str, Any]:
+def deployment(fitted: Mapping[str, Any], fresh: Mapping[str, Any], points: Sequence[Point] = (),
+               method: str = "auto", baseline: str = "weighted-best-of-n") -> dict[str, Any]:
     """Predicted vs achieved accuracy of `method` (auto) on fresh problems, and the baseline at equal measured
     cost there (see the module doc); `fitted` and `fresh` are `evaluate` summaries."""
     co = fitted.get("compute_optimal") or {}
@@ -53,9 +59,26 @@ def deployment(fitted: Mapping[str, Any], fresh: Mapping[str, Any], method: str 
                         "cost": spent, "baseline_at_equal_cost": accuracy_at_cost(base, spent),
                         "baseline_at_most_cost": None if at_most is None else {
                             "budget": at_most[1], "cost": at_most[0], "accuracy": base_acc[at_most[1]]},
-                        "paired_vs_baseline": (fresh.get("paired_vs_baseline", {}).get(method) or {}).get(b)}
+                        "paired_vs_baseline": (fresh.get("paired_vs_baseline", {}).get(method) or {}).get(b),
+                        "tuned_baseline": _tuned(co, points, method, int(b), axis)}
     return {"method": method, "baseline": baseline, "cost_axis": axis, "problems": _problems(fresh, method),
             "budgets": rows}
+
+
+def _tuned(co: Mapping[str, Any], points: Sequence[Point], method: str, budget: int, axis: str
+           ) -> dict[str, Any] | None:
+    """The fitted tuned baseline's choice at `budget`, scored on the fresh points, and auto minus it (paired)."""
+    choice = ((co.get("tuned_baseline") or {}).get("chosen") or {}).get(str(budget))
+    if not choice:
+        return None
+    find = {pt.key: pt for pt in points}
+    base = find.get((choice["method"], choice["aggregation"], choice["voting"], int(choice["budget"])))
+    auto = next((pt for pt in points if pt.method == method and pt.budget == budget), None)
+    out = {k: choice[k] for k in ("method", "aggregation", "voting", "budget")}
+    if base is None or auto is None:
+        return {**out, "accuracy": None, "paired": None}
+    cost = base.cost("tokens" if axis == "run_tokens" else axis)
+    return {**out, "accuracy": base.accuracy()[0], "cost": cost, "paired": list(paired_difference(auto, base))}
 
 
 def _problems(summary: Mapping[str, Any], method: str) -> int | None:

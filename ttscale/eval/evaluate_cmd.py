@@ -5,6 +5,7 @@ Writes DIR/report.md, DIR/summary.json, DIR/*.png and DIR/allocation.yaml (for `
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,12 @@ import yaml
 
 from ttscale.eval.allocation import allocate, allocation_dict, write_allocation
 from ttscale.eval.efficiency import TUNED, efficiency, efficiency_refit, tuned_baseline
+import numpy as np
+
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import COST_AXES, default_curves, evaluate_runs, pass_at_k_curve, probe_cost, unknown_flops
+from ttscale.eval.deployment import deployment
+from ttscale.eval.knobs import KNOBS, choose, parse_tune, read_tuned, write_tuned
 from ttscale.eval.report import build_summary, write_report
 from ttscale.errors import UserError
 from ttscale.eval.runs import Run, common_problems, load_runs
@@ -66,12 +71,24 @@ class Config(ThreadArgs):
     refit_replicates: int = field(1000, ge=10, help="bootstrap replicates of the efficiency interval; each refits "
                                   "the allocation and the tuned baseline on its resample of the problems")
     allocation_format: str = field("yaml", choices=["yaml", "json"], help="allocation file format")
+    tune: list[str] = field(default_factory=list,
+                            help="KNOB=V1,V2,... (pooling, probe_samples, n_bins): choose these knobs on THESE runs "
+                                 "(a dev split) by the mean k-fold held-out accuracy of the allocation over the "
+                                 "budgets; writes OUT/tuned.yaml for `--tuned` on another split")
+    tuned: str | None = field(None, help="OUT/tuned.yaml of an `evaluate --tune` on another split: its knob values "
+                                         "replace this config's, and summary.json records where they came from")
+    deployment_of: str | None = field(None, help="summary.json of the evaluation whose allocation these runs' "
+                                                 "`search --strategy auto` used: adds a `deployment` section (auto's "
+                                                 "accuracy here vs the accuracy that evaluation predicted, and vs "
+                                                 "the baselines at equal measured cost, paired)")
     extra: list[str] = field(default_factory=list,
                              help="JSON files merged into summary.json (e.g. {\"prm\": ...}, {\"seconds\": ...})")
 
     def __post_init__(self):
         if self.subsamples < 1 or self.n_bins < 1 or self.folds < 1:
             raise ValueError("subsamples, n-bins and folds must be >= 1")
+        if self.tune and self.bins == "none":
+            raise ValueError("--tune chooses knobs of the allocation: it needs difficulty bins (not --bins none)")
         if any(b < a for a, b in zip(self.thresholds, self.thresholds[1:])):
             raise ValueError(f"--thresholds must ascend, got {self.thresholds}")
 
@@ -89,6 +106,16 @@ def _extras(paths: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _read_summary(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"--deployment-of {path}: cannot read an evaluate summary.json ({e})") from None
+    if not isinstance(data, dict) or "compute_optimal" not in data:
+        raise UserError(f"--deployment-of {path}: not the summary.json of an `evaluate` that fitted an allocation")
+    return data
+
+
 def _flops_notes(runs: list[Run]) -> list[str]:
     """A line per run whose FLOPs are unknown for some model, naming the model (from the run's config.yaml)."""
     notes = []
@@ -102,10 +129,58 @@ def _flops_notes(runs: list[Run]) -> list[str]:
     return notes
 
 
+@dataclass
+class _Fit:
+    """Bins and the allocation fitted for one setting of evaluate's knobs."""
+    binning: Any
+    pbinning: Any
+    oracle_bins: dict[str, str]
+    predicted_bins: dict[str, str] | None
+    order: list[str]
+    difficulty: dict[str, Any]
+    measure: str
+    probe: dict[str, float] | None
+    baseline: str | None
+    alloc: Any
+
+
+def _fit(cfg: Config, runs: list[Run], points: list) -> _Fit:
+    drun = difficulty_run(runs, cfg.difficulty_run)
+    oracle, predicted = oracle_difficulty(drun), predicted_difficulty(drun, cfg.probe_samples)
+    binning = make_binning(cfg.bins, list(oracle.values()), cfg.n_bins, cfg.thresholds)
+    oracle_bins, order = binning.assign_all(oracle), binning.order()
+    pbinning = make_binning(cfg.bins, list(predicted.values()), cfg.n_bins, cfg.thresholds) if predicted else None
+    predicted_bins = pbinning.assign_all(predicted) if pbinning else None
+    difficulty = {"run": drun.path, "binning": binning.to_dict(),
+                  "predicted_binning": pbinning.to_dict() if pbinning else None,
+                  "counts": {lab: sum(v == lab for v in oracle_bins.values()) for lab in order}}
+    measure = cfg.allocation_difficulty if predicted_bins else "oracle"
+    curves = default_curves(points)
+    baseline = cfg.baseline if cfg.baseline in curves else next((m for m in BASELINES if m in curves), None)
+    # auto's difficulty probe, charged to every configuration (none with oracle bins: nothing to probe)
+    probe = probe_cost(drun, cfg.probe_samples) if measure == "predicted" else None
+    alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
+                     axis=cfg.cost, baseline=baseline, pooling=cfg.pooling, probe=probe)
+    return _Fit(binning, pbinning, oracle_bins, predicted_bins, order, difficulty, measure, probe, baseline, alloc)
+
+
+def _tune(cfg: Config, runs: list[Run], points: list, out: Path) -> dict[str, Any]:
+    """--tune: the knob values whose allocation has the best mean held-out accuracy on these runs."""
+    grid = parse_tune(cfg.tune)
+    knobs, rows = choose(grid, lambda k: float(np.mean(list(_fit(dataclasses.replace(cfg, **k), runs,
+                                                                     points).alloc.curve.values()))))
+    path = write_tuned(out / "tuned.yaml", knobs, rows, cfg.runs, len(runs[0].graded) if runs else 0)
+    print(f"  chose {knobs} on these runs -> {path}")
+    return {"knobs": knobs, "table": rows, "file": str(path)}
+
+
 def run(cfg: Config) -> int:
     cfg.apply_threads()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    tuned = read_tuned(cfg.tuned) if cfg.tuned else None
+    if tuned:   # knobs chosen on another split win over this config's own values
+        cfg = dataclasses.replace(cfg, **tuned["knobs"])
     (out / "evaluate_config.yaml").write_text(to_yaml(cfg))
     try:
         runs = load_runs(cfg.runs)
@@ -117,33 +192,25 @@ def run(cfg: Config) -> int:
     order: list[str] = []
     difficulty: dict[str, Any] = {}
     co: dict[str, Any] | None = None
+    knobs: dict[str, Any] = {"from": tuned} if tuned else {}
+    if cfg.tune:   # chosen here, on these runs: this evaluation's own figures are then in-sample for them
+        knobs["tuned_here"] = _tune(cfg, runs, points, out)
+        cfg = dataclasses.replace(cfg, **knobs["tuned_here"]["knobs"])
     if cfg.bins != "none":
-        drun = difficulty_run(runs, cfg.difficulty_run)
-        oracle, predicted = oracle_difficulty(drun), predicted_difficulty(drun, cfg.probe_samples)
-        binning = make_binning(cfg.bins, list(oracle.values()), cfg.n_bins, cfg.thresholds)
-        oracle_bins, order = binning.assign_all(oracle), binning.order()
-        pbinning = make_binning(cfg.bins, list(predicted.values()), cfg.n_bins, cfg.thresholds) if predicted else None
-        predicted_bins = pbinning.assign_all(predicted) if pbinning else None
-        difficulty = {"run": drun.path, "binning": binning.to_dict(),
-                      "predicted_binning": pbinning.to_dict() if pbinning else None,
-                      "counts": {lab: sum(v == lab for v in oracle_bins.values()) for lab in order}}
-        measure = cfg.allocation_difficulty if predicted_bins else "oracle"
+        f = _fit(cfg, runs, points)
+        alloc, baseline, probe, measure = f.alloc, f.baseline, f.probe, f.measure
+        oracle_bins, predicted_bins, order, difficulty = f.oracle_bins, f.predicted_bins, f.order, f.difficulty
+        allocation_path = write_allocation(allocation_dict(alloc, f.pbinning if measure == "predicted" else f.binning,
+                                                           measure, cfg.probe_samples),
+                                           out / f"allocation.{cfg.allocation_format}")
         curves = default_curves(points)
-        baseline = cfg.baseline if cfg.baseline in curves else next((m for m in BASELINES if m in curves), None)
-        # auto's difficulty probe, charged to every configuration (none with oracle bins: nothing to probe)
-        probe = probe_cost(drun, cfg.probe_samples) if measure == "predicted" else None
-        alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
-                         axis=cfg.cost, baseline=baseline, pooling=cfg.pooling, probe=probe)
-        allocation_path = write_allocation(allocation_dict(alloc, pbinning if measure == "predicted" else binning, measure,
-                                                           cfg.probe_samples),
-                                   out / f"allocation.{cfg.allocation_format}")
         base_curves = {m: {b: pt.accuracy()[0] for b, pt in curves[m].items()} for m in BASELINES if m in curves}
         base_costs = {m: {b: pt.cost(alloc.axis) for b, pt in curves[m].items()} for m in base_curves}
         eff = {m: efficiency(alloc, points, m, seed=cfg.seed) for m in base_curves}
         # the headline: against parallel sampling whose selection is tuned like the allocation, interval refitted
-        tuned = tuned_baseline(points, alloc, cfg.seed)
-        main = eff[TUNED] = efficiency_refit(alloc, tuned, replicates=cfg.refit_replicates, seed=cfg.seed)
-        base_curves[TUNED], base_costs[TUNED] = tuned.curve, tuned.curve_cost
+        tb = tuned_baseline(points, alloc, cfg.seed)
+        main = eff[TUNED] = efficiency_refit(alloc, tb, replicates=cfg.refit_replicates, seed=cfg.seed)
+        base_curves[TUNED], base_costs[TUNED] = tb.curve, tb.curve_cost
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
                                      ["no PRM scores in the difficulty run: the allocation bins on oracle difficulty, "
                                       "which needs gold answers (not usable at test time)"])
@@ -153,7 +220,7 @@ def run(cfg: Config) -> int:
               "probe_cost": (probe or {}).get(alloc.axis, 0.0),
               "efficiency": main.get("value"), "efficiency_interval": [main.get("low"), main.get("high")],
               "efficiency_against": TUNED,
-              "tuned_baseline": {"curve": tuned.curve, "curve_cost": tuned.curve_cost, "chosen": tuned.fallback},
+              "tuned_baseline": {"curve": tb.curve, "curve_cost": tb.curve_cost, "chosen": tb.fallback},
               "baseline_curves": base_curves, "baseline_costs": base_costs,
               "efficiency_by_baseline": {m: (e or {}).get("value") for m, e in eff.items()},
               "efficiency_detail": eff,
@@ -161,6 +228,9 @@ def run(cfg: Config) -> int:
               "notes": notes}
     coverage = {r.path: pass_at_k_curve(r) for r in runs if r.parallel}
     summary = build_summary(points, oracle_bins, predicted_bins, order, co, difficulty, _extras(cfg.extra), coverage)
+    summary["knobs"] = {**{k: getattr(cfg, k) for k in KNOBS}, **knobs}
+    if cfg.deployment_of:
+        summary["deployment"] = deployment(_read_summary(cfg.deployment_of), summary, points)
     flops_unknown = _flops_notes(runs)
     summary["flops_known"] = not flops_unknown
     summary["notes"] = run_notes + flops_unknown
