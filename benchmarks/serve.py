@@ -1,4 +1,5 @@
-"""`ttscale serve` under load: 64 concurrent requests vs the same 64 sent one by one.
+"""`ttscale serve` under load: 64 concurrent requests vs the same 64 sent one by one, and the same 64 beside one
+hostile request (a 200,000-character prompt).
 
     PYTHONPATH=. .venv/bin/python benchmarks/serve.py --requests 64 --strategy weighted-best-of-n --budget 4
 
@@ -6,7 +7,8 @@ Starts the server in a child process on a free 127.0.0.1 port with the tiny poli
 benchmarks/search.py builds (random weights: the figures measure serving and batching, not accuracy), then
 sends the toy-world problems one by one, and all at once. Prints requests/s for both, their ratio (goal: the
 batched throughput, well above 1x), p50 / p95 latency, the server's batch statistics and the failed requests
-(goal: 0). Every request has a timeout and the whole run a deadline; nothing leaves the loopback interface.
+(goal: 0). The mixed load sends the 64 again with the long prompt among them: the valid requests' p95 with it
+(goal: within 2x of without; the server refuses it before it is queued) and the long request's status. Every request has a timeout and the whole run a deadline; nothing leaves the loopback interface.
 """
 from __future__ import annotations
 
@@ -58,19 +60,28 @@ async def send(client: httpx.AsyncClient, problem: str) -> tuple[float, int]:
     return time.perf_counter() - start, status
 
 
-async def load(url: str, problems: list[str], concurrent: bool, timeout: float) -> dict:
-    limits = httpx.Limits(max_connections=len(problems))
+async def load(url: str, problems: list[str], concurrent: bool, timeout: float, hostile: str | None = None) -> dict:
+    """Send the problems (all at once or one by one); `hostile`, if given, goes out in the middle of the
+    concurrent burst and is reported apart (the figures are the valid requests')."""
+    limits = httpx.Limits(max_connections=len(problems) + 1)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
         start = time.perf_counter()
         if concurrent:
-            results = await asyncio.gather(*(send(client, p) for p in problems))
+            sent = [send(client, p) for p in problems]
+            if hostile is not None:
+                sent.insert(len(sent) // 2, send(client, hostile))
+            results = await asyncio.gather(*sent)
         else:
             results = [await send(client, p) for p in problems]
         wall = time.perf_counter() - start
+    extra = {}
+    if hostile is not None:
+        (t, status), results = results[len(problems) // 2], results[:len(problems) // 2] + results[len(problems) // 2 + 1:]
+        extra = {"hostile": {"chars": len(hostile), "status": status, "seconds": round(t, 3)}}
     latencies = [t for t, _ in results]
     return {"requests": len(problems), "wall_s": round(wall, 2), "requests_per_s": round(len(problems) / wall, 2),
             "p50_s": round(statistics.median(latencies), 3), "p95_s": round(percentile(latencies, 0.95), 3),
-            "failed": sum(status != 200 for _, status in results)}
+            "failed": sum(status != 200 for _, status in results), **extra}
 
 
 def main() -> None:
@@ -112,12 +123,17 @@ def main() -> None:
         asyncio.run(load(url, problems[:2], concurrent=False, timeout=args.timeout))   # warm-up, not counted
         one = asyncio.run(asyncio.wait_for(load(url, problems, False, args.timeout), deadline - time.time()))
         together = asyncio.run(asyncio.wait_for(load(url, problems, True, args.timeout), deadline - time.time()))
+        long_prompt = ("Tom has 3 apples and buys 4 more. " * 6000)[:200_000]
+        mixed = asyncio.run(asyncio.wait_for(load(url, problems, True, args.timeout, hostile=long_prompt),
+                                             deadline - time.time()))
         stats = httpx.get(url + "/health", timeout=5).json()
     finally:
         child.terminate()
         child.wait(30)
     print(json.dumps({"strategy": args.strategy, "budget": args.budget, "one_by_one": one, "concurrent": together,
                       "throughput_ratio": round(together["requests_per_s"] / one["requests_per_s"], 2),
+                      "with_a_200k_char_prompt": mixed,
+                      "p95_ratio_with_vs_without": round(mixed["p95_s"] / together["p95_s"], 2),
                       "server": {k: stats.get(k, 0) for k in ("searched", "batches", "largest_batch", "dropped",
                                                            "failed")}}, indent=1))
 

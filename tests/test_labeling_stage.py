@@ -119,3 +119,18 @@ def test_shards_balanced_by_problem_and_merge_equals_one_run(num_shards, unshard
 def test_resume_with_other_settings_is_refused(label_reference, label_problems, tiny_lm_dir, capsys):
     assert main(label_argv(label_problems, tiny_lm_dir, label_reference, "--rollouts", "3")) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_a_resume_over_a_rewritten_problems_file_is_refused(tiny_lm_dir, tmp_path, capsys):
+    """Same path, other problems: resuming used to label 2 old + 6 new rows into one dataset."""
+    problems = tmp_path / "problems.jsonl"
+    write_table(generate_problems(2, seed=3, levels=(1,)), problems)
+    out = tmp_path / "run"
+    assert main(label_argv(problems, tiny_lm_dir, out, "--chunk-size", "1")) == 0
+    (out / "parts" / "part-00001.jsonl").unlink()
+    write_table(generate_problems(2, seed=4, levels=(1,)), problems)
+    capsys.readouterr()
+    assert main(label_argv(problems, tiny_lm_dir, out, "--chunk-size", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "problems changed since it started" in err and len(err.splitlines()) == 1
+    assert not (out / "parts" / "part-00001.jsonl").exists()

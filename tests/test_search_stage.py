@@ -85,3 +85,64 @@ def test_invalid_options_fail_before_loading_models(tmp_path, toy_problems):
         with pytest.raises(SystemExit):
             parse_config(Config, base + extra)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_resume_over_changed_problems_is_refused_in_one_line(tmp_path, toy_problems, tiny_lm_dir, prm_dir, capsys):
+    """Rewriting the problems file between a kill and the resume used to mix old and new rows silently."""
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(toy_problems.read_text())
+    out = tmp_path / "run"
+    assert main(_args(out, problems, tiny_lm_dir, prm_dir, "--strategy", "majority")) == 0
+    (out / "parts" / "part-00001.jsonl").unlink()          # as a kill would leave it
+    rows = [json.loads(line) for line in problems.read_text().splitlines()]
+    rows[2]["problem"] = rows[2]["problem"].replace("has", "had")
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    assert main(_args(out, problems, tiny_lm_dir, prm_dir, "--strategy", "majority")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "problems changed since it started" in err and "--allow-changed-inputs" in err
+    assert len(err.splitlines()) == 1 and not (out / "parts" / "part-00001.jsonl").exists()
+    # a user who means it may mix them
+    assert main(_args(out, problems, tiny_lm_dir, prm_dir, "--strategy", "majority", "--allow-changed-inputs")) == 0
+    # the same content written again is the same input (the fingerprint is of the rows, not the file's date)
+    (out / "parts" / "part-00001.jsonl").unlink()
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(_args(out, problems, tiny_lm_dir, prm_dir, "--strategy", "majority")) == 0
+    assert datasets.load_from_disk(str(out / "dataset"))[2]["problem"] == rows[2]["problem"]
+
+
+@pytest.mark.parametrize("link", ["summary.json", "parts", "dataset", "file"])
+def test_the_output_folder_is_never_written_through_a_link(tmp_path, toy_problems, tiny_lm_dir, prm_dir, capsys, link):
+    """A link inside OUT (or OUT itself a file) is refused before any work, in one line, exit 2; whatever the
+    link points to outside is left as it was."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    out = tmp_path / "run"
+    if link == "file":
+        out.write_text("not a folder")
+    else:
+        out.mkdir()
+        (out / link).symlink_to(outside / "keep.txt" if link == "summary.json" else outside)
+    capsys.readouterr()
+    assert main(_args(out, toy_problems, tiny_lm_dir, prm_dir, "--strategy", "majority")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert ("is a file, not a folder" if link == "file" else "is a symbolic link") in err
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"] and (outside / "keep.txt").read_text() == "mine"
+
+
+def test_replacing_a_linked_dataset_removes_the_link_not_its_target(tmp_path):
+    from ttscale.data.io import replace_path, write_text
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "data.txt").write_text("keep")
+    (tmp_path / "dataset").symlink_to(target)
+    (tmp_path / "new").mkdir()
+    replace_path(tmp_path / "new", tmp_path / "dataset")
+    assert (tmp_path / "dataset").is_dir() and not (tmp_path / "dataset").is_symlink()
+    assert (target / "data.txt").read_text() == "keep"
+    (tmp_path / "summary.json").symlink_to(target / "data.txt")
+    write_text(tmp_path / "summary.json", "{}")
+    assert (tmp_path / "summary.json").read_text() == "{}" and (target / "data.txt").read_text() == "keep"

@@ -401,3 +401,103 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
     assert main(["serve", "--policy", "nowhere", "--strategy", "majority"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'ttscale[serve]'" in err and "fastapi" in err and "Traceback" not in err
+
+
+def test_hostile_bodies_get_one_line_each_and_the_connection_keeps_serving(real):
+    """Deep nesting (400), a lone surrogate (400), a non-finite number (422), each one line naming the problem;
+    the next request on the same keep-alive connection is answered."""
+    import httpx
+
+    url, *_ = real
+    ok = json.dumps({"messages": [{"role": "user", "content": PROBLEM}], "strategy": "majority"}).encode()
+    msg = b'[{"role": "user", "content": "x"}]'
+    cases = [
+        (b'{"messages": ' + b"[" * 1500 + b"]" * 1500 + b"}", 400, "nested too deep"),
+        (b'{"messages": [{"role": "user", "content": "x \\ud800"}]}', 400, "lone surrogate"),
+        (b'{"messages": ' + msg + b', "temperature": Infinity}', 422, "non-finite number Infinity"),
+        (b'{"messages": ' + msg + b', "temperature": NaN}', 422, "non-finite number NaN"),
+        (b'{"messages": ' + msg + b', "top_p": 1e999}', 422, "out of range"),
+    ]
+    from ttscale.serve.app import parse_json
+    from ttscale.serve.schemas import ApiError
+
+    with pytest.raises(ApiError, match="nested too deep"):   # 100,000 levels: once an uncaught RecursionError
+        parse_json(b"[" * 100_000 + b"]" * 100_000)
+    with httpx.Client(headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+                      timeout=60) as client:
+        for body, status, needle in cases:
+            r = client.post(url + "/v1/chat/completions", content=body)
+            error = r.json()["error"]["message"]
+            assert (r.status_code, needle in error, "\n" in error) == (status, True, False), (body[:60], r.text)
+            assert client.post(url + "/v1/chat/completions", content=ok).status_code == 200
+
+
+def test_a_bad_request_is_refused_before_it_can_join_a_batch(real):
+    """A lone surrogate sent beside valid requests is refused at parse time: the valid ones are searched in
+    their batch (no failed batch, no one-by-one retry) and answer 200."""
+    import httpx
+
+    url, *_ = real
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    before = httpx.get(url + "/health", timeout=10).json()
+    good = [json.dumps({"prompt": f"{PROBLEM} ({i})", "strategy": "majority"}).encode() for i in range(3)]
+    bad = b'{"prompt": "x \\ud800", "strategy": "majority"}'
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda b: httpx.post(url + "/v1/completions", content=b, headers=auth,
+                                                   timeout=120).status_code, good + [bad]))
+    assert codes == [200, 200, 200, 400]
+    after = httpx.get(url + "/health", timeout=10).json()
+    assert after.get("failed", 0) == before.get("failed", 0) and after["queued"] - before["queued"] == 3
+
+
+def test_a_prompt_too_long_for_the_models_is_refused_before_it_is_queued(real):
+    """The tiny policy's context is 1024 tokens: a 200,000-character prompt is refused at once, without being
+    tokenized; a prompt that tokenizes past --max-prompt-tokens is refused naming the cap."""
+    from ttscale.serve.schemas import ApiError, RequestParser
+
+    _, cfg, ctx, _ = real
+    parser = RequestParser(cfg, ctx, "tiny")
+    assert parser.limits == {"the policy's context": 1024, "the PRM's max length": ctx.scorer.spec.max_length}
+    t0 = time.perf_counter()
+    with pytest.raises(ApiError) as e:
+        parser.parse("text", {"prompt": "7 + " * 50_000}, "r1")
+    assert e.value.status == 400 and "too long: 200000 characters" in e.value.message and "context" in e.value.message
+    assert time.perf_counter() - t0 < 0.5
+    from ttscale.search.candidates import policy_prompt
+
+    small = len(parser.tokenizer(policy_prompt("2 + 2", [], parser.tokenizer, ctx.settings))["input_ids"])
+    capped = RequestParser(dataclasses.replace(cfg, max_prompt_tokens=small), ctx, "tiny")
+    with pytest.raises(ApiError, match=rf"too long: \d+ tokens, at most {small} fit \(this server's cap --max-promp"):
+        capped.parse("text", {"prompt": PROBLEM}, "r2")
+    assert capped.parse("text", {"prompt": "2 + 2"}, "r3").problem["problem"] == "2 + 2"
+
+
+def test_a_request_past_its_deadline_gets_504_and_is_dropped_before_its_batch(fake):
+    """--request-timeout: a request still queued at its deadline answers 504 and never reaches the model."""
+    import httpx
+
+    from ttscale.serve.app import create_app
+
+    _, cfg, _ = fake
+
+    class Slow(ScriptedGenerator):
+        def generate(self, prompts, params, n=None):
+            time.sleep(2.0)
+            return super().generate(prompts, params, n)
+
+    slow = Slow(depth=3)
+    url, server, thread = _start(create_app(dataclasses.replace(cfg, request_timeout=1.0, batch_window_ms=0),
+                                            SearchContext(generator=slow, settings=cfg.settings()), "scripted"))
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "FIRST problem"}, timeout=30)
+            time.sleep(0.3)
+            second = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "SECOND problem"}, timeout=30)
+            codes = [first.result().status_code, second.result()]
+        assert codes[0] == 504 and codes[1].status_code == 504
+        assert "--request-timeout 1" in codes[1].json()["error"]["message"]
+        time.sleep(2.5)    # the first search finishes; the second was dropped before its batch
+        assert not any("SECOND" in p for call in slow.calls for p in call["prompts"])
+        assert httpx.get(url + "/health", timeout=10).json()["dropped"] >= 1
+    finally:
+        _stop(server, thread)

@@ -113,7 +113,26 @@ def write_table(data: datasets.Dataset | Iterable[dict[str, Any]], path: str | o
             ds.to_parquet(str(tmp))
         else:
             ds.save_to_disk(str(tmp))
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p)
-    os.replace(tmp, p)
+    replace_path(tmp, p)
+    return p
+
+
+def replace_path(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Put `tmp` (a file or folder) at `final`, replacing what is there: a link is removed, never followed (what
+    it points to is left alone), a folder is deleted first (rename cannot replace a non-empty one)."""
+    final = Path(final)
+    if final.is_symlink():
+        final.unlink()
+    elif final.is_dir():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text file atomically (temp file + rename): a kill never leaves half of it, and a link at
+    `path` is replaced by the file, not written through."""
+    p = Path(path)
+    tmp = _tmp_path(p)
+    tmp.write_text(text, encoding="utf-8")
+    replace_path(tmp, p)
     return p

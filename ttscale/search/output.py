@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-import shutil
 import typing
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +26,7 @@ import datasets
 from ttscale.data.answers import grade_many
 from ttscale.data.row_errors import check_any_processed, join_sidecars
 from ttscale.data.rundir import collect_parts, part_path
-from ttscale.data.io import write_table
+from ttscale.data.io import write_table, write_text
 from ttscale.search.registry import strategy_options
 from ttscale.search.types import ROLES, Candidate, Node, ProblemResult, SearchSettings, Spent
 
@@ -173,13 +172,7 @@ def finalize(out: Path, models: dict[str, Any] | None = None) -> dict[str, Any]:
     ds = datasets.Dataset.from_list([json.loads(line) for p in parts for line in p.read_text().splitlines()
                                      if line.strip()], features=FEATURES)
     check_any_processed(len(ds), skipped)
-    tmp = out / ".dataset.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    ds.save_to_disk(str(tmp))
-    if (out / "dataset").exists():
-        shutil.rmtree(out / "dataset")
-    tmp.rename(out / "dataset")
+    write_table(ds, out / "dataset")   # atomic; a link at out/dataset is replaced, never followed
     summary = {**summarize(ds, models), "skipped": len(skipped)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary

@@ -23,7 +23,8 @@ from ttscale.inference.loading import GeneratorArgs, ReviserArgs
 from ttscale.inference.sampling_args import SamplingArgs
 from ttscale.inference.scorers_load import ScorerArgs
 from ttscale.data.row_errors import OnErrorArgs, run_per_problem, write_sidecar
-from ttscale.data.rundir import claim_run_dir, part_path
+from ttscale.data.io import write_text
+from ttscale.data.rundir import RunDirArgs, claim_run_dir, fingerprint_model, fingerprint_rows, part_path
 from ttscale.distributed.executor import ExecutorArgs, Work, make_executor
 from ttscale.search.output import finalize, result_rows, write_part
 from ttscale.search.search_args import SearchArgs
@@ -35,7 +36,7 @@ from ttscale.search.types import SearchContext, SearchSettings
 @overrides(temperature=tweak(help="sampling temperature (rollouts for lookahead are greedy)"),
            max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
            seed=tweak(help="sampling seed: same seed, same search"))
-class Config(OnErrorArgs, ExecutorArgs, SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
+class Config(RunDirArgs, OnErrorArgs, ExecutorArgs, SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
     revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
@@ -89,8 +90,11 @@ def run(cfg: Config) -> int:
     problems = cfg.load()
     size = cfg.problems_per_batch
     n_parts = (len(problems) + size - 1) // size
-    claim_run_dir(out, {**run_identity(cfg), "n_chunks": n_parts}, "search")
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    claim_run_dir(out, {**run_identity(cfg), "n_chunks": n_parts}, "search", inputs={
+        "problems": fingerprint_rows(problems), "policy": fingerprint_model(cfg.policy),
+        "prm": fingerprint_model(cfg.prm), "revision_model": fingerprint_model(cfg.revision_model),
+        "allocation": fingerprint_model(cfg.allocation)}, allow_changed=cfg.allow_changed_inputs)
+    write_text(out / "config.yaml", to_yaml(cfg))
 
     todo = [c for c in range(n_parts) if not part_path(out, c).exists()]
     print(f"[search] {cfg.strategy} N={cfg.budget}: {len(problems)} problems, {n_parts} parts, "

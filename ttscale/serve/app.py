@@ -3,15 +3,18 @@
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health (no key needed: it says
 only whether the server is up and how busy it is).
 Safety: with an API key set, /v1/* needs `Authorization: Bearer KEY` (401 otherwise); bodies over
---max-body-bytes get 413 before they are parsed; more than --max-pending queued requests get 503; a request
-whose client disconnects before its batch starts is dropped; a failed search answers 500 with the reason and
-the server keeps serving.
+--max-body-bytes get 413 before they are parsed; JSON nested deeper than MAX_JSON_DEPTH gets 400 and a
+non-finite number (NaN, Infinity, 1e999) 422; a prompt longer than the models take gets 400 (schemas.py); more
+than --max-pending queued requests get 503; a request whose client disconnects, or that is still waiting after
+--request-timeout seconds (504), is dropped before its batch starts; a failed search answers 500 with the
+reason and the server keeps serving.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
+import math
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -46,6 +49,46 @@ def offered_strategies(cfg: Any, ctx: SearchContext) -> list[str]:
     return out
 
 
+MAX_JSON_DEPTH = 32     # an OpenAI request nests about 5 levels
+
+
+def _reject_constant(name: str) -> float:
+    raise ApiError(422, f"non-finite number {name} in the body: every number must be finite")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ApiError(422, f"number {text[:40]} is out of range: every number must be finite")
+    return value
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def parse_json(raw: bytes) -> Any:
+    """The body as JSON, or an ApiError: malformed (400), nested too deep (400), a non-finite number (422)."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise ApiError(400, f"JSON nested too deep (this server takes at most {MAX_JSON_DEPTH} levels)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"malformed JSON body: {e}") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"JSON nested too deep (this server takes at most {MAX_JSON_DEPTH} levels)")
+    return data
+
+
 def _error(e: ApiError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status)
 
@@ -59,10 +102,7 @@ async def _read_body(request: Request, limit: int) -> Any:
         data += chunk
         if len(data) > limit:
             raise ApiError(413, f"request body is over this server's cap --max-body-bytes {limit}")
-    try:
-        return json.loads(bytes(data))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ApiError(400, f"malformed JSON body: {e}") from None
+    return parse_json(bytes(data))
 
 
 async def _disconnected(request: Request) -> None:
@@ -131,12 +171,16 @@ def create_app(cfg: Any, ctx: SearchContext, model_id: str, api_key: str | None 
         job = batcher.submit(req)
         watcher = asyncio.create_task(_disconnected(request))
         try:
-            await asyncio.wait({job.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({job.future, watcher}, timeout=cfg.request_timeout or None,
+                                         return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
-        if not job.future.done():   # the client left first: its batch skips it if it has not started
+        if not job.future.done():   # the client left, or the deadline passed: its batch skips it if not started
             job.dropped = True
-            return Response(status_code=499)
+            if watcher in done:
+                return Response(status_code=499)
+            return _error(ApiError(504, f"no answer within --request-timeout {cfg.request_timeout:g} s; the request "
+                                        "was dropped", kind="server_error"))
         if job.future.exception() is not None:
             e = job.future.exception()
             return _error(ApiError(500, f"search failed: {type(e).__name__}: {e}", kind="server_error"))

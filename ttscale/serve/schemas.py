@@ -2,8 +2,15 @@
 
 Search settings come from the body's own fields (the openai client's `extra_body`), each checked against the
 option it sets on the command line (type, bounds, choices), with the server's values as defaults. Errors
-name the body field: 400 for what is not a usable request (malformed, over a cap), 422 for a value the
-search refuses (unknown strategy or option, out of bounds, a strategy the loaded models cannot run).
+name the body field: 400 for what is not a usable request (malformed, over a cap, text that is not valid
+Unicode, a prompt longer than the models take), 422 for a value the search refuses (unknown strategy or
+option, out of bounds, a non-finite number, a strategy the loaded models cannot run). Everything is checked
+before a request is queued, so a bad request never joins (and fails) a batch of good ones.
+
+Prompt length: the policy's prompt for the problem (its chat template included) is counted with the policy's
+tokenizer and must leave room, in the policy's context and the PRM's max length, for the tokens the search may
+generate per candidate; --max-prompt-tokens caps it further. A text too long to possibly fit (over the cap
+times the vocabulary's longest token, in characters) is refused without being tokenized.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ttscale.config import check_value
+from ttscale.search.candidates import policy_prompt
 from ttscale.search.registry import STRATEGIES
 from ttscale.search.search_args import StrategyOptions
 from ttscale.search.strategy import Strategy
@@ -104,6 +112,30 @@ def _problem_text(kind: str, body: Mapping[str, Any]) -> tuple[str, str | None]:
     return users[-1], system
 
 
+def _valid_text(text: str, param: str) -> str:
+    """Text a tokenizer can encode: a lone surrogate (JSON "\\ud800") is refused here, not in a batch."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ApiError(400, f"{param} is not valid Unicode text: a lone surrogate at character {e.start} "
+                            f"(send UTF-8 text)", param) from None
+    return text
+
+
+def model_limits(ctx: SearchContext) -> dict[str, int]:
+    """The token limits of the loaded models a prompt must fit: the policy's (or reviser's) context, the PRM's
+    max length, where they are known (a served model's context is the server's to enforce)."""
+    out = {}
+    gen = ctx.generator or ctx.reviser
+    n = getattr(getattr(getattr(gen, "model", None), "config", None), "max_position_embeddings", None)
+    if isinstance(n, int) and n > 0:
+        out["the policy's context"] = n
+    n = getattr(getattr(ctx.scorer, "spec", None), "max_length", None)
+    if isinstance(n, int) and n > 0:
+        out["the PRM's max length"] = n
+    return out
+
+
 class RequestParser:
     """Turns bodies into SearchRequests for one server: its config (defaults and caps) and its loaded models."""
 
@@ -111,6 +143,11 @@ class RequestParser:
         self.cfg, self.ctx, self.model_id, self.allocation = cfg, ctx, model_id, allocation
         self.hints = typing.get_type_hints(type(cfg))
         self.fields = {f.name: f for f in dataclasses.fields(cfg)}
+        self.limits = model_limits(ctx)
+        gen = ctx.generator or ctx.reviser
+        self.tokenizer = getattr(gen, "tokenizer", None)
+        vocab = self.tokenizer.get_vocab() if hasattr(self.tokenizer, "get_vocab") else {}
+        self.chars_per_token = max((len(t) for t in vocab), default=64)   # no token spans more characters
 
     def parse(self, kind: str, body: Any, request_id: str) -> SearchRequest:
         if not isinstance(body, dict):
@@ -126,6 +163,9 @@ class RequestParser:
         if model is not None and model != self.model_id:
             raise ApiError(422, f"model {model!r} is not served here; this server serves {self.model_id!r}", "model")
         problem, system = _problem_text(kind, body)
+        field_name = "prompt" if kind == "text" else "messages"
+        _valid_text(problem, field_name)
+        _valid_text(system or "", field_name)
         if not problem.strip():
             raise ApiError(400, "the problem is empty", "prompt" if kind == "text" else "messages")
 
@@ -143,6 +183,7 @@ class RequestParser:
                                 f"server: {e}", "strategy") from None
         settings = dataclasses.replace(req_cfg.settings(self.ctx.settings.revision_max_attempts), system=system)
         ctx = dataclasses.replace(self.ctx, settings=settings)
+        self._check_prompt(problem, settings, req_cfg, field_name)
         strategy = req_cfg.make_strategy()
         try:
             strategy.validate(req_cfg.budget, ctx)
@@ -189,6 +230,30 @@ class RequestParser:
             if values["budget"] < smallest:
                 raise ApiError(422, f"budget {values['budget']} is below the smallest budget in the server's "
                                     f"allocation file ({smallest}) for strategy auto", "budget")
+
+    def _check_prompt(self, problem: str, settings: Any, req_cfg: Any, param: str) -> None:
+        """The prompt's tokens plus what the search may generate per candidate fit every model limit (400)."""
+        family = STRATEGIES[req_cfg.strategy].family
+        room = (req_cfg.max_depth * req_cfg.max_step_tokens if family in ("tree", "meta") else 0)
+        room = max(room, req_cfg.max_new_tokens)
+        caps = {name: n - room for name, n in self.limits.items()}
+        if self.cfg.max_prompt_tokens:
+            caps["--max-prompt-tokens"] = self.cfg.max_prompt_tokens
+        if not caps:
+            return
+        name, cap = min(caps.items(), key=lambda kv: kv[1])
+        why = (f"{name} ({self.limits[name]} tokens) less the {room} tokens this search may generate per "
+               f"candidate" if name in self.limits else f"this server's cap {name} {cap}")
+        text_len = len(problem) + len(settings.system or "")
+        if cap <= 0 or text_len > cap * self.chars_per_token:
+            raise ApiError(400, f"the prompt is too long: {text_len} characters; at most {max(cap, 0)} tokens fit "
+                                f"({why}); shorten it or ask for fewer tokens", param)
+        if self.tokenizer is None or not callable(self.tokenizer):
+            return
+        n = len(self.tokenizer(policy_prompt(problem, [], self.tokenizer, settings))["input_ids"])
+        if n > cap:
+            raise ApiError(400, f"the prompt is too long: {n} tokens, at most {cap} fit ({why}); shorten it or "
+                                f"ask for fewer tokens", param)
 
     def check_defaults(self) -> None:
         """The server's defaults must fit its own caps (raised as ValueError at start, before serving)."""

@@ -46,6 +46,11 @@ class Config(SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs):
     max_tokens: int = field(4096, ge=1, help="cap on tokens per candidate a request may ask for: max_tokens, and "
                                              "max_depth x max_step_tokens for step-wise search (over it: 400)")
     max_body_bytes: int = field(1 << 20, ge=1, help="cap on a request body's size (over it: 413)")
+    max_prompt_tokens: int = field(0, ge=0, help="cap on a prompt's tokens (its chat template included; over it: 400); "
+                                                 "0 = what the policy's context and the PRM's max length leave after "
+                                                 "the tokens a search may generate, which always apply")
+    request_timeout: float = field(600.0, ge=0, help="seconds a request may wait for its answer; past it, 504 and the "
+                                                     "request is dropped if its batch has not started (0: no limit)")
     max_pending: int = field(256, ge=1, help="requests that may wait for a batch; more get 503")
     batch_window_ms: float = field(20.0, ge=0, help="a batch waits up to this long after its first request for "
                                                    "others to join (0: batch only what is already queued)")

@@ -21,7 +21,8 @@ from ttscale.data.row_errors import OnErrorArgs, write_sidecar
 from ttscale.distributed.executor import ExecutorArgs, make_executor
 from ttscale.train.labeling.labeler import LabelArgs
 from ttscale.train.labeling.label_work import CACHE_NAME, ChunkResult, LabelWork
-from ttscale.data.rundir import claim_run_dir, part_path
+from ttscale.data.io import write_text
+from ttscale.data.rundir import RunDirArgs, claim_run_dir, fingerprint_model, fingerprint_rows, part_path
 from ttscale.train.labeling.output import finalize, layout_of, write_export
 from ttscale.train.labeling.shards import Layout
 from ttscale.train.labeling.rollouts import RolloutCache
@@ -30,7 +31,7 @@ from ttscale.inference.loading import GeneratorArgs
 
 
 @dataclass(kw_only=True)
-class Config(OnErrorArgs, ExecutorArgs, LabelArgs, GeneratorArgs, ProblemArgs):
+class Config(RunDirArgs, OnErrorArgs, ExecutorArgs, LabelArgs, GeneratorArgs, ProblemArgs):
     """Monte Carlo step labels (Math-Shepherd / OmegaPRM) from a policy, resumable and shardable."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, rollout cache", positional=True,
                             run_key=False)
@@ -54,8 +55,10 @@ def run(cfg: Config) -> int:
     layout = Layout(len(problems), cfg.num_shards, cfg.chunk_size)
     # The layout decides which chunk id holds which problems: a resume or a merge must see the same one.
     claim_run_dir(out, {**run_identity(cfg), "n_chunks": layout.n_chunks, "n_problems": len(problems),
-                        "num_shards": cfg.num_shards}, "labelling")
-    (out / f"config-shard{cfg.shard_index}.yaml").write_text(to_yaml(cfg))
+                        "num_shards": cfg.num_shards}, "labelling",
+                  inputs={"problems": fingerprint_rows(problems), "policy": fingerprint_model(cfg.policy)},
+                  allow_changed=cfg.allow_changed_inputs)
+    write_text(out / f"config-shard{cfg.shard_index}.yaml", to_yaml(cfg))
     mine = layout.chunks(cfg.shard_index)
     todo = [(c, idx) for c, idx in mine if not part_path(out, c).exists()]
     print(f"[label] {len(problems)} problems, {len(layout.shard_problems(cfg.shard_index))} in shard "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttscale.config import field
+from ttscale.data.rundir import check_output_dir
 from ttscale.data.threads import ThreadArgs
 from ttscale.train.labeling.output import finalize
 
@@ -23,6 +24,7 @@ class Config(ThreadArgs):
 def run(cfg: Config) -> int:
     cfg.apply_threads()
     runs = [Path(p) for p in cfg.inputs]
+    check_output_dir(Path(cfg.output_dir))
     metas = [json.loads((p / "run.json").read_text()) for p in runs]
     if any(m != metas[0] for m in metas[1:]):
         raise SystemExit("the shards were labelled with different settings; merge only shards of one run")

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import heapq
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import datasets
 
+from ttscale.data.io import replace_path, write_text
 from ttscale.data.row_errors import check_any_processed, join_sidecars
 from ttscale.data.rundir import collect_parts, missing_chunks
 from ttscale.train.labeling.shards import Layout
@@ -144,12 +144,9 @@ def finalize(run_dirs: list[Path], out: Path, export: str | None = None) -> dict
         tmp = out / ".dataset.tmp"
         ds.save_to_disk(str(tmp))
         del ds
-    final = out / "dataset"
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    replace_path(tmp, out / "dataset")
     if export:
         write_export(export, parts, layout, out / "export.jsonl")
         summary["export"] = str(out / "export.jsonl")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
