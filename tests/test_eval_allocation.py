@@ -235,3 +235,16 @@ def test_the_refit_interval_refits_both_curves_on_each_resample():
     refit = efficiency_refit(alloc, tuned_baseline(points, alloc), replicates=200)
     assert refit["value"] is not None and refit["low"] <= refit["value"] <= refit["high"]
     assert refit["replicates_defined"] >= 100
+
+
+def test_the_knob_score_counts_only_budgets_the_allocation_kept_to():
+    """A probe that costs more than a budget makes the held-out choices overspend there: that budget scores 0,
+    so a large probe cannot win by buying accuracy at low budgets with compute they do not have."""
+    from ttscale.eval.knobs import equal_cost_score
+
+    points = [bon(1, [1, 0, 0, 0, 1, 0, 0, 0], 25.0), bon(4, [1, 1, 0, 0, 1, 1, 1, 0], 100.0)]
+    free = allocate(points, BINS, folds=2)
+    assert equal_cost_score(free) == pytest.approx((free.curve[1] + free.curve[4]) / 2)
+    probed = allocate(points, BINS, folds=2, probe={"flops": 100.0})    # N=1 (25 FLOPs) cannot pay the probe
+    assert probed.curve_cost[1] > probed.budget_cost[1]
+    assert equal_cost_score(probed) == pytest.approx(probed.curve[4] / 2)

@@ -17,12 +17,10 @@ import yaml
 
 from ttscale.eval.allocation import allocate, allocation_dict, write_allocation
 from ttscale.eval.efficiency import TUNED, efficiency, efficiency_refit, tuned_baseline
-import numpy as np
-
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import COST_AXES, default_curves, evaluate_runs, pass_at_k_curve, probe_cost, unknown_flops
 from ttscale.eval.deployment import deployment
-from ttscale.eval.knobs import KNOBS, choose, parse_tune, read_tuned, write_tuned
+from ttscale.eval.knobs import KNOBS, choose, equal_cost_score, parse_tune, read_tuned, write_tuned
 from ttscale.eval.report import build_summary, write_report
 from ttscale.errors import UserError
 from ttscale.eval.runs import Run, common_problems, load_runs
@@ -73,8 +71,9 @@ class Config(ThreadArgs):
     allocation_format: str = field("yaml", choices=["yaml", "json"], help="allocation file format")
     tune: list[str] = field(default_factory=list,
                             help="KNOB=V1,V2,... (pooling, probe_samples, n_bins): choose these knobs on THESE runs "
-                                 "(a dev split) by the mean k-fold held-out accuracy of the allocation over the "
-                                 "budgets; writes OUT/tuned.yaml for `--tuned` on another split")
+                                 "(a dev split): the mean over the budgets of the allocation's k-fold held-out "
+                                 "accuracy, 0 where it overspent the budget; writes OUT/tuned.yaml for `--tuned` "
+                                 "on another split")
     tuned: str | None = field(None, help="OUT/tuned.yaml of an `evaluate --tune` on another split: its knob values "
                                          "replace this config's, and summary.json records where they came from")
     deployment_of: str | None = field(None, help="summary.json of the evaluation whose allocation these runs' "
@@ -165,10 +164,9 @@ def _fit(cfg: Config, runs: list[Run], points: list) -> _Fit:
 
 
 def _tune(cfg: Config, runs: list[Run], points: list, out: Path) -> dict[str, Any]:
-    """--tune: the knob values whose allocation has the best mean held-out accuracy on these runs."""
+    """--tune: the knob values whose allocation scores best on these runs (knobs.equal_cost_score)."""
     grid = parse_tune(cfg.tune)
-    knobs, rows = choose(grid, lambda k: float(np.mean(list(_fit(dataclasses.replace(cfg, **k), runs,
-                                                                     points).alloc.curve.values()))))
+    knobs, rows = choose(grid, lambda k: equal_cost_score(_fit(dataclasses.replace(cfg, **k), runs, points).alloc))
     path = write_tuned(out / "tuned.yaml", knobs, rows, cfg.runs, len(runs[0].graded) if runs else 0)
     print(f"  chose {knobs} on these runs -> {path}")
     return {"knobs": knobs, "table": rows, "file": str(path)}

@@ -1,8 +1,9 @@
 """Evaluate's own knobs chosen on a split of their own (the split protocol: dev chooses, test reports).
 
 `evaluate --tune KNOB=V1,V2,...` on a dev split's runs fits the compute-optimal allocation once per
-combination of the listed values and keeps the combination whose k-fold held-out curve has the highest mean
-accuracy over the budget grid (ties: the first combination listed). It writes OUT/tuned.yaml: the chosen
+combination of the listed values and keeps the combination with the best equal-cost score: the mean over the
+budget grid of the k-fold held-out accuracy, counted 0 at a budget where the held-out choices spent more than
+the budget (a probe that does not fit the budget buys nothing there). Ties: the first combination listed. It writes OUT/tuned.yaml: the chosen
 values, every combination's score, and which runs (problems) chose them. `evaluate --tuned FILE` on the test
 split's runs takes those values instead of its own, and its summary.json records where they came from, so a
 figure is never reported on the problems its knobs were chosen on.
@@ -36,6 +37,13 @@ def parse_tune(specs: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def equal_cost_score(alloc: Any) -> float:
+    """Mean held-out accuracy over the budgets, 0 where the held-out choices overspent the budget."""
+    scores = [acc if alloc.curve_cost[b] <= alloc.budget_cost[b] * (1 + 1e-9) else 0.0
+              for b, acc in alloc.curve.items()]
+    return float(sum(scores) / len(scores)) if scores else 0.0
+
+
 def choose(grid: Mapping[str, Sequence[Any]], score: Callable[[dict[str, Any]], float]) -> tuple[dict[str, Any], list]:
     """(the best combination, [{knobs..., score}] for every combination) under `score` (higher is better)."""
     names = list(grid)
@@ -50,7 +58,8 @@ def choose(grid: Mapping[str, Sequence[Any]], score: Callable[[dict[str, Any]], 
 def write_tuned(path: Path, knobs: Mapping[str, Any], rows: list, runs: Sequence[str], problems: int) -> Path:
     path.write_text(yaml.safe_dump({
         "version": TUNED_VERSION, "knobs": dict(knobs), "chosen_on": {"runs": list(runs), "problems": problems},
-        "criterion": "mean k-fold held-out compute-optimal accuracy over the budget grid", "table": rows},
+        "criterion": "mean over the budgets of the k-fold held-out accuracy, 0 where it overspent the budget",
+        "table": rows},
         sort_keys=False))
     return path
 
