@@ -257,7 +257,8 @@ def split_protocol(out: Path, rec: Path, tune: list[str]) -> dict:
     chosen = (yaml.safe_load(tuned.read_text()) or {}).get("knobs") if tuned.exists() else None
     return {
         "dev": {**split("dev"), "runs": str(out / "runs_dev"), "chose": chosen, "grid": tune,
-                "how": "evaluate --tune: mean 5-fold held-out allocation accuracy over the budgets"},
+                "how": "evaluate --tune: mean over the budgets of the 5-fold held-out allocation accuracy, 0 "
+                       "where it overspent the budget"},
         "test": {**split("test"), "runs": str(out / "runs"),
                  "fits": "the allocation (allocation.yaml), the tuned baseline's selection; every curve and table "
                          "of report/"},
