@@ -8,7 +8,8 @@ benchmarks/search.py builds (random weights: the figures measure serving and bat
 sends the toy-world problems one by one, and all at once. Prints requests/s for both, their ratio (goal: the
 batched throughput, well above 1x), p50 / p95 latency, the server's batch statistics and the failed requests
 (goal: 0). The mixed load sends the 64 again with the long prompt among them: the valid requests' p95 with it
-(goal: within 2x of without; the server refuses it before it is queued) and the long request's status. Every request has a timeout and the whole run a deadline; nothing leaves the loopback interface.
+(goal: within 2x of without; the server refuses it before it is queued) and the long request's status.
+Every request has a timeout and the whole run a deadline; nothing leaves the loopback interface.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ async def load(url: str, problems: list[str], concurrent: bool, timeout: float, 
         wall = time.perf_counter() - start
     extra = {}
     if hostile is not None:
-        (t, status), results = results[len(problems) // 2], results[:len(problems) // 2] + results[len(problems) // 2 + 1:]
+        t, status = results.pop(len(problems) // 2)
         extra = {"hostile": {"chars": len(hostile), "status": status, "seconds": round(t, 3)}}
     latencies = [t for t, _ in results]
     return {"requests": len(problems), "wall_s": round(wall, 2), "requests_per_s": round(len(problems) / wall, 2),

@@ -42,16 +42,11 @@ def check_output_dir(out: Path) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SystemExit(f"{out} is a file, not a folder: give the path of a new or existing output folder")
-    for folder in (out, out / "parts"):
-        if not folder.is_dir() or (folder is not out and folder.is_symlink()):
-            continue
-        for entry in os.scandir(folder):
+    for folder in (out, out / "parts"):   # a linked parts/ is found while scanning out/, before it is entered
+        for entry in os.scandir(folder) if folder.is_dir() else ():
             if entry.is_symlink():
                 raise SystemExit(f"{entry.path} is a symbolic link: a run writes nothing through links inside its "
                                  f"output folder; remove the link or use another folder")
-    if (out / "parts").is_symlink():
-        raise SystemExit(f"{out / 'parts'} is a symbolic link: a run writes nothing through links inside its output "
-                         f"folder; remove the link or use another folder")
 
 
 def fingerprint_rows(rows: Iterable[Mapping[str, Any]]) -> str:

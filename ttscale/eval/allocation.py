@@ -136,7 +136,6 @@ class Fit:
         held_cost = np.zeros((len(self.limits), len(cols)))
         groups, group_of = np.unique(cols, return_inverse=True)
         perm = np.random.default_rng(self.seed).permutation(len(groups))
-        sub = Fit(mat, self.cost, labels, self.limits, self.folds, self.seed, self.pooling)
         everyone = np.arange(len(cols))
         for test_groups in np.array_split(perm, min(self.folds, len(groups))):
             test = np.nonzero(np.isin(group_of, test_groups))[0]
@@ -146,7 +145,7 @@ class Fit:
                     fit = train[labels[train] == label]
                     if len(fit) == 0:   # no training problem in this bin: fall back to the overall best
                         fit = train
-                    chosen = sub.choose(limit, fit, train)
+                    chosen = _choose(mat, self.cost, limit, fit, train, self.pooling)
                     where = test[labels[test] == label]
                     held[b_i, where], held_cost[b_i, where] = mat[chosen, where], self.cost[chosen]
         return held, held_cost

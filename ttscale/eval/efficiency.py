@@ -111,11 +111,10 @@ def efficiency_refit(alloc: Allocation, tuned: Allocation, replicates: int = 100
     replicate refits both on a resample of the problems (module docstring)."""
     if tuned.ids != alloc.ids:
         raise ValueError("the tuned baseline must be fitted on the allocation's problems")
+    if alloc.fit is None or tuned.fit is None or alloc.folds < 2:   # in-sample fits have nothing to refit
+        return {"value": None, "low": None, "high": None, "replicates_defined": 0, "axis": alloc.axis, "refit": True}
 
     def value(cols: np.ndarray) -> float | None:   # on all columns this reproduces the reported held-out curves
         return compute_optimal_efficiency(_held_curve(*tuned.fit.held_out(cols)), _held_curve(*alloc.fit.held_out(cols)))
-
-    if alloc.fit is None or tuned.fit is None or alloc.folds < 2:
-        return {"value": None, "low": None, "high": None, "replicates_defined": 0, "axis": alloc.axis, "refit": True}
 
     return {**_bootstrap(value, len(alloc.ids), replicates, seed), "axis": alloc.axis, "refit": True}

@@ -3,8 +3,8 @@
 `evaluate --tune KNOB=V1,V2,...` on a dev split's runs fits the compute-optimal allocation once per
 combination of the listed values and keeps the combination with the best equal-cost score: the mean over the
 budget grid of the k-fold held-out accuracy, counted 0 at a budget where the held-out choices spent more than
-the budget (a probe that does not fit the budget buys nothing there). Ties: the first combination listed. It writes OUT/tuned.yaml: the chosen
-values, every combination's score, and which runs (problems) chose them. `evaluate --tuned FILE` on the test
+the budget (a probe that does not fit the budget buys nothing there). Ties: the first combination listed.
+It writes OUT/tuned.yaml: the chosen values, every combination's score, and which runs (problems) chose them. `evaluate --tuned FILE` on the test
 split's runs takes those values instead of its own, and its summary.json records where they came from, so a
 figure is never reported on the problems its knobs were chosen on.
 """

@@ -13,7 +13,8 @@ and subsamples (`bootstrap_interval`), the same kind for subsampled and single e
 Compute per point: nominal N, and from `spent` (search.types.Spent, measured by the search's meter) per
 problem: generated tokens, tokens run (prompts run + generated, policy + reviser + PRM) and FLOPs (policy +
 reviser + PRM, prompts included); a subsample is charged as a real run at N' would be: generated and PRM
-tokens in the share of the run's candidate tokens it contains, the prompt once, in full. `Point.cost(axis)` is what `evaluate --cost flops|tokens|n` compares.
+tokens in the share of the run's candidate tokens it contains, the prompt once, in full. `Point.cost(axis)`
+is what `evaluate --cost flops|tokens|n` compares.
 A run in which some model ran tokens at 0 FLOPs (size unknown) has `flops_known` False.
 """
 from __future__ import annotations

@@ -31,9 +31,12 @@ def _r(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
 
 
+def _length(pt: Point) -> int:
+    return pt.config.get("revision_length") or pt.budget      # `revisions` = one chain of length N
+
+
 def _ratio(pt: Point) -> float:
-    length = pt.config.get("revision_length") or pt.budget   # `revisions` = one chain of length N
-    return length * length / pt.budget                       # L / C with C = N / L
+    return _length(pt) ** 2 / pt.budget                       # L / C with C = N / L
 
 
 def _flops(pt: Point) -> float | None:
@@ -84,7 +87,7 @@ def ratio_sweep(points: Sequence[Point]) -> list[dict[str, Any]]:
     generator (the revision model's own parallel baseline, when that run is there)."""
     revs = [pt for pt in points if pt.default and pt.family == "revision"]
     first = lambda pt: pt.config.get("first_attempt") or "reviser"   # noqa: E731  (runs before the option)
-    parallel = {(pt.budget, first(pt)): pt for pt in revs if _ratio(pt) * pt.budget == 1}   # L = 1
+    parallel = {(pt.budget, first(pt)): pt for pt in revs if _length(pt) == 1}
     rows = []
     for pt in revs:
         base = parallel.get((pt.budget, first(pt)))

@@ -36,7 +36,8 @@ from ttscale.search.types import SearchContext, SearchSettings
 @overrides(temperature=tweak(help="sampling temperature (rollouts for lookahead are greedy)"),
            max_new_tokens=tweak(help="token limit per full sample or revision attempt"),
            seed=tweak(help="sampling seed: same seed, same search"))
-class Config(RunDirArgs, OnErrorArgs, ExecutorArgs, SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs, ProblemArgs):
+class Config(RunDirArgs, OnErrorArgs, ExecutorArgs, SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs,
+             ProblemArgs):
     """Test-time search (best-of-N, beam, lookahead, DVTS, particle filtering, REBASE, MCTS, adaptive majority,
     revisions) with a policy, a PRM and a revision model."""
     output_dir: str = field(help="output folder: parts/, dataset/, summary.json, config.yaml", positional=True,
