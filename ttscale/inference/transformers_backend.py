@@ -1,16 +1,16 @@
 """In-process generation with transformers: any local/hub checkpoint, a PEFT adapter, or a GGUF file.
 
-The decode loop is our own (forward with a KV cache) rather than `model.generate`, because the Generator
-contract needs things generate does not give together:
-  - completion j of a prompt depends only on (prompt, params without n, j): every row samples with its own
-    torch.Generator seeded from those, so batching never changes a result, and a prompt asked for fewer
-    completions gets the first ones of a larger request (per-prompt counts: `generate(..., n=[...])`);
+The decode loop is our own (inference/decode.py: continuous batching over a growing KV buffer) rather than
+`model.generate`, because the Generator contract needs things generate does not give together:
+  - completion j of a prompt depends only on (prompt, params without n, j): every row samples from a
+    counter-based generator keyed by a seed derived from those, so batching never changes a result, and a
+    prompt asked for fewer completions gets the first ones of a larger request (`generate(..., n=[...])`);
   - stop strings are matched on decoded text (a stop can end inside a token) per row, the text is cut
-    right after the stop, and the row leaves the batch at once (finished rows cost nothing);
-  - n samples of a prompt share one prefill: the prompt is run once and its KV cache copied n times.
+    right after the stop, and the row's slot goes to the next queued row;
+  - n samples of a prompt admitted together share one prefill: the prompt is run once, its KV copied n times.
 After each call `last_prompt_tokens` holds, per prompt, the prompt tokens prefilled: its length once per
-chunk of `batch_size` sequences its samples fall in (padding is masked and not counted; there is no cache
-across calls, so `last_cached_tokens` is all 0).
+admission its samples fall in (padding is masked and not counted; there is no cache across calls, so
+`last_cached_tokens` is all 0).
 """
 from __future__ import annotations
 
@@ -107,6 +107,7 @@ class TransformersGenerator:
         self.pad_id = next(iter(x for x in (tok.pad_token_id, tok.eos_token_id, 0) if x is not None))
         self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._cache_arg = cache_kwarg(self.model) or "past_key_values"
+        self._stop_cache: dict[tuple[str, ...], frozenset[int]] = {}
         self.last_prompt_tokens: list[int] | None = None   # see module doc
         self.last_cached_tokens: list[int] | None = None
 
@@ -139,91 +140,35 @@ class TransformersGenerator:
                 return full[len(ctx):]
         return dec(list(ids), skip_special_tokens=True)
 
-    # --- sampling -----------------------------------------------------------------------------------
+    # --- the decode loop (inference/decode.py) ----------------------------------------------------------
 
-    @staticmethod
-    def _sample(logits: torch.Tensor, gens: list[torch.Generator | None], params: SamplingParams) -> list[int]:
-        if params.temperature <= 0:
-            return logits.argmax(-1).tolist()
-        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-        order = None
-        if params.top_p < 1.0:
-            probs, order = probs.sort(dim=-1, descending=True)
-            # Drop tokens whose preceding mass already reaches top_p (the top token always stays).
-            probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
-        out = []
-        for i, g in enumerate(gens):
-            k = int(torch.multinomial(probs[i], 1, generator=g))
-            out.append(int(order[i, k]) if order is not None else k)
-        return out
-
-    # --- the decode loop ----------------------------------------------------------------------------
-
-    def _forward(self, past_key_values=None, **kw):
-        kw[self._cache_arg] = past_key_values
+    def _forward(self, cache, **kw) -> torch.Tensor:
+        kw[self._cache_arg] = cache
         if self._keep_arg:
             kw["logits_to_keep"] = 1
-        return self.model(use_cache=True, **kw)
+        return self.model(use_cache=True, **kw).logits[:, -1]
 
-    @torch.inference_mode()
-    def _run_chunk(self, prompts: list[list[int]], rows: list[tuple[int, int]], texts: list[str],
-                   params: SamplingParams) -> list[Completion]:
-        """Decode `rows` = (index into prompts, completion index j); each unique prompt is prefilled once."""
-        from transformers import DynamicCache
-
-        dev = self.device
-        uniq = sorted({p for p, _ in rows})
-        slot = {p: k for k, p in enumerate(uniq)}
-        width = max(len(prompts[p]) for p in uniq)
-        ids = torch.full((len(uniq), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(uniq), width), dtype=torch.long)
-        for k, p in enumerate(uniq):  # left padding: every row's next token lands in the last column
-            ids[k, width - len(prompts[p]):] = torch.tensor(prompts[p])
-            mask[k, width - len(prompts[p]):] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)  # sliding-window layers where the model has them
-        logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache).logits[:, -1]
-        src = torch.tensor([slot[p] for p, _ in rows], device=dev)
-        logits, mask, last_pos = logits[src], mask[src], pos[src, -1]
-        cache.batch_select_indices(src)  # share the prefill across the n samples of a prompt
-
-        gens = [None if params.temperature <= 0 else
-                torch.Generator(device=dev).manual_seed(derive_seed(params.seed, texts[p], j)) for p, j in rows]
-        stops = [s for s in params.stop if s]
-        window = 4 * max((len(s) for s in stops), default=0) + 8  # tokens that can hold any stop string
-        out_ids: list[list[int]] = [[] for _ in rows]
-        done: list[Completion | None] = [None] * len(rows)
-        active = list(range(len(rows)))
-        for _ in range(params.max_new_tokens):
-            tokens = self._sample(logits, [gens[r] for r in active], params)
-            keep = []
-            for k, (r, t) in enumerate(zip(active, tokens)):
-                done[r] = self._finish(prompts[rows[r][0]], out_ids[r], t, stops, window, params.max_new_tokens)
-                if done[r] is None:
-                    keep.append(k)
-            if not keep:
-                break
-            if len(keep) < len(active):  # finished rows leave the batch (and the KV cache)
-                sel = torch.tensor(keep, device=dev)
-                mask, last_pos = mask[sel], last_pos[sel]
-                cache.batch_select_indices(sel)
-                active, tokens = [active[k] for k in keep], [tokens[k] for k in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            last_pos = last_pos + 1
-            step_ids = torch.tensor(tokens, device=dev)[:, None]
-            logits = self._forward(input_ids=step_ids, attention_mask=mask, position_ids=last_pos[:, None],
-                                   past_key_values=cache).logits[:, -1]
-        return [c if c is not None else self._completion(prompts[rows[r][0]], out_ids[r], "length")
-                for r, c in enumerate(done)]
+    def _stop_ids(self, stops: tuple[str, ...]) -> frozenset[int]:
+        """Token ids that can complete one of `stops`: those whose text holds a stop's last character, or that
+        decode to nothing whole on their own (byte pieces). Other tokens skip the text check (exact: a stop
+        ends inside the token that brings its last character)."""
+        if stops not in self._stop_cache:
+            last = {s[-1] for s in stops}
+            ids = set()
+            for i in range(len(self.tokenizer)):
+                text = self.tokenizer.decode([i], skip_special_tokens=True)
+                if not text or "\ufffd" in text or any(c in text for c in last):
+                    ids.add(i)
+            self._stop_cache[stops] = frozenset(ids)
+        return self._stop_cache[stops]
 
     def _finish(self, prompt: list[int], gen: list[int], token: int, stops: list[str], window: int,
-                max_new: int) -> Completion | None:
+                max_new: int, stop_ids: frozenset[int] = frozenset()) -> Completion | None:
         """Append `token` to row `gen`; a Completion if that ended the row, else None."""
         if token in self.eos_ids:
             return self._completion(prompt, gen, "eos", extra=1)
         gen.append(token)
-        if stops:
+        if stops and token in stop_ids:
             tail = self.tokenizer.decode(gen[-window:], skip_special_tokens=True)
             if find_stop(tail, stops) is not None:  # cheap check on the tail, then confirm on the full text
                 text = self._decode(gen, prompt[-4:])
@@ -242,22 +187,28 @@ class TransformersGenerator:
         counts = counts_per_prompt(prompts, params, n)
         if params.max_new_tokens < 1:
             raise ValueError(f"need max_new_tokens >= 1, got {params.max_new_tokens}")
+        from ttscale.inference.decode import Engine, Row
+
         texts = list(prompts)
         encoded = [self.encode(p) for p in texts]
-        # Longest prompts first so a chunk's rows have similar lengths (less padding); results are
-        # batch-invariant, so the order changes only speed. A prompt asked for 0 completions is never run.
-        rows = [(p, j) for p in sorted(range(len(texts)), key=lambda p: -len(encoded[p])) for j in range(counts[p])]
-        results: list[list[Completion | None]] = [[None] * k for k in counts]
-        bar = tqdm(total=len(rows), desc="generate", unit="seq", disable=not self.progress or len(rows) <= self.batch_size,
-                   leave=False)
-        prefill = [0] * len(texts)
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            for p in {p for p, _ in chunk}:  # _run_chunk prefills each prompt of a chunk once
-                prefill[p] += len(encoded[p])
-            for (p, j), c in zip(chunk, self._run_chunk(encoded, chunk, texts, params)):
-                results[p][j] = c
-            bar.update(len(chunk))
+        # Longest prompts first, a prompt's samples together (they share one prefill when admitted together);
+        # results are batch-invariant, so the order changes only speed. A prompt asked for 0 is never run.
+        order = sorted(range(len(texts)), key=lambda p: -len(encoded[p]))
+        rows = [Row(p, j, derive_seed(params.seed, texts[p], j)) for p in order for j in range(counts[p])]
+        stops = tuple(s for s in params.stop if s)
+        window = 4 * max((len(s) for s in stops), default=0) + 8  # tokens that can hold any stop string
+        stop_ids = self._stop_ids(stops) if stops else frozenset()
+        bar = tqdm(total=len(rows), desc="generate", unit="seq", leave=False,
+                   disable=not self.progress or len(rows) <= self.batch_size)
+        engine = Engine(forward=self._forward, prompts=encoded, pad_id=self.pad_id, batch_size=self.batch_size,
+                        temperature=params.temperature, top_p=params.top_p, device=self.device, on_done=bar.update,
+                        finish=lambda row, t: self._finish(encoded[row.prompt], row.ids, t, stops, window,
+                                                           params.max_new_tokens, stop_ids))
+        with torch.inference_mode():
+            done = engine.run(rows)
         bar.close()
-        self.last_prompt_tokens, self.last_cached_tokens = prefill, [0] * len(texts)
-        return results  # type: ignore[return-value]
+        results: list[list[Completion]] = [[None] * k for k in counts]   # type: ignore[list-item]
+        for row, c in zip(rows, done):
+            results[row.prompt][row.j] = c
+        self.last_prompt_tokens, self.last_cached_tokens = engine.prefilled, [0] * len(texts)
+        return results

@@ -1,0 +1,224 @@
+"""The transformers backend's decode engine: continuous batching over one growing KV buffer.
+
+What it saves over decoding fixed chunks with a `DynamicCache` (measured on the toy policy, batch 64, one
+thread: `benchmarks/generation.py`):
+  - a decode step writes one KV column into a preallocated buffer instead of `torch.cat`-ing the whole
+    cache (the copy was about 60% of a step);
+  - a finished row's slot is refilled from the queue (its prompt prefilled, its KV placed beside the running
+    rows) instead of the batch shrinking while it waits for its longest row; rows leave and join in one
+    copy, done when a slice of the batch has freed up, not on every finish;
+  - sampling is one vectorised inverse-CDF draw for the whole batch, from a counter-based generator keyed
+    by (row seed, token index), so a row's tokens still depend only on its prompt, params and j
+    (the Generator contract), never on its neighbours;
+  - only tokens that can complete a stop string (they hold its last character) trigger the text check.
+Rows are left-aligned to a shared column: a row's real tokens are the last ones before the current column,
+older columns are masked, and RoPE positions are per row, so moving a row's KV between columns is exact.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+_GOLDEN, _MIX1, _MIX2 = (_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def uniforms(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
+    """One uniform in [0, 1) per row: splitmix64 of (seed, counter), int64 arithmetic wrapping mod 2^64.
+    A pure function of its inputs, so a row's draw never depends on which rows share its batch."""
+    x = seeds + (counters + 1) * _GOLDEN
+    x = (x ^ _shr(x, 30)) * _MIX1
+    x = (x ^ _shr(x, 27)) * _MIX2
+    x = x ^ _shr(x, 31)
+    return _shr(x, 11).double() / float(1 << 53)
+
+
+def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Inverse-CDF sampling of one token per row with uniforms `u` (greedy at temperature 0)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    order = None
+    if top_p < 1.0:
+        probs, order = probs.sort(dim=-1, descending=True)
+        # Drop tokens whose preceding mass already reaches top_p (the top token always stays).
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    idx = torch.searchsorted(cdf, (u.to(cdf.dtype) * cdf[:, -1])[:, None], right=True)
+    idx = idx.clamp(max=probs.shape[-1] - 1)
+    if order is not None:
+        idx = order.gather(-1, idx)
+    return idx[:, 0]
+
+
+class _BufferLayer(DynamicLayer):
+    """A `DynamicLayer` whose KV lives in a preallocated [rows, heads, capacity, head_dim] buffer, the first
+    `n` columns in use: a decode step writes one column instead of concatenating the whole cache."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, n: int):
+        super().__init__()
+        self.k, self.v, self.n = k, v, n
+        self._views()
+
+    def _views(self) -> None:
+        self.keys, self.values = self.k[:, :, :self.n], self.v[:, :, :self.n]
+        self.device, self.is_initialized = self.k.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        new = key_states.shape[-2]
+        if self.n + new > self.k.shape[-2]:   # grow by doubling: amortised O(1) copies per column
+            cap = max(2 * self.k.shape[-2], self.n + new)
+            self.k, self.v = _widen(self.k[:, :, :self.n], cap), _widen(self.v[:, :, :self.n], cap)
+        self.k[:, :, self.n:self.n + new] = key_states
+        self.v[:, :, self.n:self.n + new] = value_states
+        self.n += new
+        self._views()
+        return self.keys, self.values
+
+
+def _widen(x: torch.Tensor, cap: int) -> torch.Tensor:
+    out = x.new_zeros((*x.shape[:2], cap, x.shape[3]))
+    out[:, :, :x.shape[2]] = x
+    return out
+
+
+def new_cache(layers: list | None = None) -> DynamicCache:
+    """A cache of full-attention layers (a sliding-window model still masks by distance: a row's tokens sit in
+    adjacent columns); `layers` given: those buffers."""
+    cache = DynamicCache()
+    if layers is not None:
+        cache.layers, cache.layer_class_to_replicate = layers, None
+    return cache
+
+
+@dataclass
+class Row:
+    prompt: int              # index into the call's prompts
+    j: int                   # completion index
+    seed: int
+    ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Engine:
+    """Decode `rows` over `model` with at most `batch_size` running at once (module doc).
+
+    forward(cache, **inputs) runs the model over a cache and returns the last position's logits; `finish(row, token)` appends a
+    token to row.ids and returns a result once the row is done (None while it runs); `may_stop` marks the
+    token ids that can end a row early besides EOS (None: every token is checked)."""
+    forward: Callable[..., torch.Tensor]
+    prompts: list[list[int]]
+    pad_id: int
+    batch_size: int
+    temperature: float
+    top_p: float
+    finish: Callable[[Row, int], Any]
+    may_stop: torch.Tensor | None = None
+    device: str = "cpu"
+    on_done: Callable[[int], None] = lambda k: None
+    prefilled: list[int] = field(default_factory=list)   # per prompt: prompt tokens run
+
+    def run(self, rows: list[Row]) -> list[Any]:
+        self.prefilled = [0] * len(self.prompts)
+        results: list[Any] = [None] * len(rows)
+        queue = deque(range(len(rows)))
+        active: list[int] = []        # row index per batch position
+        alive: list[bool] = []        # finished rows stay in the batch until a rebuild drops them
+        cache = buffers = mask = pos = logits = seeds = None
+        refill = max(1, self.batch_size // 8)   # free slots that pay for a rebuild while rows still queue
+        while True:
+            free = self.batch_size - sum(alive)
+            if queue and (not any(alive) or free >= min(refill, len(queue))):
+                admit = [queue.popleft() for _ in range(min(free, len(queue)))]
+                keep = [k for k, a in enumerate(alive) if a]
+                new_logits, new_kv, new_mask, new_pos = self._prefill([rows[r] for r in admit])
+                cache, buffers, mask = self._rebuild(buffers, mask, keep, new_kv, new_mask)
+                sel = torch.tensor(keep, dtype=torch.long)
+                logits = torch.cat([logits[sel], new_logits]) if keep else new_logits
+                pos = torch.cat([pos[sel], new_pos]) if keep else new_pos
+                active = [active[k] for k in keep] + admit
+                alive = [True] * len(active)
+                seeds = torch.tensor([rows[r].seed for r in active], dtype=torch.long)
+            elif not any(alive):
+                return results
+            step_no = torch.tensor([len(rows[r].ids) for r in active], dtype=torch.long)
+            tokens = sample(logits, uniforms(seeds, step_no), self.temperature, self.top_p).tolist()
+            for k, (r, t) in enumerate(zip(active, tokens)):
+                if alive[k] and (out := self.finish(rows[r], t)) is not None:
+                    results[r], alive[k] = out, False
+                    self.on_done(1)
+            if not any(alive):
+                continue
+            if not queue and not all(alive) and alive.count(False) >= refill:   # drain: shrink the batch
+                keep = [k for k, a in enumerate(alive) if a]
+                sel = torch.tensor(keep, dtype=torch.long)
+                cache, buffers, mask = self._rebuild(buffers, mask, keep, None, None)
+                pos, seeds, tokens = pos[sel], seeds[sel], [tokens[k] for k in keep]
+                active, alive = [active[k] for k in keep], [True] * len(keep)
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            pos = pos + 1
+            ids = torch.tensor(tokens, device=self.device)[:, None]
+            logits = self.forward(cache, input_ids=ids, attention_mask=mask, position_ids=pos[:, None])
+
+    def _prefill(self, rows: list[Row]):
+        """Run each distinct prompt of `rows` once (left-padded), then give every row its prompt's KV."""
+        uniq = sorted({r.prompt for r in rows})
+        slot = {p: k for k, p in enumerate(uniq)}
+        width = max(len(self.prompts[p]) for p in uniq)
+        ids = torch.full((len(uniq), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(uniq), width), dtype=torch.long)
+        for k, p in enumerate(uniq):
+            ids[k, width - len(self.prompts[p]):] = torch.tensor(self.prompts[p])
+            mask[k, width - len(self.prompts[p]):] = 1
+            self.prefilled[p] += len(self.prompts[p])
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = new_cache()
+        logits = self.forward(cache, input_ids=ids, attention_mask=mask, position_ids=pos)
+        src = torch.tensor([slot[r.prompt] for r in rows], device=self.device)
+        kv = [(layer.keys[src], layer.values[src]) for layer in cache.layers]
+        return logits[src], kv, mask[src], pos[src, -1]
+
+    def _rebuild(self, buffers, mask, keep: list[int], new_kv, new_mask):
+        """A fresh cache holding the kept rows then the new ones, right-aligned to a shared column and only as
+        wide as the longest live row (older, fully masked columns are dropped). Returns (cache, buffers, mask)."""
+        width = new_mask.shape[1] if new_mask is not None else 1
+        sel = torch.tensor(keep, dtype=torch.long, device=self.device)
+        if keep:  # a row's live span runs from its first unmasked column to the end
+            first = (mask[sel].cumsum(-1) == 0).sum(-1)
+            width = max(width, int(mask.shape[1] - first.min()))
+        n_old, n_new = len(keep), (new_mask.shape[0] if new_mask is not None else 0)
+        out_mask = torch.zeros((n_old + n_new, width), dtype=torch.long, device=self.device)
+        bufs = []
+        for i in range(len(buffers) if buffers is not None else len(new_kv)):
+            ref = buffers[i].k if buffers is not None else new_kv[i][0]
+            k = ref.new_zeros((n_old + n_new, ref.shape[1], width + 64, ref.shape[3]))
+            v = torch.zeros_like(k)
+            if n_old:
+                b = buffers[i]
+                w = min(width, b.n)
+                k[:n_old, :, width - w:width] = b.k[sel, :, b.n - w:b.n]
+                v[:n_old, :, width - w:width] = b.v[sel, :, b.n - w:b.n]
+            if n_new:
+                nk, nv = new_kv[i]
+                k[n_old:, :, width - nk.shape[2]:width] = nk
+                v[n_old:, :, width - nv.shape[2]:width] = nv
+            bufs.append(_BufferLayer(k, v, width))
+        if n_old:
+            w = min(width, mask.shape[1])
+            out_mask[:n_old, width - w:] = mask[sel, mask.shape[1] - w:]
+        if n_new:
+            out_mask[n_old:, width - new_mask.shape[1]:] = new_mask
+        return new_cache(bufs), bufs, out_mask
