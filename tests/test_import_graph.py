@@ -94,7 +94,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
 
 # Top-level modules: the base every layer may use (config, errors) and the application that drives the stages
 # (cli, `ttscale demo`), which sits above every layer.
-APP = {"ttscale.cli", "ttscale.__main__", "ttscale.demo_cmd"}
+APP = {"ttscale.cli", "ttscale.__main__", "ttscale.demo_cmd", "ttscale.demo_queue"}
 
 
 def subpackage(mod: str) -> str:

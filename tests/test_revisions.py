@@ -6,6 +6,7 @@ import random
 from collections import Counter
 
 import pytest
+import torch
 
 from ttscale.data.revision_format import (INFO_FILE, REVISION_FORMAT_VERSION, read_revision_info, revision_prompt,
                                           write_revision_info)
@@ -191,6 +192,13 @@ def test_sft_labels_mask_every_prompt_token(tiny_tokenizer, tiny_lm_dir, revisio
         assert all(x == -100 for x in labels[len(full):])  # padding
     with pytest.raises(ValueError, match="row 0 has no 'target'"):
         revision_pairs([{"problem": "p", "prompt_attempts": []}], tiny_tokenizer)
+    # the LM head runs only from the first labelled position, and the loss is still the model's own
+    batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        own = model(**batch, use_cache=False).loss
+        ours = trainer.compute_loss(model, batch)
+        summed = trainer.compute_loss(model, batch, num_items_in_batch=(batch["labels"][:, 1:] != -100).sum())
+    assert ours.item() == pytest.approx(own.item(), rel=1e-5) and summed.item() == pytest.approx(own.item(), rel=1e-5)
 
 
 def test_train_revision_stage_saves_and_reloads(tiny_lm_dir, revision_rows, tmp_path):

@@ -9,25 +9,25 @@ Three problem splits keep the figures honest (`split_protocol` in report/summary
 table reported on test, and the deployed `auto` with its baseline touches *confirm* once.
 
 Each stage reads its options from a recipe in ttscale/recipes/toy/ (printed with the exact command as it runs),
-writes its output under --out, and is skipped when that output already exists, so a killed demo resumes.
+writes its output under --out (its log under --out/logs/), and is skipped when that output already exists, so
+a killed demo resumes. The steps run on --jobs long-lived worker processes as soon as their inputs exist, the
+longest first (ttscale/demo_queue.py); `deploy-bon` needs only the policy and the PRM, so it runs among the
+searches, and `deploy-auto16` waits for the allocation that evaluate fits on the test split.
 On a GPU with real checkpoints the same stages run with the recipes in ttscale/recipes/real/ (see its README).
 The recipes ship inside the package, so an installed ttscale (not only a checkout) finds them.
 """
 from __future__ import annotations
 
-import gc
 import json
 import shlex
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from ttscale.config import field
+from ttscale.demo_queue import Step, run_dag
 
 # Package data (pyproject.toml [tool.setuptools.package-data]): next to this module in a checkout and in an
 # installed wheel alike. Stages get these as --config paths, so they must be real files, not zip members.
@@ -40,18 +40,26 @@ class Config:
     """Run the whole pipeline on the embedded toy world (what `make demo` runs)."""
     out: str = field("demo_out", help="folder for every stage's output, report.md and summary.json")
     recipes: str = field(str(RECIPES), help="folder with one YAML recipe per stage")
-    threads: int = field(1, ge=1, help="torch CPU threads for every stage (1 is fastest on a shared 2-core machine)")
+    threads: int = field(1, ge=1, help="torch CPU threads per step (1 is fastest when --jobs steps share the cores; "
+                                       "the policy, alone at the start, gets max(threads, jobs))")
     only: list[str] | None = field(None, help="run only these step names (their inputs must exist)")
-    jobs: int = field(2, ge=1, help="independent steps run side by side in this many processes (labelling as that "
-                              "many shards, then the PRM beside revision data + reviser, then the searches split over "
-                              "the lanes); 1 = one by one")
+    jobs: int = field(2, ge=1, help="worker processes that run the steps side by side, the longest ready step first "
+                              "(labelling runs as that many shards); each worker imports ttscale once; 1 = one by one")
 
 
 SPLITS = {"dev": "problems_dev", "test": "problems_test", "confirm": "problems_confirm"}   # split -> recipe
 
 
-def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, runs: Path,
-              allocation: Path | None = None, label: str | None = None) -> list[tuple[str, list[str], Path]]:
+# Expected seconds of a step on one core (the demo's last measured run, rounded): the queue starts the longest
+# ready step first. Only the order depends on these.
+COSTS = {"policy": 290, "label-shard": 270, "prm": 740, "reviser": 650, "revision-data": 7, "prm-eval": 10,
+         "label": 2, "evaluate": 20, "rebase16": 110, "pf16": 98, "revisions16_l16": 130, "revisions16": 85,
+         "revisions16_l2": 80, "revisions16_policy": 75, "dvts16": 70, "auto16": 65, "bon": 55, "mcts4": 50,
+         "revisions16_l1": 50, "beam16": 48, "adaptive16": 45, "lookahead4": 43, "beam4": 25}
+
+
+def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, runs: Path, split: str,
+              allocation: Path | None = None, label: str | None = None) -> list[Step]:
     """One search step per recipe PREFIX_NAME.yaml -> runs/NAME, named LABEL-NAME (LABEL: PREFIX by default;
     revision strategies get the reviser, auto the allocation file)."""
     steps = []
@@ -59,59 +67,87 @@ def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, r
         name = recipe.stem[len(prefix) + 1:]
         extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
         extra += (["--allocation", str(allocation)] if allocation and "auto" in name else [])
-        steps.append((f"{label or prefix}-{name}", ["search", "--config", str(recipe), "--problems", str(problems),
-                                            "--policy", str(out / "policy"), "--prm", str(out / "prm"), *extra,
-                                            "--threads", threads, "--prm-threads", threads, str(runs / name)],
-                      runs / name / "dataset"))
+        after = ("policy", "prm", f"problems-{split}", *(("reviser",) if "revisions" in name else ()),
+                 *(("evaluate-report",) if allocation and "auto" in name else ()))
+        steps.append(Step(f"{label or prefix}-{name}",
+                          ["search", "--config", str(recipe), "--problems", str(problems), "--policy", str(out / "policy"),
+                           "--prm", str(out / "prm"), *extra, "--threads", threads, "--prm-threads", threads,
+                           str(runs / name)], runs / name / "dataset", after, COSTS.get(name, 60)))
     return steps
 
 
-def _label_steps(out: Path, rec: Path, t: list[str], jobs: int) -> list[tuple[str, list[str], Path]]:
+def _label_steps(out: Path, rec: Path, t: list[str], jobs: int) -> list[Step]:
     """`label` in one process, or with jobs > 1 as that many shards side by side joined by `merge` (label is
     one process's generation loop, so sharding is what puts a second core to work)."""
     argv = ["label", "--config", str(rec / "label.yaml"), "--problems", str(out / "problems_train.jsonl"),
             "--policy", str(out / "policy"), *t]
-    done = out / "labels" / "summary.json"
+    done, after = out / "labels" / "summary.json", ("policy", "problems-train")
     if jobs < 2:
-        return [("label", [*argv, str(out / "labels")], done)]
+        return [Step("label", [*argv, str(out / "labels")], done, after, COSTS["label-shard"] * 2)]
     shards = [out / "label_shards" / str(i) for i in range(jobs)]
     # a shard's parts resume on their own; the merged summary marks them all done
-    return [*((f"label-shard{i}", [*argv, "--num-shards", str(jobs), "--shard-index", str(i), str(d)], done)
-              for i, d in enumerate(shards)),
-            ("label", ["merge", str(out / "labels"), *map(str, shards)], done)]
+    return [*(Step(f"label-shard{i}", [*argv, "--num-shards", str(jobs), "--shard-index", str(i), str(d)], done,
+                   after, COSTS["label-shard"]) for i, d in enumerate(shards)),
+            Step("label", ["merge", str(out / "labels"), *map(str, shards)], done,
+                 tuple(f"label-shard{i}" for i in range(jobs)), COSTS["label"])]
 
 
-def _steps(out: Path, rec: Path, threads: str, jobs: int = 1) -> list[tuple[str, list[str], Path]]:
-    """(name, ttscale argv, output that marks the step done) in data-flow order, up to `evaluate`."""
+def _steps(out: Path, rec: Path, threads: str, jobs: int = 1, seconds: dict | None = None) -> list[Step]:
+    """Every step of the demo with what it reads, in data-flow order."""
     t = ["--threads", threads]
-    search = _searches(out, rec, threads, "search", out / "problems_test.jsonl", out / "runs")
-    dev = _searches(out, rec, threads, "search", out / "problems_dev.jsonl", out / "runs_dev", label="dev")
+    search = _searches(out, rec, threads, "search", out / "problems_test.jsonl", out / "runs", "test")
+    dev = _searches(out, rec, threads, "search", out / "problems_dev.jsonl", out / "runs_dev", "dev", label="dev")
+    deploy = _searches(out, rec, threads, "deploy", out / "problems_confirm.jsonl", out / "runs_confirm", "confirm",
+                       allocation=out / "report" / "allocation.yaml")
+    tune = (yaml.safe_load((rec / "tune.yaml").read_text()) or {}).get("tune") or []
+
+    def evaluate(name: str, runs: list[Step], extra: list[str], after: tuple[str, ...] = ()) -> Step:
+        def argv() -> list[str]:   # built when the step starts: extra.json holds the seconds so far
+            more = ["--extra", str(_extra_json(out, seconds or {}))] if name == "report" else []
+            return ["evaluate", "--config", str(rec / "evaluate.yaml"), "--out", str(out / name), *extra, *more,
+                    "--", *(str(r.done.parent) for r in runs)]
+        return Step(f"evaluate-{name}", argv, out / name / "summary.json", (*(r.name for r in runs), *after),
+                    COSTS["evaluate"])
+
+    # policy alone on the critical path at the start: it takes every core the demo has
+    policy_threads = str(max(int(threads), jobs))
     return [
-        ("problems-train", ["toy-world", "--config", str(rec / "problems_train.yaml"),
-                            str(out / "problems_train.jsonl")], out / "problems_train.jsonl"),
-        *((f"problems-{split}", ["toy-world", "--config", str(rec / f"{recipe}.yaml"), str(out / f"{recipe}.jsonl")],
-           out / f"{recipe}.jsonl") for split, recipe in SPLITS.items()),
-        ("prm-heldout", ["toy-world", "--config", str(rec / "prm_heldout.yaml"),
-                         str(out / "prm_heldout.jsonl")], out / "prm_heldout.jsonl"),
-        ("prm-fit", ["toy-world", "--config", str(rec / "prm_fit.yaml"), str(out / "prm_fit.jsonl")],
-         out / "prm_fit.jsonl"),
-        ("policy", ["train-policy", "--config", str(rec / "policy.yaml"), *t, str(out / "policy")],
-         out / "policy" / "policy_report.json"),
+        Step("problems-train", ["toy-world", "--config", str(rec / "problems_train.yaml"),
+                                str(out / "problems_train.jsonl")], out / "problems_train.jsonl"),
+        *(Step(f"problems-{split}", ["toy-world", "--config", str(rec / f"{recipe}.yaml"),
+                                     str(out / f"{recipe}.jsonl")], out / f"{recipe}.jsonl")
+          for split, recipe in SPLITS.items()),
+        *(Step(name, ["toy-world", "--config", str(rec / f"{stem}.yaml"), str(out / f"{stem}.jsonl")],
+               out / f"{stem}.jsonl") for name, stem in (("prm-heldout", "prm_heldout"), ("prm-fit", "prm_fit"))),
+        Step("policy", ["train-policy", "--config", str(rec / "policy.yaml"), "--threads", policy_threads,
+                        str(out / "policy")], out / "policy" / "policy_report.json", (), COSTS["policy"]),
         *_label_steps(out, rec, t, jobs),
-        ("prm", ["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(out / "policy"),
-                 "--data", str(out / "labels" / "dataset"), "--output-dir", str(out / "prm"), *t],
-         out / "prm" / "ttscale_prm.json"),
-        ("prm-eval", ["eval-prm", "--config", str(rec / "eval_prm.yaml"), "--data", str(out / "prm_heldout.jsonl"),
-                      "--prm", str(out / "prm"), "--threshold-from", str(out / "prm_fit.jsonl"),
-                      "--predictions", str(out / "prm_eval" / "predictions.jsonl"),
-                      "--summary", str(out / "prm_eval" / "summary.json")], out / "prm_eval" / "summary.json"),
-        ("revision-data", ["build-revisions", "--config", str(rec / "build_revisions.yaml"),
-                           "--problems", str(out / "problems_train.jsonl"), "--samples", str(out / "labels" / "dataset"),
-                           *t, str(out / "revisions.jsonl")], out / "revisions.jsonl"),
-        ("reviser", ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
-                     str(out / "policy"), *t, str(out / "revisions.jsonl"), str(out / "reviser")],
-         out / "reviser" / "revision_format.json"),
-        *search, *dev,
+        Step("prm", ["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(out / "policy"),
+                     "--data", str(out / "labels" / "dataset"), "--output-dir", str(out / "prm"), *t],
+             out / "prm" / "ttscale_prm.json", ("label",), COSTS["prm"]),
+        Step("prm-eval", ["eval-prm", "--config", str(rec / "eval_prm.yaml"), "--data", str(out / "prm_heldout.jsonl"),
+                          "--prm", str(out / "prm"), "--threshold-from", str(out / "prm_fit.jsonl"),
+                          "--predictions", str(out / "prm_eval" / "predictions.jsonl"),
+                          "--summary", str(out / "prm_eval" / "summary.json")], out / "prm_eval" / "summary.json",
+             ("prm", "prm-heldout", "prm-fit"), COSTS["prm-eval"]),
+        Step("revision-data", ["build-revisions", "--config", str(rec / "build_revisions.yaml"),
+                               "--problems", str(out / "problems_train.jsonl"), "--samples",
+                               str(out / "labels" / "dataset"), *t, str(out / "revisions.jsonl")],
+             out / "revisions.jsonl", ("label",), COSTS["revision-data"]),
+        # the reviser's cost counts the revision searches waiting on it, so it starts as early as the PRM
+        Step("reviser", ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
+                         str(out / "policy"), *t, str(out / "revisions.jsonl"), str(out / "reviser")],
+             out / "reviser" / "revision_format.json", ("revision-data",), COSTS["reviser"]),
+        *search, *dev, *(d for d in deploy if "auto" not in d.name),
+        # dev chooses evaluate's knobs; test fits the allocation with them and reports every curve
+        evaluate("report_dev", dev, ["--difficulty-run", str(out / "runs_dev" / "bon"), *(["--tune", *tune] if tune else [])]),
+        evaluate("report", search, ["--difficulty-run", str(out / "runs" / "bon"),
+                                    *(["--tuned", str(out / "report_dev" / "tuned.yaml")] if tune else [])],
+                 ("evaluate-report_dev", "prm-eval", "label")),
+        # deployment: auto with the allocation just fitted, and its baseline, on the confirm split (touched once)
+        *(d for d in deploy if "auto" in d.name),
+        evaluate("report_confirm", deploy, ["--bins", "none", "--deployment-of", str(out / "report" / "summary.json")],
+                 ("evaluate-report",)),
     ]
 
 
@@ -137,114 +173,42 @@ def _extra_json(out: Path, seconds: dict[str, float]) -> Path:
     return path
 
 
-def _lanes(names: list[str], jobs: int) -> list[list[list[str]]]:
-    """Waves of lanes: the steps of one lane run in order, the lanes of a wave side by side."""
-    first = ["problems-train", *(f"problems-{s}" for s in SPLITS), "prm-heldout", "prm-fit", "policy"]
-    searches = [n for n in names if n.startswith(("search-", "dev-"))]
-    shards = [n for n in names if n.startswith("label-shard")]
-    rest = [n for n in names if n not in first and n not in searches and n not in shards]
-    if jobs < 2:
-        return [[first], [shards + rest], [searches]]
-    # revision data reuses the labelled solutions, so both lanes start once `label` (the merge) is done
-    label = [n for n in rest if n == "label"]
-    revision = [n for n in rest if n in ("revision-data", "reviser")]
-    lanes = [[n for n in rest if n not in revision and n not in label], revision]
-    waves = [[first], [[s] for s in shards], [label], [lane for lane in lanes if lane],
-             [searches[i::jobs] for i in range(jobs) if searches[i::jobs]]]
-    return [wave for wave in waves if wave and any(wave)]
-
-
-def _run_step(name: str, argv: list[str], log: Path | None) -> int:
-    """In this process (live output) when `log` is None, else as `python -m ttscale` with output to `log`."""
-    from ttscale.cli import main
-
-    if log is None:
-        return main(argv)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as fh:
-        return subprocess.run([sys.executable, "-m", "ttscale", *argv], stdout=fh, stderr=subprocess.STDOUT).returncode
-
-
 def run(cfg: Config) -> int:
     out, rec = Path(cfg.out), Path(cfg.recipes)
     out.mkdir(parents=True, exist_ok=True)
     timings_path = out / "seconds.json"
     seconds: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     start = time.time()
-    steps = {name: (argv, done) for name, argv, done in _steps(out, rec, str(cfg.threads), cfg.jobs)}
+    steps = _steps(out, rec, str(cfg.threads), cfg.jobs, seconds)
+    if cfg.only:
+        steps = [s for s in steps if s.name in cfg.only]
 
-    def lane(names: list[str], logged: bool) -> int:
-        for name in names:
-            argv, done = steps[name]
-            if cfg.only and name not in cfg.only:
-                continue
-            if done.exists():
-                print(f"[demo] {name}: done already ({done}), skipped", flush=True)
-                continue
-            log = out / "logs" / f"{name}.log" if logged else None
-            print(f"\n[demo] {name}: ttscale {shlex.join(argv)}" + (f"\n    (output: {log})" if log else ""), flush=True)
-            recipe = next((Path(a) for a in argv if a.endswith(".yaml")), None)
-            if recipe is not None:
-                print("\n".join("    " + line for line in recipe.read_text().strip().splitlines()), flush=True)
-            t0 = time.time()
-            rc = _run_step(name, argv, log)
-            if rc:
-                print(f"[demo] {name} failed with exit code {rc}" + (f"; see {log}" if log else ""), flush=True)
-                return rc
-            seconds[name] = round(time.time() - t0, 1)
-            timings_path.write_text(json.dumps(seconds, indent=1))
-            print(f"[demo] {name}: finished in {seconds[name]} s", flush=True)
-            gc.collect()
-        return 0
+    def announce(step: Step, log: Path) -> None:
+        print(f"\n[demo] {step.name}: ttscale {shlex.join(step.argv)}\n    (output: {log})", flush=True)
+        recipe = next((Path(a) for a in step.argv if a.endswith(".yaml") and Path(a).parent == rec), None)
+        if recipe is not None:
+            print("\n".join("    " + line for line in recipe.read_text().strip().splitlines()), flush=True)
 
-    for wave in _lanes(list(steps), cfg.jobs):
-        if len(wave) == 1:
-            rc = lane(wave[0], logged=False)
-        else:
-            with ThreadPoolExecutor(len(wave)) as pool:
-                rc = max(pool.map(lambda names: lane(names, logged=True), wave))
-        if rc:
-            return rc
-    if cfg.only and "evaluate" not in cfg.only:
-        return 0
-    # dev chooses evaluate's knobs; test fits the allocation with them and reports every curve
-    tune = (yaml.safe_load((rec / "tune.yaml").read_text()) or {}).get("tune") or []
-    rc = _evaluate(out, rec, "report_dev", _run_dirs(out / "runs_dev"), seconds,
-                   ["--difficulty-run", str(out / "runs_dev" / "bon"), *(["--tune", *tune] if tune else [])])
-    if rc == 0:
-        rc = _evaluate(out, rec, "report", _run_dirs(out / "runs"), seconds,
-                       ["--difficulty-run", str(out / "runs" / "bon"), "--extra", str(_extra_json(out, seconds)),
-                        *(["--tuned", str(out / "report_dev" / "tuned.yaml")] if tune else [])])
-    # Deployment: auto with the allocation just fitted, and its baseline, on the confirm split (touched once).
-    deploy = _searches(out, rec, str(cfg.threads), "deploy", out / "problems_confirm.jsonl", out / "runs_confirm",
-                       allocation=out / "report" / "allocation.yaml")
-    if rc == 0 and deploy:
-        steps.update({name: (argv, done) for name, argv, done in deploy})
-        names = [name for name, _, _ in deploy]
-        with ThreadPoolExecutor(max(1, min(cfg.jobs, len(names)))) as pool:
-            lanes = [names[i::cfg.jobs] for i in range(max(1, cfg.jobs))]
-            rc = max(pool.map(lambda lane_names: lane(lane_names, logged=cfg.jobs > 1), [n for n in lanes if n]))
-        if rc == 0:
-            rc = _evaluate(out, rec, "report_confirm", [str(done.parent) for _, _, done in deploy], seconds,
-                           ["--bins", "none", "--deployment-of", str(out / "report" / "summary.json")])
-        if rc == 0:
-            fitted = json.loads((out / "report" / "summary.json").read_text())
-            fitted["deployment"] = json.loads((out / "report_confirm" / "summary.json").read_text())["deployment"]
-            fitted["split_protocol"] = split_protocol(out, rec, tune)
-            (out / "report" / "summary.json").write_text(json.dumps(fitted, indent=1))
-            print("[demo] deployment (auto on the confirm split):", json.dumps(fitted["deployment"]["budgets"]))
+    def finished(step: Step, took: float) -> None:
+        seconds[step.name] = round(took, 1)
+        timings_path.write_text(json.dumps(seconds, indent=1))
+        print(f"[demo] {step.name}: finished in {seconds[step.name]} s", flush=True)
+
+    rc = run_dag(steps, cfg.jobs, out / "logs", announce, finished)
     summary_path = out / "report" / "summary.json"
-    if rc == 0 and summary_path.exists():  # the evaluations' own time is known only now
+    confirm = out / "report_confirm" / "summary.json"
+    if rc == 0 and summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        summary["seconds"] = seconds
+        if confirm.exists():
+            summary["deployment"] = json.loads(confirm.read_text())["deployment"]
+            print("[demo] deployment (auto on the confirm split):", json.dumps(summary["deployment"]["budgets"]))
+        tune = (yaml.safe_load((rec / "tune.yaml").read_text()) or {}).get("tune") or []
+        summary["split_protocol"] = split_protocol(out, rec, tune)
+        summary["seconds"] = seconds   # the evaluations' own time is known only now
         summary_path.write_text(json.dumps(summary, indent=1))
     print(f"\n[demo] finished in {time.time() - start:.0f} s (this invocation); "
-          f"report: {out / 'report' / 'report.md'}, summary: {out / 'report' / 'summary.json'}")
+          f"report: {out / 'report' / 'report.md'}, summary: {summary_path}")
     return rc
-
-
-def _run_dirs(runs: Path) -> list[str]:
-    return sorted(str(p.parent) for p in runs.glob("*/dataset"))
 
 
 def split_protocol(out: Path, rec: Path, tune: list[str]) -> dict:
@@ -267,15 +231,3 @@ def split_protocol(out: Path, rec: Path, tune: list[str]) -> dict:
         "fixed_in_recipes": "model and strategy hyperparameters come from the recipes; their comments name the "
                             "split each cited figure came from",
     }
-
-
-def _evaluate(out: Path, rec: Path, name: str, runs: list[str], seconds: dict[str, float], extra: list[str]) -> int:
-    from ttscale.cli import main
-
-    t0 = time.time()
-    argv = ["evaluate", "--config", str(rec / "evaluate.yaml"), "--out", str(out / name), *extra, "--", *runs]
-    print(f"\n[demo] {name}: ttscale {shlex.join(argv)}")
-    rc = main(argv)
-    seconds[f"evaluate-{name}"] = round(time.time() - t0, 1)
-    (out / "seconds.json").write_text(json.dumps(seconds, indent=1))
-    return rc

@@ -37,6 +37,8 @@ class TrainingOptions:
     per_device_train_batch_size: int = field(8, help="examples per device (process) per micro-step")
     gradient_accumulation_steps: int = field(1, help="micro-steps per optimizer step (global batch = per-device "
                                              "batch x accumulation x processes)")
+    group_by_length: bool = field(True, help="draw batches of similar length (random groups of 50 batches, sorted "
+                                  "within), so a batch pads only to its own longest row; false = uniform random order")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
         "auto", help="auto = bf16 mixed precision on a GPU that supports it, else fp32 (always fp32 on CPU); "
         "fp32, bf16, fp16 force one")
@@ -108,6 +110,10 @@ class TrainingOptions:
         names = {f.name for f in dataclasses.fields(args_class)}
         new = "activation_checkpointing" in names
         kwargs["activation_checkpointing" if new else "gradient_checkpointing"] = self.gradient_checkpointing
+        if "train_sampling_strategy" in names:   # transformers >= 5.x; `group_by_length` before
+            kwargs["train_sampling_strategy"] = "group_by_length" if self.group_by_length else "random"
+        else:
+            kwargs["group_by_length"] = self.group_by_length
         if self.gradient_checkpointing:
             kwargs[f"{'activation' if new else 'gradient'}_checkpointing_kwargs"] = {"use_reentrant": False}
         kwargs.update(stage)

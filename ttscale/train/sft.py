@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ttscale.config import field
 from ttscale.train.options import TrainingOptions, default_for
+from ttscale.train.token_count import TokenCount
 
 
 @dataclass(kw_only=True)
@@ -67,26 +68,50 @@ def sft_trainer(model: Any | Callable[[], Any], tokenizer: Any, pairs: Any, args
     set_seed(args.seed)
     if callable(model) and not isinstance(model, torch.nn.Module):
         model = model()
-    return _plain_loss_trainer_class()(model=model, args=config, train_dataset=pairs, processing_class=tokenizer,
-                                       peft_config=lora_config(args) if args.lora else None)
+    trainer = _plain_loss_trainer_class()(model=model, args=config, train_dataset=pairs, processing_class=tokenizer,
+                                          peft_config=lora_config(args) if args.lora else None)
+    trainer.token_count = TokenCount.attach(trainer)   # the stage reports real / padded tokens
+    return trainer
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model   # a peft wrapper
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def _plain_loss_trainer_class():
+    import torch
     from trl import SFTTrainer
 
     class PlainLossSFTTrainer(SFTTrainer):
-        """SFTTrainer with the model's own causal-LM cross-entropy.
+        """SFTTrainer with a plain causal-LM cross-entropy, computed only where a label is read.
 
         TRL computes the loss through a chunked log-prob head built for huge vocabularies; for the small
         models trained here it was ~45% of CPU training time. Labels are the collator's (-100 on prompt
-        tokens), so the loss is the same completion-only mean; num_items_in_batch keeps it exact under
-        gradient accumulation.
+        tokens, which are most of a revision row): the LM head runs only from the batch's first labelled
+        position on (`logits_to_keep` as indices), and the loss is the same completion-only mean as the
+        model's own; num_items_in_batch keeps it exact under gradient accumulation.
         """
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            keep = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", "labels") if k in inputs}
-            outputs = model(**keep, use_cache=False, num_items_in_batch=num_items_in_batch)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
+            keep = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+            labels = inputs["labels"][:, 1:]                    # position t predicts token t + 1
+            read = (labels != -100).any(0).nonzero()
+            first = int(read[0]) if len(read) else labels.shape[1] - 1
+            if _takes_logits_to_keep(self.accelerator.unwrap_model(model)):
+                keep["logits_to_keep"] = torch.arange(first, labels.shape[1], device=labels.device)
+            else:
+                first = 0
+            outputs = model(**keep, use_cache=False)
+            logits = outputs.logits[:, -(labels.shape[1] - first):] if first else outputs.logits[:, :-1]
+            target = labels[:, first:]
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                     target.reshape(-1), ignore_index=-100, reduction="sum")
+            count = num_items_in_batch if num_items_in_batch is not None else (target != -100).sum()
+            loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+            return (loss, outputs) if return_outputs else loss
 
     return PlainLossSFTTrainer
 

@@ -111,7 +111,7 @@ def tokenizer_corpus(rows: Sequence[dict]) -> list[str]:
 
 def train_policy(cfg: Config, out: Path):
     """Tokenizer + tiny Llama + SFTTrainer (ttscale.train.sft, the revision stage's code path);
-    returns (model, tokenizer, loss history)."""
+    returns (model, tokenizer, loss history, real/padded token counts)."""
     import datasets
     import torch
 
@@ -130,7 +130,7 @@ def train_policy(cfg: Config, out: Path):
     trainer = sft_trainer(model, tokenizer, train, cfg, out / "checkpoints", use_cpu=not torch.cuda.is_available())
     trainer.train(resume_from_checkpoint=cfg.resume())
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return trainer.model, tokenizer, losses
+    return trainer.model, tokenizer, losses, trainer.token_count.summary()
 
 
 def evaluate_policy(generator: Any, rows: Sequence[dict], samples: int, temperature: float, seed: int,
@@ -188,7 +188,7 @@ def run(cfg: Config) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.yaml").write_text(to_yaml(cfg))
     t0 = time.perf_counter()
-    model, tokenizer, losses = train_policy(cfg, out)
+    model, tokenizer, losses, tokens = train_policy(cfg, out)
     train_s = time.perf_counter() - t0
     model.eval()
     model.save_pretrained(out)
@@ -200,7 +200,7 @@ def run(cfg: Config) -> int:
     report = evaluate_policy(generator, held_out, cfg.eval_samples, cfg.temperature, cfg.seed, cfg.max_new_tokens)
     report.update(num_params=sum(p.numel() for p in model.parameters()), train_seconds=round(train_s, 1),
                   eval_seconds=round(time.perf_counter() - t1, 1), first_loss=losses[0] if losses else None,
-                  last_loss=losses[-1] if losses else None, temperature=cfg.temperature,
+                  last_loss=losses[-1] if losses else None, temperature=cfg.temperature, tokens=tokens,
                   mistake_rates=mistake_rates(cfg.levels, cfg.mistake_rate, cfg.mistake_rate_max))
     (out / "policy_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -20,6 +20,7 @@ import yaml
 from ttscale.config import field, to_yaml
 from ttscale.inference.prm_inputs import DEFAULT_STEP_TAG, SPEC_FILE, PRMSpec
 from ttscale.train.options import TrainingOptions, default_for, is_main_process, quiet_libraries
+from ttscale.train.token_count import TokenCount
 
 
 @dataclass(kw_only=True)  # kw_only: the required --model, --data, --output-dir follow defaulted options
@@ -66,7 +67,7 @@ class Config(TrainingOptions):
     seed: int = default_for("seed", 0, help="seed for initialisation, the eval split, data order and dropout")
     per_device_eval_batch_size: int | None = field(None, help="examples per device per evaluation step "
                                                    "(default: --per-device-train-batch-size)")
-    eval_steps: int = field(0, help="evaluate every this many steps (0 = once per epoch)")
+    eval_steps: int = field(0, help="also evaluate every this many steps during training (0 = once, at the end)")
 
     def __post_init__(self) -> None:
         if self.num_labels not in (0, 1, 2):
@@ -90,11 +91,10 @@ class Config(TrainingOptions):
 def training_arguments(cfg: Config, has_eval: bool, num_examples: int | None = None):
     """The shared mapping (checkpoints in OUTPUT_DIR/checkpoints) plus what only a PRM has: evaluation, and
     batches of the collator's own columns."""
-    every = "steps" if cfg.eval_steps > 0 else "epoch"
     return cfg.to_training_arguments(
         str(Path(cfg.output_dir) / "checkpoints"), num_examples=num_examples,
         per_device_eval_batch_size=cfg.per_device_eval_batch_size or cfg.per_device_train_batch_size,
-        eval_strategy=every if has_eval else "no", eval_steps=cfg.eval_steps or None,
+        eval_strategy="steps" if has_eval and cfg.eval_steps > 0 else "no", eval_steps=cfg.eval_steps or None,
         remove_unused_columns=False, ddp_find_unused_parameters=False)
 
 
@@ -203,9 +203,10 @@ def train_prm(cfg: Config):
                          data_collator=PRMCollator(tokenizer.pad_token_id), processing_class=tokenizer,
                          prm_head=PRMHead.for_model(model, tokenizer, spec))
     check_full_save(trainer)
+    tokens = TokenCount.attach(trainer)
     result = trainer.train(resume_from_checkpoint=cfg.resume())
     metrics = {"train_loss": result.training_loss, "global_step": result.global_step,
-               "world_size": trainer.args.world_size, "partitioned_init": partitioned}
+               "world_size": trainer.args.world_size, "partitioned_init": partitioned, "tokens": tokens.summary()}
     if evals is not None:
         metrics.update(trainer.evaluate())
     card = model_card(cfg, spec, metrics, len(train), len(evals or []))

@@ -97,7 +97,7 @@ def run(cfg: Config) -> int:
     summary = {"examples": len(rows), "attempts_in_context": dict(sorted(counts.items())),
                "steps": trainer.state.global_step, "train_loss": result.training_loss,
                "first_logged_loss": losses[0] if losses else None, "last_logged_loss": losses[-1] if losses else None,
-               "seconds": round(seconds, 1)}
+               "seconds": round(seconds, 1), "tokens": trainer.token_count.summary()}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     trend = f"loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} logs" if losses else "no loss logged"
     print(f"trained revision model on {len(rows)} examples (attempts in context: {summary['attempts_in_context']}) "
