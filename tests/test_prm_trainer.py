@@ -373,3 +373,24 @@ def test_lora_target_modules_one_type():
     assert TrainingOptions().lora_targets() == "all-linear"
     assert TrainingOptions(lora_target_modules=["q_proj", "v_proj"]).lora_targets() == ["q_proj", "v_proj"]
     assert TrainingOptions(lora_target_modules=["q_proj,v_proj"]).lora_targets() == ["q_proj", "v_proj"]
+
+
+def test_grouped_batches_pad_little_and_keep_batches_shuffled():
+    import random
+
+    from ttscale.train.batching import GroupedBatches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(10, 200) for _ in range(1003)]
+    order = list(GroupedBatches(lengths, 8, seed=1, groups=10))
+    assert sorted(order) == list(range(1003)) and order == list(GroupedBatches(lengths, 8, seed=1, groups=10))
+    assert order != list(GroupedBatches(lengths, 8, seed=2, groups=10))
+    batches = [order[i:i + 8] for i in range(0, len(order), 8)]
+    real = sum(lengths[i] for i in order)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert real / padded > 0.9     # random batches of this data pad to ~0.5
+    # the batches come in random order, not long to short: their longest rows are uncorrelated with position
+    longest = [max(lengths[i] for i in b) for b in batches[:-1]]
+    ups = sum(a < b for a, b in zip(longest, longest[1:]))
+    assert 0.3 < ups / (len(longest) - 1) < 0.7
+    assert len(batches[-1]) == 1003 % 8   # a group's short batch is last, so every other batch is whole

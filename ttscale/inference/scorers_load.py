@@ -117,7 +117,7 @@ class ScorerArgs:
     prm: str | None = field(None, help="PRM checkpoint folder (or hub name) that scores each step")
     prm_style: str = field("auto", choices=list(STYLE_CHOICES),
                            help=f"how the PRM reads its input; auto = the folder's {SPEC_FILE}")
-    prm_batch_size: int = field(8, ge=1, run_key=False,
+    prm_batch_size: int = field(32, ge=1, run_key=False,
                                 help="candidates per PRM forward pass (batched across problems)")
     prm_max_length: int | None = field(None, ge=1,
                                        help=f"max tokens per candidate (default: the checkpoint's {SPEC_FILE})")

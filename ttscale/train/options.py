@@ -37,8 +37,9 @@ class TrainingOptions:
     per_device_train_batch_size: int = field(8, help="examples per device (process) per micro-step")
     gradient_accumulation_steps: int = field(1, help="micro-steps per optimizer step (global batch = per-device "
                                              "batch x accumulation x processes)")
-    group_by_length: bool = field(True, help="draw batches of similar length (random groups of 50 batches, sorted "
-                                  "within), so a batch pads only to its own longest row; false = uniform random order")
+    group_by_length: bool = field(True, help="batches of similar length (random groups of 50 batches sorted by length, "
+                                  "then the batches shuffled: ttscale.train.batching), so a batch pads only to its "
+                                  "own longest row; false = uniform random order")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
         "auto", help="auto = bf16 mixed precision on a GPU that supports it, else fp32 (always fp32 on CPU); "
         "fp32, bf16, fp16 force one")

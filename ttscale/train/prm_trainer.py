@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import transformers
 
 from ttscale.inference.prm_inputs import PRMSpec, add_step_tag, single_token_id
+from ttscale.train.batching import grouped_sampler
 from ttscale.train.prm_metrics import IGNORE, compute_metrics
 
 
@@ -82,6 +83,10 @@ class PRMTrainer(transformers.Trainer):
         super().__init__(*args, **kwargs)
         self.prm_head = prm_head
         self.label_names = ["labels"]
+
+    def _get_train_sampler(self, train_dataset=None):   # batches of similar length, shuffled
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        return grouped_sampler(self, ds) or super()._get_train_sampler(train_dataset)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         # Count labelled steps ourselves: Trainer's count assumes token labels (and shifts them for causal LMs).

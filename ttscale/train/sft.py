@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ttscale.config import field
 from ttscale.train.options import TrainingOptions, default_for
-from ttscale.train.token_count import TokenCount
+from ttscale.train.batching import TokenCount, grouped_sampler
 
 
 @dataclass(kw_only=True)
@@ -94,6 +94,10 @@ def _plain_loss_trainer_class():
         position on (`logits_to_keep` as indices), and the loss is the same completion-only mean as the
         model's own; num_items_in_batch keeps it exact under gradient accumulation.
         """
+
+        def _get_train_sampler(self, train_dataset=None):   # batches of similar length, shuffled
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            return grouped_sampler(self, ds) or super()._get_train_sampler(train_dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             keep = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}

@@ -20,7 +20,7 @@ import yaml
 from ttscale.config import field, to_yaml
 from ttscale.inference.prm_inputs import DEFAULT_STEP_TAG, SPEC_FILE, PRMSpec
 from ttscale.train.options import TrainingOptions, default_for, is_main_process, quiet_libraries
-from ttscale.train.token_count import TokenCount
+from ttscale.train.batching import TokenCount
 
 
 @dataclass(kw_only=True)  # kw_only: the required --model, --data, --output-dir follow defaulted options
