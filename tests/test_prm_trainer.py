@@ -344,7 +344,7 @@ def test_training_options_map_to_trainer_arguments(tmp_path):
                     logging_steps=8,  # a 40-step run logs every 40/5 steps, not every 100
                     save_strategy="steps", save_steps=7, save_total_limit=1, seed=5, data_seed=5,
                     dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
-                    train_sampling_strategy="group_by_length")
+                    train_sampling_strategy="random")
     args = TrainingOptions(**common).to_training_arguments(str(tmp_path / "a"))
     sft = sft_config(SFTArgs(**common, max_length=77), tmp_path / "b")
     assert type(args) is TrainingArguments and isinstance(sft, SFTConfig)
@@ -361,7 +361,7 @@ def test_training_options_map_to_trainer_arguments(tmp_path):
     assert (prm.max_steps, prm.warmup_steps, prm.logging_steps, prm.save_strategy) == (-1, 0.1, 10, "no")
     assert prm.per_device_eval_batch_size == 6 and prm.eval_strategy == "no"   # evaluated once, at the end
     assert training_arguments(Config(model="m", data="d", output_dir="o", eval_steps=50), True).eval_strategy == "steps"
-    assert TrainingOptions(group_by_length=False).to_training_arguments("o").train_sampling_strategy == "random"
+    assert TrainingOptions(group_by_length=True).to_training_arguments("o").train_sampling_strategy == "group_by_length"
     assert prm.remove_unused_columns is False and str(prm.output_dir).endswith("checkpoints")
     # a short epoch-based run still logs several losses
     assert training_arguments(cfg, has_eval=False, num_examples=60).logging_steps == 2

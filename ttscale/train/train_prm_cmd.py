@@ -206,7 +206,8 @@ def train_prm(cfg: Config):
     tokens = TokenCount.attach(trainer)
     result = trainer.train(resume_from_checkpoint=cfg.resume())
     metrics = {"train_loss": result.training_loss, "global_step": result.global_step,
-               "world_size": trainer.args.world_size, "partitioned_init": partitioned, "tokens": tokens.summary()}
+               "world_size": trainer.args.world_size, "partitioned_init": partitioned, "tokens": tokens.summary(),
+               "train_runtime": result.metrics.get("train_runtime")}
     if evals is not None:
         metrics.update(trainer.evaluate())
     card = model_card(cfg, spec, metrics, len(train), len(evals or []))
