@@ -39,7 +39,8 @@ def serve(port: int, args: argparse.Namespace) -> None:
     generator, scorer = build_models(args.seed, args.threads)
     cfg = parse_config(Config, ["--policy", "tiny", "--prm", "tiny", "--strategy", args.strategy, "--budget",
                                 str(args.budget), "--max-new-tokens", str(args.max_new_tokens), "--max-batch",
-                                str(args.max_batch), "--batch-window-ms", str(args.window_ms), "--max-depth", "4",
+                                str(args.max_batch), "--batch-window-ms", str(args.window_ms),
+                                "--concurrency", str(args.concurrency), "--max-depth", "4",
                                 "--max-step-tokens", "16", "--beam-width", "2"])
     ctx = SearchContext(generator=generator, scorer=scorer, settings=cfg.settings())
     uvicorn.run(create_app(cfg, ctx, "tiny"), host="127.0.0.1", port=port, log_level="warning")
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--window-ms", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=8, help="serve --concurrency (1: one batch at a time, the "
+                                                                "server before continuous batching)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per request")

@@ -201,3 +201,19 @@ def test_generate_rows_carry_answer_and_correctness(tmp_path, tiny_lm_dir, monke
     got = [(r["id"], r["extracted_answer"], r["correct"]) for r in read_table(out).to_list()]
     assert got == [("a", "5", True), ("a", None, False), ("b", "5", False), ("b", None, False),
                    ("c", "5", None), ("c", None, None)]
+
+
+def test_serve_mode_joins_callers_into_one_running_batch_with_the_same_results(tiny_lm, tiny_tokenizer):
+    """serve(): generate calls from several threads share one decode loop (continuous batching across
+    callers); each gets what it would get alone, and reads its own call's prompt-token counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sp = SamplingParams(n=3, temperature=0.9, max_new_tokens=12, seed=7, stop=("e",))
+    alone = TransformersGenerator(tiny_lm, tiny_tokenizer, batch_size=8, progress=False)
+    want = [alone.generate([p], sp)[0] for p in PROMPTS]
+    shared = TransformersGenerator(tiny_lm, tiny_tokenizer, batch_size=8, progress=False).serve()
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda p: (shared.generate([p] * 2, sp), shared.last_prompt_tokens), PROMPTS * 2))
+    assert [g for g, _ in got] == [[w, w] for w in want * 2]
+    for (_, counts), p in zip(got, PROMPTS * 2):   # each call ran its own prompts at least once
+        assert len(counts) == 2 and all(c > 0 and c % len(shared.encode(p)) == 0 for c in counts)

@@ -97,7 +97,7 @@ def real(tiny_lm_dir, prm_dir, tmp_path_factory):
     cfg = parse_config(Config, ["--policy", str(tiny_lm_dir), "--prm", str(prm_dir), "--device", "cpu", "--threads",
                                 "1", "--prm-device", "cpu", *SMALL, "--max-budget", "8", "--max-tokens", "64",
                                 "--max-body-bytes", "4096", "--allocation", str(alloc), "--probe-samples", "2",
-                                "--batch-window-ms", "30"])
+                                "--batch-window-ms", "30", "--concurrency", "1"])   # one busy batch holds the rest
     ctx, _ = build_context(cfg, need_policy=True)
     policy = Controlled(ctx.generator)
     ctx = dataclasses.replace(ctx, generator=policy)
@@ -501,3 +501,46 @@ def test_a_request_past_its_deadline_gets_504_and_is_dropped_before_its_batch(fa
         assert httpx.get(url + "/health", timeout=10).json()["dropped"] >= 1
     finally:
         _stop(server, thread)
+
+
+def test_serial_scorer_keeps_each_threads_usage_apart():
+    """Request threads share one PRM: calls run one at a time and each thread's Meter sees only its own
+    usage and per-item tokens."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ttscale.inference.base import Usage
+    from ttscale.serve.batching import SerialScorer
+
+    class Counting:
+        num_params = 7
+
+        def __init__(self):
+            self.usage, self.inside, self.most = Usage(), 0, 0
+            self.lock = threading.Lock()
+
+        def score(self, items):
+            with self.lock:
+                self.inside += 1
+                self.most = max(self.most, self.inside)
+            self.last_item_tokens = [len(p) for p, _ in items]
+            self.usage.calls += 1
+            self.usage.tokens += sum(self.last_item_tokens)
+            with self.lock:
+                self.inside -= 1
+            return [[0.5] * len(s) for _, s in items]
+
+    inner = Counting()
+    shared = SerialScorer(inner)
+
+    def job(k):
+        before = shared.usage.snapshot()
+        for _ in range(5):
+            shared.score([("x" * k, ["a", "b"])] * k)
+        return shared.usage - before, shared.last_item_tokens
+
+    with ThreadPoolExecutor(4) as pool:
+        out = list(pool.map(job, [1, 2, 3, 4]))
+    assert [(u.calls, u.tokens) for u, _ in out] == [(5, 5 * k * k) for k in (1, 2, 3, 4)]
+    assert [t for _, t in out] == [[k] * k for k in (1, 2, 3, 4)]
+    assert inner.usage.calls == 20 and inner.most == 1 and shared.num_params == 7

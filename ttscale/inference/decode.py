@@ -16,6 +16,7 @@ older columns are masked, and RoPE positions are per row, so moving a row's KV b
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -45,22 +46,23 @@ def uniforms(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
     return _shr(x, 11).double() / float(1 << 53)
 
 
-def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Inverse-CDF sampling of one token per row with uniforms `u` (greedy at temperature 0)."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
+def sample(logits: torch.Tensor, u: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling of one token per row with uniforms `u`, each row at its own temperature and
+    top-p (greedy where the temperature is 0). A row's token depends only on its own logits and uniform."""
+    greedy = temperature <= 0
+    probs = torch.softmax(logits.double() / temperature.clamp(min=1e-6)[:, None].double(), dim=-1)
     order = None
-    if top_p < 1.0:
+    if bool((top_p < 1.0).any()):
         probs, order = probs.sort(dim=-1, descending=True)
         # Drop tokens whose preceding mass already reaches top_p (the top token always stays).
-        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+        cut = torch.where(top_p < 1.0, top_p.double(), torch.full_like(top_p, float("inf"), dtype=torch.double))
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= cut[:, None], 0.0)
     cdf = probs.cumsum(-1)
     idx = torch.searchsorted(cdf, (u.to(cdf.dtype) * cdf[:, -1])[:, None], right=True)
     idx = idx.clamp(max=probs.shape[-1] - 1)
     if order is not None:
         idx = order.gather(-1, idx)
-    return idx[:, 0]
+    return torch.where(greedy, logits.argmax(-1), idx[:, 0])
 
 
 class _BufferLayer(DynamicLayer):
@@ -103,91 +105,165 @@ def new_cache(layers: list | None = None) -> DynamicCache:
     return cache
 
 
-@dataclass
+class Call:
+    """One `generate` call's rows: their sampling parameters, how a token ends a row (`finish(row, token)`
+    appends it to row.out and returns a result once the row is done, else None), and where results and
+    prefilled prompt tokens go. `wait()` blocks until every row is done (or the engine failed)."""
+
+    def __init__(self, n_prompts: int, n_rows: int, temperature: float, top_p: float,
+                 finish: Callable[["Row", int], Any], on_done: Callable[[int], None] = lambda k: None):
+        self.temperature, self.top_p, self.finish, self.on_done = temperature, top_p, finish, on_done
+        self.prefilled = [0] * n_prompts      # per prompt: prompt tokens run
+        self.results: list[Any] = [None] * n_rows
+        self.left, self.error = n_rows, None
+        self.event = threading.Event()
+        if n_rows == 0:
+            self.event.set()
+
+    def deliver(self, row: "Row", result: Any) -> None:
+        self.results[row.index] = result
+        self.on_done(1)
+        self.left -= 1
+        if self.left == 0:
+            self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.event.set()
+
+    def wait(self) -> list[Any]:
+        self.event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+
+@dataclass(eq=False)
 class Row:
-    prompt: int              # index into the call's prompts
-    j: int                   # completion index
+    call: Call
+    index: int               # position in the call's results
+    prompt: int              # index of its prompt in the call
     seed: int
-    ids: list[int] = field(default_factory=list)
+    ids: list[int]           # prompt token ids
+    out: list[int] = field(default_factory=list)   # generated so far
+
+
+class Rows:
+    """The queue the engine admits rows from: filled by one call (`Rows(rows)`: the engine stops when it
+    drains), or by many threads (`Rows(shared=True)`: put() from any thread, the engine waits for more)."""
+
+    def __init__(self, rows: list[Row] = (), shared: bool = False):
+        self.queue, self.shared = deque(rows), shared
+        self.cond = threading.Condition()
+
+    def put(self, rows: list[Row]) -> None:
+        with self.cond:
+            self.queue.extend(rows)
+            self.cond.notify()
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def take(self, k: int) -> list[Row]:
+        with self.cond:
+            return [self.queue.popleft() for _ in range(min(k, len(self.queue)))]
+
+    def wait(self) -> bool:
+        """Block until rows are queued; False when no more can come (a single call's rows are all taken)."""
+        if not self.shared:
+            return False
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.queue) > 0)
+        return True
+
+    def fail_all(self, error: BaseException) -> None:
+        with self.cond:
+            calls = {row.call for row in self.queue}
+            self.queue.clear()
+        for call in calls:
+            call.fail(error)
 
 
 @dataclass
 class Engine:
-    """Decode `rows` over `model` with at most `batch_size` running at once (module doc).
-
-    forward(cache, **inputs) runs the model over a cache and returns the last position's logits; `finish(row, token)` appends a
-    token to row.ids and returns a result once the row is done (None while it runs); `may_stop` marks the
-    token ids that can end a row early besides EOS (None: every token is checked)."""
+    """Decode the rows of `source` over a model, at most `batch_size` at once (module doc). forward(cache,
+    **inputs) runs the model over a cache and returns the last position's logits."""
     forward: Callable[..., torch.Tensor]
-    prompts: list[list[int]]
     pad_id: int
     batch_size: int
-    temperature: float
-    top_p: float
-    finish: Callable[[Row, int], Any]
-    may_stop: torch.Tensor | None = None
     device: str = "cpu"
-    on_done: Callable[[int], None] = lambda k: None
-    prefilled: list[int] = field(default_factory=list)   # per prompt: prompt tokens run
 
-    def run(self, rows: list[Row]) -> list[Any]:
-        self.prefilled = [0] * len(self.prompts)
-        results: list[Any] = [None] * len(rows)
-        queue = deque(range(len(rows)))
-        active: list[int] = []        # row index per batch position
+    def run(self, source: Rows) -> None:
+        active: list[Row] = []        # one per batch position
         alive: list[bool] = []        # finished rows stay in the batch until a rebuild drops them
-        cache = buffers = mask = pos = logits = seeds = None
+        cache = buffers = mask = pos = logits = seeds = temps = top_ps = None
         refill = max(1, self.batch_size // 8)   # free slots that pay for a rebuild while rows still queue
-        while True:
-            free = self.batch_size - sum(alive)
-            if queue and (not any(alive) or free >= min(refill, len(queue))):
-                admit = [queue.popleft() for _ in range(min(free, len(queue)))]
-                keep = [k for k, a in enumerate(alive) if a]
-                new_logits, new_kv, new_mask, new_pos = self._prefill([rows[r] for r in admit])
-                cache, buffers, mask = self._rebuild(buffers, mask, keep, new_kv, new_mask)
-                sel = torch.tensor(keep, dtype=torch.long)
-                logits = torch.cat([logits[sel], new_logits]) if keep else new_logits
-                pos = torch.cat([pos[sel], new_pos]) if keep else new_pos
-                active = [active[k] for k in keep] + admit
-                alive = [True] * len(active)
-                seeds = torch.tensor([rows[r].seed for r in active], dtype=torch.long)
-            elif not any(alive):
-                return results
-            step_no = torch.tensor([len(rows[r].ids) for r in active], dtype=torch.long)
-            tokens = sample(logits, uniforms(seeds, step_no), self.temperature, self.top_p).tolist()
-            for k, (r, t) in enumerate(zip(active, tokens)):
-                if alive[k] and (out := self.finish(rows[r], t)) is not None:
-                    results[r], alive[k] = out, False
-                    self.on_done(1)
-            if not any(alive):
-                continue
-            if not queue and not all(alive) and alive.count(False) >= refill:   # drain: shrink the batch
-                keep = [k for k, a in enumerate(alive) if a]
-                sel = torch.tensor(keep, dtype=torch.long)
-                cache, buffers, mask = self._rebuild(buffers, mask, keep, None, None)
-                pos, seeds, tokens = pos[sel], seeds[sel], [tokens[k] for k in keep]
-                active, alive = [active[k] for k in keep], [True] * len(keep)
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            pos = pos + 1
-            ids = torch.tensor(tokens, device=self.device)[:, None]
-            logits = self.forward(cache, input_ids=ids, attention_mask=mask, position_ids=pos[:, None])
+        try:
+            while True:
+                free = self.batch_size - sum(alive)
+                if len(source) and (not any(alive) or free >= min(refill, len(source))):
+                    admit = source.take(free)
+                    keep = [k for k, a in enumerate(alive) if a]
+                    new_logits, new_kv, new_mask, new_pos = self._prefill(admit)
+                    cache, buffers, mask = self._rebuild(buffers, mask, keep, new_kv, new_mask)
+                    sel = torch.tensor(keep, dtype=torch.long)
+                    logits = torch.cat([logits[sel], new_logits]) if keep else new_logits
+                    pos = torch.cat([pos[sel], new_pos]) if keep else new_pos
+                    active = [active[k] for k in keep] + admit
+                    alive = [True] * len(active)
+                    seeds = torch.tensor([r.seed for r in active], dtype=torch.long)
+                    temps = torch.tensor([r.call.temperature for r in active], dtype=torch.float)
+                    top_ps = torch.tensor([r.call.top_p for r in active], dtype=torch.float)
+                elif not any(alive):
+                    cache = buffers = mask = pos = logits = None   # idle: hold no KV
+                    if not source.wait():
+                        return
+                    continue
+                step_no = torch.tensor([len(r.out) for r in active], dtype=torch.long)
+                tokens = sample(logits, uniforms(seeds, step_no), temps, top_ps).tolist()
+                for k, (row, t) in enumerate(zip(active, tokens)):
+                    if alive[k] and (out := row.call.finish(row, t)) is not None:
+                        alive[k] = False
+                        row.call.deliver(row, out)
+                if not any(alive):
+                    continue
+                if not len(source) and not all(alive) and alive.count(False) >= refill:   # drain: shrink
+                    keep = [k for k, a in enumerate(alive) if a]
+                    sel = torch.tensor(keep, dtype=torch.long)
+                    cache, buffers, mask = self._rebuild(buffers, mask, keep, None, None)
+                    pos, seeds, temps, top_ps = pos[sel], seeds[sel], temps[sel], top_ps[sel]
+                    tokens = [tokens[k] for k in keep]
+                    active, alive = [active[k] for k in keep], [True] * len(keep)
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                pos = pos + 1
+                ids = torch.tensor(tokens, device=self.device)[:, None]
+                logits = self.forward(cache, input_ids=ids, attention_mask=mask, position_ids=pos[:, None])
+        except BaseException as e:   # every call with a row in flight or queued gets the error
+            for row in active:
+                row.call.fail(e)
+            source.fail_all(e)
+            if not source.shared:
+                raise
 
     def _prefill(self, rows: list[Row]):
         """Run each distinct prompt of `rows` once (left-padded), then give every row its prompt's KV."""
-        uniq = sorted({r.prompt for r in rows})
-        slot = {p: k for k, p in enumerate(uniq)}
-        width = max(len(self.prompts[p]) for p in uniq)
+        uniq: dict[tuple, int] = {}
+        for r in rows:
+            uniq.setdefault((id(r.call), r.prompt), len(uniq))
+        firsts = {key: next(r for r in rows if (id(r.call), r.prompt) == key) for key in uniq}
+        width = max(len(r.ids) for r in rows)
         ids = torch.full((len(uniq), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(uniq), width), dtype=torch.long)
-        for k, p in enumerate(uniq):
-            ids[k, width - len(self.prompts[p]):] = torch.tensor(self.prompts[p])
-            mask[k, width - len(self.prompts[p]):] = 1
-            self.prefilled[p] += len(self.prompts[p])
+        for key, k in uniq.items():
+            r = firsts[key]
+            ids[k, width - len(r.ids):] = torch.tensor(r.ids)
+            mask[k, width - len(r.ids):] = 1
+            r.call.prefilled[r.prompt] += len(r.ids)
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = new_cache()
         logits = self.forward(cache, input_ids=ids, attention_mask=mask, position_ids=pos)
-        src = torch.tensor([slot[r.prompt] for r in rows], device=self.device)
+        src = torch.tensor([uniq[(id(r.call), r.prompt)] for r in rows], device=self.device)
         kv = [(layer.keys[src], layer.values[src]) for layer in cache.layers]
         return logits[src], kv, mask[src], pos[src, -1]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -108,8 +109,8 @@ class TransformersGenerator:
         self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._cache_arg = cache_kwarg(self.model) or "past_key_values"
         self._stop_cache: dict[tuple[str, ...], frozenset[int]] = {}
-        self.last_prompt_tokens: list[int] | None = None   # see module doc
-        self.last_cached_tokens: list[int] | None = None
+        self._last = threading.local()   # last_prompt_tokens / last_cached_tokens: see module doc
+        self._shared = None              # the shared row queue once serve() is on
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -187,28 +188,56 @@ class TransformersGenerator:
         counts = counts_per_prompt(prompts, params, n)
         if params.max_new_tokens < 1:
             raise ValueError(f"need max_new_tokens >= 1, got {params.max_new_tokens}")
-        from ttscale.inference.decode import Engine, Row
+        from ttscale.inference.decode import Call, Engine, Row, Rows
 
         texts = list(prompts)
         encoded = [self.encode(p) for p in texts]
         # Longest prompts first, a prompt's samples together (they share one prefill when admitted together);
         # results are batch-invariant, so the order changes only speed. A prompt asked for 0 is never run.
         order = sorted(range(len(texts)), key=lambda p: -len(encoded[p]))
-        rows = [Row(p, j, derive_seed(params.seed, texts[p], j)) for p in order for j in range(counts[p])]
         stops = tuple(s for s in params.stop if s)
         window = 4 * max((len(s) for s in stops), default=0) + 8  # tokens that can hold any stop string
         stop_ids = self._stop_ids(stops) if stops else frozenset()
-        bar = tqdm(total=len(rows), desc="generate", unit="seq", leave=False,
-                   disable=not self.progress or len(rows) <= self.batch_size)
-        engine = Engine(forward=self._forward, prompts=encoded, pad_id=self.pad_id, batch_size=self.batch_size,
-                        temperature=params.temperature, top_p=params.top_p, device=self.device, on_done=bar.update,
-                        finish=lambda row, t: self._finish(encoded[row.prompt], row.ids, t, stops, window,
-                                                           params.max_new_tokens, stop_ids))
-        with torch.inference_mode():
-            done = engine.run(rows)
+        total = sum(counts)
+        bar = tqdm(total=total, desc="generate", unit="seq", leave=False,
+                   disable=not self.progress or total <= self.batch_size or self._shared is not None)
+        call = Call(len(texts), total, params.temperature, params.top_p, on_done=bar.update,
+                    finish=lambda row, t: self._finish(row.ids, row.out, t, stops, window, params.max_new_tokens,
+                                                       stop_ids))
+        which = [(p, j) for p in order for j in range(counts[p])]
+        rows = [Row(call, k, p, derive_seed(params.seed, texts[p], j), encoded[p]) for k, (p, j) in enumerate(which)]
+        if self._shared is not None:   # serve(): join the running batch of every caller
+            self._shared.put(rows)
+            done = call.wait()
+        else:
+            with torch.inference_mode():
+                Engine(self._forward, self.pad_id, self.batch_size, self.device).run(Rows(rows))
+            done = call.wait()
         bar.close()
         results: list[list[Completion]] = [[None] * k for k in counts]   # type: ignore[list-item]
-        for row, c in zip(rows, done):
-            results[row.prompt][row.j] = c
-        self.last_prompt_tokens, self.last_cached_tokens = engine.prefilled, [0] * len(texts)
+        for (p, j), c in zip(which, done):
+            results[p][j] = c
+        self._last.prompt_tokens, self._last.cached_tokens = call.prefilled, [0] * len(texts)
         return results
+
+    # per thread: under serve() several threads call generate at once, and each reads its own call's counts
+    last_prompt_tokens = property(lambda self: getattr(self._last, "prompt_tokens", None))
+    last_cached_tokens = property(lambda self: getattr(self._last, "cached_tokens", None))
+
+    def serve(self) -> "TransformersGenerator":
+        """Share one running batch between threads: from now on a `generate` call from any thread queues its
+        rows into a decode loop on a background thread, and they join the running batch at its next step
+        (continuous batching across callers, what `ttscale serve` uses). Results are the same as alone."""
+        from ttscale.inference.decode import Engine, Rows
+
+        if self._shared is None:
+            self._shared = Rows(shared=True)
+            engine = Engine(self._forward, self.pad_id, self.batch_size, self.device)
+
+            def loop() -> None:
+                with torch.inference_mode():
+                    while True:   # an error fails the calls in flight; the loop serves the next ones
+                        engine.run(self._shared)
+
+            threading.Thread(target=loop, name="ttscale-decode", daemon=True).start()
+        return self

@@ -33,7 +33,7 @@ except ImportError as e:  # one line the CLI prints as is
 from ttscale.search.registry import STRATEGIES, get_strategy
 from ttscale.search.types import SearchContext
 from ttscale.serve import responses
-from ttscale.serve.batching import Batcher
+from ttscale.serve.batching import Batcher, share_models
 from ttscale.serve.schemas import ApiError, RequestParser
 
 
@@ -114,9 +114,12 @@ async def _disconnected(request: Request) -> None:
 def create_app(cfg: Any, ctx: SearchContext, model_id: str, api_key: str | None = None,
                allocation: Mapping[str, Any] | None = None) -> FastAPI:
     """The server for loaded models `ctx` with `cfg`'s defaults and caps (see serve_cmd.Config)."""
+    concurrency = getattr(cfg, "concurrency", 1)
+    if concurrency > 1:
+        ctx = share_models(ctx)
     parser = RequestParser(cfg, ctx, model_id, allocation)
     parser.check_defaults()
-    batcher = Batcher(cfg.batch_window_ms / 1000.0, cfg.max_batch)
+    batcher = Batcher(cfg.batch_window_ms / 1000.0, cfg.max_batch, concurrency)
     strategies = offered_strategies(cfg, ctx)
     created = int(time.time())
 

@@ -1,11 +1,14 @@
-"""Requests that arrive together are searched together, in the strategies' own batched `run`.
+"""Requests that arrive together are searched together, in the strategies' own batched `run`, and the groups
+run side by side on one shared decode loop.
 
-The event loop only queues jobs and awaits futures; ONE worker thread makes every model call (models are not
-thread-safe, and one batched call uses the device better than several small ones). A round starts when a job
-arrives: it waits until that job is `window_s` old or `max_batch` jobs are queued, groups the jobs by their
-settings key (a batched run shares one strategy, budget and settings), and runs each group as one
-`strategy.run(problems, ctx, budget)` — the same call `ttscale search` makes for a batch of problems. Jobs that
-arrive meanwhile wait for the next round, whose window has usually already passed.
+The event loop only queues jobs and awaits futures. A round starts when a job arrives: it waits until that
+job is `window_s` old or `max_batch` jobs are queued, groups the jobs by their settings key (a batched run
+shares one strategy, budget and settings), and starts each group as one `strategy.run(problems, ctx, budget)`
+— the same call `ttscale search` makes for a batch of problems — on a pool of `concurrency` threads, without
+waiting for the groups already running. A transformers generator is put in serve mode (`serve()`): the
+generate calls of every running group queue their rows into one decode loop, where they join the running
+batch at its next step (continuous batching across requests); other backends batch on their side (vLLM,
+an OpenAI-compatible server). The PRM scores one call at a time (`SerialScorer`).
 
 Per-problem results do not depend on the batch (the Generator contract: a completion depends only on prompt,
 params and index), so a request gets what the same search would give it alone.
@@ -13,12 +16,16 @@ params and index), so a request gets what the same search would give it alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from ttscale.search.types import ProblemResult
+from ttscale.inference.base import Usage
+from ttscale.search.types import ProblemResult, SearchContext
 from ttscale.serve.schemas import SearchRequest
 
 logger = logging.getLogger("ttscale.serve")
@@ -32,10 +39,55 @@ class Job:
     dropped: bool = False         # the client went away: skip it if its batch has not started
 
 
+class SerialScorer:
+    """A scorer shared by request threads: one call at a time, with `usage` and `last_item_tokens` kept per
+    thread (a strategy's Meter reads them around its own call, never another thread's)."""
+
+    def __init__(self, scorer: Any) -> None:
+        self._scorer, self._lock, self._local = scorer, threading.Lock(), threading.local()
+        if hasattr(scorer, "score_incremental"):
+            self.score_incremental = lambda items: self._call(scorer.score_incremental, items)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._scorer, name)
+
+    @property
+    def usage(self) -> Usage:
+        return getattr(self._local, "usage", Usage())
+
+    @property
+    def last_item_tokens(self) -> Any:
+        return getattr(self._local, "last_item_tokens", None)
+
+    def score(self, items):
+        return self._call(self._scorer.score, items)
+
+    def _call(self, fn, items):
+        with self._lock:
+            before = self._scorer.usage.snapshot()
+            out = fn(items)
+            spent = self._scorer.usage - before
+            self._local.last_item_tokens = getattr(self._scorer, "last_item_tokens", None)
+        mine = self.usage
+        self._local.usage = Usage(mine.calls + spent.calls, mine.tokens + spent.tokens)
+        return out
+
+
+def share_models(ctx: SearchContext) -> SearchContext:
+    """`ctx` with models that several request threads may call at once (module doc)."""
+    for gen in (ctx.generator, ctx.reviser):
+        if gen is not None and hasattr(gen, "serve"):
+            gen.serve()
+    if ctx.scorer is not None and not isinstance(ctx.scorer, SerialScorer):
+        ctx = dataclasses.replace(ctx, scorer=SerialScorer(ctx.scorer))
+    return ctx
+
+
 class Batcher:
-    def __init__(self, window_s: float, max_batch: int) -> None:
+    def __init__(self, window_s: float, max_batch: int, concurrency: int = 1) -> None:
         self.window_s, self.max_batch = window_s, max_batch
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttscale-model")
+        self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ttscale-model")
+        self._slots = asyncio.Semaphore(concurrency)
         self.stats: Counter[str] = Counter()   # queued, searched, dropped, batches, failed, largest_batch
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task | None = None
@@ -79,17 +131,23 @@ class Batcher:
             for job in batch:
                 groups[job.request.key].append(job)
             for jobs in groups.values():
-                # checked again per group: a client may leave while an earlier group of this round runs
-                live = [j for j in jobs if not j.dropped]
-                self.stats["dropped"] += len(jobs) - len(live)
-                try:
-                    if live:
-                        await self._run(live)
-                except Exception as e:  # noqa: BLE001 - a bug here must fail these requests, not stop the loop
-                    logger.exception("batch bookkeeping failed")
-                    for job in live:
-                        if not job.future.done():
-                            job.future.set_exception(e)
+                await self._slots.acquire()   # at most `concurrency` groups run at once
+                asyncio.create_task(self._start(jobs))
+
+    async def _start(self, jobs: list[Job]) -> None:
+        # checked when the group starts: a client may leave while it waits for a slot
+        live = [j for j in jobs if not j.dropped]
+        self.stats["dropped"] += len(jobs) - len(live)
+        try:
+            if live:
+                await self._run(live)
+        except Exception as e:  # noqa: BLE001 - a bug here must fail these requests, not stop the loop
+            logger.exception("batch bookkeeping failed")
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(e)
+        finally:
+            self._slots.release()
 
     async def _run(self, jobs: list[Job]) -> None:
         loop = asyncio.get_running_loop()

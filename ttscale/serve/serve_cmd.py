@@ -55,6 +55,9 @@ class Config(SearchArgs, SamplingArgs, ReviserArgs, GeneratorArgs, ScorerArgs):
     batch_window_ms: float = field(20.0, ge=0, help="a batch waits up to this long after its first request for "
                                                    "others to join (0: batch only what is already queued)")
     max_batch: int = field(16, ge=1, help="most requests searched in one batch")
+    concurrency: int = field(8, ge=1, help="batches searched side by side; their generate calls share one running "
+                                           "decode batch (a transformers policy joins new rows at its next step); "
+                                           "1 = one batch at a time")
 
     def __post_init__(self):
         if not (self.policy or self.revision_model):
