@@ -486,7 +486,9 @@ def test_a_request_past_its_deadline_gets_504_and_is_dropped_before_its_batch(fa
             return super().generate(prompts, params, n)
 
     slow = Slow(depth=3)
-    url, server, thread = _start(create_app(dataclasses.replace(cfg, request_timeout=1.0, batch_window_ms=0),
+    # one batch at a time: the second request queues behind the slow first one
+    url, server, thread = _start(create_app(dataclasses.replace(cfg, request_timeout=1.0, batch_window_ms=0,
+                                                                concurrency=1),
                                             SearchContext(generator=slow, settings=cfg.settings()), "scripted"))
     try:
         with ThreadPoolExecutor(2) as pool:
@@ -544,3 +546,38 @@ def test_serial_scorer_keeps_each_threads_usage_apart():
     assert [(u.calls, u.tokens) for u, _ in out] == [(5, 5 * k * k) for k in (1, 2, 3, 4)]
     assert [t for _, t in out] == [[k] * k for k in (1, 2, 3, 4)]
     assert inner.usage.calls == 20 and inner.most == 1 and shared.num_params == 7
+
+
+def test_with_concurrency_a_batch_starts_while_another_runs(fake):
+    """--concurrency 2: a request arriving while a batch searches starts at once (its own batch, beside the
+    running one) instead of waiting for it; with 1 it waits."""
+    import httpx
+
+    from ttscale.serve.app import create_app
+
+    _, cfg, _ = fake
+
+    class Slow(ScriptedGenerator):
+        spans: list = []
+
+        def generate(self, prompts, params, n=None):
+            t0 = time.monotonic()
+            time.sleep(2.0)
+            self.spans.append((t0, time.monotonic()))
+            return super().generate(prompts, params, n)
+
+    for concurrency, overlap in ((2, True), (1, False)):
+        slow = Slow(depth=3)
+        slow.spans = []
+        url, server, thread = _start(create_app(dataclasses.replace(cfg, batch_window_ms=0, concurrency=concurrency),
+                                                SearchContext(generator=slow, settings=cfg.settings()), "scripted"))
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                first = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "FIRST problem"}, timeout=60)
+                time.sleep(0.5)
+                second = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "SECOND problem"}, timeout=60)
+                assert first.result().status_code == second.result().status_code == 200
+            (s1, e1), (s2, _) = sorted(slow.spans)[:2]
+            assert (s2 < e1) is overlap, (concurrency, slow.spans)
+        finally:
+            _stop(server, thread)
