@@ -217,3 +217,18 @@ def test_serve_mode_joins_callers_into_one_running_batch_with_the_same_results(t
     assert [g for g, _ in got] == [[w, w] for w in want * 2]
     for (_, counts), p in zip(got, PROMPTS * 2):   # each call ran its own prompts at least once
         assert len(counts) == 2 and all(c > 0 and c % len(shared.encode(p)) == 0 for c in counts)
+
+
+def test_vectorised_sampling_follows_the_distribution_top_p_and_greedy():
+    from ttscale.inference.decode import sample, uniforms
+
+    rows = 20000
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.2]))[None].repeat(rows, 1)
+    u = uniforms(torch.arange(rows), torch.zeros(rows, dtype=torch.long))
+    assert 0 <= float(u.min()) and float(u.max()) < 1 and torch.equal(u, uniforms(torch.arange(rows), torch.zeros(rows, dtype=torch.long)))
+    freq = torch.bincount(sample(logits, u, torch.ones(rows), torch.ones(rows)), minlength=3).double() / rows
+    assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.2], dtype=torch.double), atol=0.015)
+    # top-p 0.6 keeps the first two tokens, renormalised; temperature 0 takes the argmax
+    freq = torch.bincount(sample(logits, u, torch.ones(rows), torch.full((rows,), 0.6)), minlength=3).double() / rows
+    assert freq[2] == 0 and abs(freq[0] - 0.625) < 0.015
+    assert sample(logits[:3], u[:3], torch.zeros(3), torch.ones(3)).tolist() == [0, 0, 0]

@@ -1,7 +1,7 @@
 """The transformers backend's decode engine: continuous batching over one growing KV buffer.
 
-What it saves over decoding fixed chunks with a `DynamicCache` (measured on the toy policy, batch 64, one
-thread: `benchmarks/generation.py`):
+What it saves over decoding fixed chunks with a `DynamicCache` (the demo's policy, one thread: about 2x the
+generated tokens per CPU-second, `benchmarks/throughput.py generate`):
   - a decode step writes one KV column into a preallocated buffer instead of `torch.cat`-ing the whole
     cache (the copy was about 60% of a step);
   - a finished row's slot is refilled from the queue (its prompt prefilled, its KV placed beside the running
@@ -11,8 +11,10 @@ thread: `benchmarks/generation.py`):
     by (row seed, token index), so a row's tokens still depend only on its prompt, params and j
     (the Generator contract), never on its neighbours;
   - only tokens that can complete a stop string (they hold its last character) trigger the text check.
-Rows are left-aligned to a shared column: a row's real tokens are the last ones before the current column,
+Rows are right-aligned to a shared column: a row's real tokens are the last ones before the current column,
 older columns are masked, and RoPE positions are per row, so moving a row's KV between columns is exact.
+Each row carries its call's sampling parameters, so one loop can serve the calls of several threads at
+once (`TransformersGenerator.serve()`, what `ttscale serve` uses).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Any, Callable
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
 
 def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
