@@ -472,37 +472,51 @@ def test_a_prompt_too_long_for_the_models_is_refused_before_it_is_queued(real):
     assert capped.parse("text", {"prompt": "2 + 2"}, "r3").problem["problem"] == "2 + 2"
 
 
-def test_a_request_past_its_deadline_gets_504_and_is_dropped_before_its_batch(fake):
-    """--request-timeout: a request still queued at its deadline answers 504 and never reaches the model."""
+class SlowScripted(ScriptedGenerator):
+    """A scripted policy whose every call takes 2 s, recording when each call ran."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.spans = []
+
+    def generate(self, prompts, params, n=None):
+        t0 = time.monotonic()
+        time.sleep(2.0)
+        self.spans.append((t0, time.monotonic()))
+        return super().generate(prompts, params, n)
+
+
+def _two_requests(cfg, slow, gap: float, **options):
+    """Serve `slow` with `options`; send FIRST, then SECOND `gap` seconds later: both responses, and the
+    server's /health once the first search has finished."""
     import httpx
 
     from ttscale.serve.app import create_app
 
-    _, cfg, _ = fake
-
-    class Slow(ScriptedGenerator):
-        def generate(self, prompts, params, n=None):
-            time.sleep(2.0)
-            return super().generate(prompts, params, n)
-
-    slow = Slow(depth=3)
-    # one batch at a time: the second request queues behind the slow first one
-    url, server, thread = _start(create_app(dataclasses.replace(cfg, request_timeout=1.0, batch_window_ms=0,
-                                                                concurrency=1),
+    url, server, thread = _start(create_app(dataclasses.replace(cfg, batch_window_ms=0, **options),
                                             SearchContext(generator=slow, settings=cfg.settings()), "scripted"))
     try:
         with ThreadPoolExecutor(2) as pool:
-            first = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "FIRST problem"}, timeout=30)
-            time.sleep(0.3)
-            second = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "SECOND problem"}, timeout=30)
-            codes = [first.result().status_code, second.result()]
-        assert codes[0] == 504 and codes[1].status_code == 504
-        assert "--request-timeout 1" in codes[1].json()["error"]["message"]
-        time.sleep(2.5)    # the first search finishes; the second was dropped before its batch
-        assert not any("SECOND" in p for call in slow.calls for p in call["prompts"])
-        assert httpx.get(url + "/health", timeout=10).json()["dropped"] >= 1
+            first = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "FIRST problem"}, timeout=60)
+            time.sleep(gap)
+            second = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "SECOND problem"}, timeout=60)
+            responses = first.result(), second.result()
+        time.sleep(2.5)    # the first search finishes
+        return (*responses, httpx.get(url + "/health", timeout=10).json())
     finally:
         _stop(server, thread)
+
+
+def test_a_request_past_its_deadline_gets_504_and_is_dropped_before_its_batch(fake):
+    """--request-timeout: a request still queued at its deadline answers 504 and never reaches the model."""
+    _, cfg, _ = fake
+    slow = SlowScripted(depth=3)
+    # one batch at a time: the second request queues behind the slow first one
+    first, second, health = _two_requests(cfg, slow, 0.3, request_timeout=1.0, concurrency=1)
+    assert first.status_code == 504 and second.status_code == 504
+    assert "--request-timeout 1" in second.json()["error"]["message"]
+    assert not any("SECOND" in p for call in slow.calls for p in call["prompts"])   # dropped before its batch
+    assert health["dropped"] >= 1
 
 
 def test_serial_scorer_keeps_each_threads_usage_apart():
@@ -551,33 +565,10 @@ def test_serial_scorer_keeps_each_threads_usage_apart():
 def test_with_concurrency_a_batch_starts_while_another_runs(fake):
     """--concurrency 2: a request arriving while a batch searches starts at once (its own batch, beside the
     running one) instead of waiting for it; with 1 it waits."""
-    import httpx
-
-    from ttscale.serve.app import create_app
-
     _, cfg, _ = fake
-
-    class Slow(ScriptedGenerator):
-        spans: list = []
-
-        def generate(self, prompts, params, n=None):
-            t0 = time.monotonic()
-            time.sleep(2.0)
-            self.spans.append((t0, time.monotonic()))
-            return super().generate(prompts, params, n)
-
     for concurrency, overlap in ((2, True), (1, False)):
-        slow = Slow(depth=3)
-        slow.spans = []
-        url, server, thread = _start(create_app(dataclasses.replace(cfg, batch_window_ms=0, concurrency=concurrency),
-                                                SearchContext(generator=slow, settings=cfg.settings()), "scripted"))
-        try:
-            with ThreadPoolExecutor(2) as pool:
-                first = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "FIRST problem"}, timeout=60)
-                time.sleep(0.5)
-                second = pool.submit(httpx.post, url + "/v1/completions", json={"prompt": "SECOND problem"}, timeout=60)
-                assert first.result().status_code == second.result().status_code == 200
-            (s1, e1), (s2, _) = sorted(slow.spans)[:2]
-            assert (s2 < e1) is overlap, (concurrency, slow.spans)
-        finally:
-            _stop(server, thread)
+        slow = SlowScripted(depth=3)
+        first, second, _ = _two_requests(cfg, slow, 0.5, concurrency=concurrency)
+        assert first.status_code == second.status_code == 200
+        (_, end1), (start2, _) = sorted(slow.spans)[:2]
+        assert (start2 < end1) is overlap, (concurrency, slow.spans)
