@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ print(json.dumps(out))
 
 def _workload(src: Path, demo: str, n: int, batch: int) -> dict:
     res = subprocess.run([sys.executable, "-c", WORKLOAD, demo, str(n), str(batch)], cwd=src, capture_output=True,
-                         text=True, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+                         text=True, env={**os.environ, "PYTHONPATH": str(src)})
     if res.returncode:
         sys.exit(f"workload failed in {src}:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

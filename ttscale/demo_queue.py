@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -43,7 +44,6 @@ def run_step(argv: list[str], log: str) -> int:
             traceback.print_exc()
             rc = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
         finally:
-            import sys
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)

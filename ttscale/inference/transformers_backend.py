@@ -208,11 +208,10 @@ class TransformersGenerator:
         rows = [Row(call, k, p, derive_seed(params.seed, texts[p], j), encoded[p]) for k, (p, j) in enumerate(which)]
         if self._shared is not None:   # serve(): join the running batch of every caller
             self._shared.put(rows)
-            done = call.wait()
         else:
             with torch.inference_mode():
                 Engine(self._forward, self.pad_id, self.batch_size, self.device).run(Rows(rows))
-            done = call.wait()
+        done = call.wait()
         bar.close()
         results: list[list[Completion]] = [[None] * k for k in counts]   # type: ignore[list-item]
         for (p, j), c in zip(which, done):
