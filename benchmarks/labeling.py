@@ -7,7 +7,7 @@ agree with truth ≥ 90%.
 
     .venv/bin/python benchmarks/labeling.py --policy demo_out/policy --problems 40
 
-All methods share one rollout cache: per-step runs first and pays for generation; the others are served
+All methods share one sample store: per-step runs first and pays for generation; the others are served
 from the cache for the prefixes they probe, so their rollout counts are what they would have generated.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from ttscale.train.labeling.labeler import LabelArgs, label_chunk
-from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
+from ttscale.inference.sample_store import SampleStore
+from ttscale.train.labeling.rollouts import RolloutEngine
 from ttscale.data.toy_world import generate_problems
 from ttscale.inference.transformers_backend import TransformersGenerator
 
@@ -41,7 +42,7 @@ def main() -> None:
     problems = generate_problems(args.problems, seed=100 + args.seed)
     gen = TransformersGenerator(args.policy, threads=args.threads, batch_size=64, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
-        engine = RolloutEngine(gen, model_id=args.policy, cache=RolloutCache(Path(tmp) / "cache.sqlite"))
+        engine = RolloutEngine(gen, model_id=args.policy, cache=SampleStore(Path(tmp) / "cache.sqlite"))
         results: dict[str, dict] = {}
         reference = None
         for method in ("per-step", "first-error", "binary-search"):

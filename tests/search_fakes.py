@@ -50,13 +50,14 @@ class ScriptedGenerator:
             text, reason = "\n\n".join(steps + [f"so the total is \\boxed{{{r % 3}}}"]), "eos"
         return Completion(text=text, num_tokens=len(text.split()) + 1, finish_reason=reason)
 
-    def generate(self, prompts, params, n=None):
+    def generate(self, prompts, params, n=None, start=None):
         counts = [params.n] * len(prompts) if n is None else list(n)
-        out = [[self._text(p, params, j) for j in range(k)] for p, k in zip(prompts, counts)]
+        starts = [0] * len(prompts) if start is None else list(start)
+        out = [[self._text(p, params, j) for j in range(s, s + k)] for p, k, s in zip(prompts, counts, starts)]
         words = [len(p.split()) for p in prompts]
         self.last_cached_tokens = [min(w, self.cached_words) for w in words]
         self.last_prompt_tokens = [w - c for w, c in zip(words, self.last_cached_tokens)]
-        self.calls.append({"prompts": list(prompts), "params": params, "n": counts,
+        self.calls.append({"prompts": list(prompts), "params": params, "n": counts, "start": starts,
                            "tokens": sum(c.num_tokens for cs in out for c in cs),
                            "per_prompt": [(prompt, run, cached, sum(c.num_tokens for c in cs))
                                           for prompt, run, cached, cs in zip(prompts, self.last_prompt_tokens,

@@ -57,6 +57,11 @@ def test_per_prompt_counts_give_the_first_completions_of_a_larger_request(gen):
     assert gen.last_prompt_tokens[1] == 0 and gen.last_prompt_tokens[0] > 0
     with pytest.raises(ValueError, match="a count >= 0 for each of the 3 prompts"):
         gen.generate(PROMPTS, sp, n=[1, 2])
+    # start=[...] asks for completions from index start on: the tail of the larger request
+    tail = gen.generate(PROMPTS, sp, n=[3, 0, 1], start=[1, 2, 3])
+    assert tail == [full[0][1:4], [], full[2][3:4]]
+    with pytest.raises(ValueError, match="an index >= 0 for each of the 3 prompts"):
+        gen.generate(PROMPTS, sp, n=[1, 1, 1], start=[0, -1, 0])
 
 
 def test_greedy_matches_hf_generate(gen, tiny_lm, tiny_tokenizer):

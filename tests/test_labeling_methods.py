@@ -13,7 +13,8 @@ import pytest
 from ttscale.train.labeling.labeler import LabelArgs, label_chunk
 from ttscale.data.labels import derive_labels
 from ttscale.train.labeling.methods import label_solution
-from ttscale.train.labeling.rollouts import RolloutCache, RolloutEngine
+from ttscale.inference.sample_store import SampleStore
+from ttscale.train.labeling.rollouts import RolloutEngine
 from ttscale.data.steps import join_steps
 from ttscale.inference.base import Completion, SamplingParams
 
@@ -107,7 +108,7 @@ def test_chunk_batches_all_solutions_and_prefilter(tmp_path):
         # p0 all correct, p1 all wrong (dropped by the pre-filter), others mixed
         sols[key] = [good, good] if i == 0 else [bad, bad] if i == 1 else [good, bad]
     gen = ScriptedGenerator(rate=0.5, solutions=sols)
-    cache = RolloutCache(tmp_path / "cache.sqlite")
+    cache = SampleStore(tmp_path / "cache.sqlite")
     engine = RolloutEngine(gen, model_id="scripted", cache=cache)
     st = LabelArgs(method="per-step", num_solutions=2, rollouts=4)
     rows, dropped = label_chunk(problems, engine, None, st)

@@ -106,6 +106,10 @@ def test_params_passed_and_results_mapped(server):
     assert out[0] == [Completion("w0 w0 w0\n\n", 4, "stop"), Completion("w1 w1 w1\n\n", 4, "stop")]
     assert out[1] == [Completion("w0 w0 w0", 4, "eos"), Completion("w1 w1 w1", 4, "eos")]
     assert out[2][1] == Completion("w1 w1 w1 w1 w1", 5, "length")
+    # samples from j = 3 on: the server seeds choice j with seed + j, so the request is seeded seed + 3
+    stub.bodies.clear()
+    _gen(url, api_key="k").generate(["p stop"], sp, n=[2], start=[3])
+    assert stub.bodies[0]["seed"] == derive_seed(9, "p stop") + 3
 
 
 def test_per_prompt_counts_are_per_request_n(server):

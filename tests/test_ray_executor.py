@@ -52,10 +52,10 @@ def test_label_on_two_replicas_equals_in_process(cluster, label_reference, label
     assert main(label_argv(label_problems, tiny_lm_dir, out, *RAY)) == 0
     assert dataset_rows(out) == dataset_rows(label_reference)
     assert sorted(part_writes.values()) == [1] * 4
-    # the replicas' rollouts reached the run's cache through the driver: a rerun generates nothing
+    # the replicas' rollouts reached the run's sample store through the driver: a rerun generates nothing
     out2 = tmp_path / "again"
     (out2).mkdir()
-    with sqlite3.connect(out / "rollout_cache.sqlite") as src, sqlite3.connect(out2 / "rollout_cache.sqlite") as dst:
+    with sqlite3.connect(out / "samples.sqlite") as src, sqlite3.connect(out2 / "samples.sqlite") as dst:
         src.backup(dst)   # through SQLite, WAL included: a byte copy of the file alone can miss recent writes
     assert main(label_argv(label_problems, tiny_lm_dir, out2)) == 0
     summary = json.loads((out2 / "summary.json").read_text())

@@ -119,7 +119,8 @@ def test_auto_rows_keep_the_choice_as_a_struct_and_the_summary_counts_bins_and_m
 
 def test_a_parallel_choice_takes_the_probe_samples_first_and_draws_only_the_rest(tmp_path):
     """Weighted best-of-N at N=4 after a 3-sample probe: the probe's 3 candidates (PRM scores included) come
-    first, one new sample per problem is drawn under another seed, and the problem pays 4 samples, not 7."""
+    first, one new sample per problem is drawn (sample j = 3 of the same seed), and the problem pays 4 samples,
+    not 7: the candidates are those of a plain 4-sample run."""
     probs = problems(5)
     path = _policy(tmp_path, 2.0)      # every difficulty is below the edge: all "hard", made weighted BoN here
     data = yaml.safe_load(path.read_text())
@@ -129,12 +130,14 @@ def test_a_parallel_choice_takes_the_probe_samples_first_and_draws_only_the_rest
     results = _auto(path, probe=3).run(probs, ctx, 4)
     probe = get_strategy("majority").run(probs, _ctx(), 3)
     assert [set(c["n"]) for c in ctx.generator.calls] == [{3}, {1}]
-    assert ctx.generator.calls[1]["params"].seed != ctx.generator.calls[0]["params"].seed
+    assert ctx.generator.calls[1]["start"] == [3] * 5
+    plain = get_strategy("weighted-best-of-n").run(probs, _ctx(), 4)
     for r, p in zip(results, probe):
         assert r.choice["strategy"] == "weighted-best-of-n" and len(r.candidates) == 4
         assert [c.steps for c in r.candidates[:3]] == [c.steps for c in p.candidates]
         assert [c.step_scores for c in r.candidates[:3]] == [c.step_scores for c in p.candidates]
-        assert r.candidates[3].steps not in [c.steps for c in p.candidates]
+    for r, q in zip(results, plain):
+        assert [c.steps for c in r.candidates] == [c.steps for c in q.candidates]
         assert r.spent.policy_calls == 2 and r.spent.generated_tokens == sum(c.tokens for c in r.candidates)
     # the selection is weighted best-of-N's over all 4, as a plain run would make it on these candidates
     from ttscale.search.voting import select

@@ -74,6 +74,26 @@ def test_best_of_n_stage_counts_n_samples(tmp_path, toy_problems, tiny_lm_dir, p
         assert row["spent"]["policy_calls"] == 1
 
 
+def test_runs_sharing_a_sample_store_read_back_what_another_drew(tmp_path, toy_problems, tiny_lm_dir, prm_dir):
+    """Adaptive majority after best-of-N over one --sample-store: the same candidates and the same charged cost
+    as without the store, with no sample drawn twice (the store holds the 4 per problem best-of-N drew)."""
+    import sqlite3
+
+    store = str(tmp_path / "samples.sqlite")
+    rows = {}
+    for name, strategy, extra in (("bon", "best-of-n", ["--sample-store", store]),
+                                  ("adaptive", "adaptive-majority", ["--sample-store", store, "--round-size", "2"]),
+                                  ("adaptive-alone", "adaptive-majority", ["--round-size", "2"])):
+        assert main(_args(tmp_path / name, toy_problems, tiny_lm_dir, prm_dir, "--strategy", strategy, *extra)) == 0
+        rows[name] = datasets.load_from_disk(str(tmp_path / name / "dataset")).to_list()
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 3 * 4
+    for a, b in zip(rows["adaptive"], rows["adaptive-alone"]):
+        assert a["candidates"] == b["candidates"] and a["spent"] == b["spent"]
+    for a, b in zip(rows["adaptive"], rows["bon"]):   # its rounds are best-of-N's first samples
+        assert [c["steps"] for c in a["candidates"]] == [c["steps"] for c in b["candidates"][:len(a["candidates"])]]
+
+
 def test_invalid_options_fail_before_loading_models(tmp_path, toy_problems):
     from ttscale.search.search_cmd import Config
 

@@ -58,21 +58,30 @@ COSTS = {"policy": 290, "label-shard": 270, "prm": 740, "reviser": 650, "revisio
          "revisions16_l1": 50, "beam16": 48, "adaptive16": 45, "lookahead4": 43, "beam4": 25}
 
 
+# Runs that read another run's samples back from the demo's sample store, so they start after it: adaptive
+# rounds, auto's probe and its extension and the policy-first chains are best-of-N's samples; the shorter
+# revision chains are prefixes of the 16-long one.
+READS = {"adaptive16": "bon", "auto16": "bon", "revisions16_policy": "bon", "revisions16": "revisions16_l16",
+         "revisions16_l2": "revisions16_l16"}
+
+
 def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, runs: Path, split: str,
               allocation: Path | None = None, label: str | None = None) -> list[Step]:
     """One search step per recipe PREFIX_NAME.yaml -> runs/NAME, named LABEL-NAME (LABEL: PREFIX by default;
-    revision strategies get the reviser, auto the allocation file)."""
-    steps = []
-    for recipe in sorted(rec.glob(f"{prefix}_*.yaml")):
-        name = recipe.stem[len(prefix) + 1:]
+    revision strategies get the reviser, auto the allocation file); all share one sample store."""
+    steps, names = [], [r.stem[len(prefix) + 1:] for r in sorted(rec.glob(f"{prefix}_*.yaml"))]
+    for name in names:
+        recipe = rec / f"{prefix}_{name}.yaml"
         extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
         extra += (["--allocation", str(allocation)] if allocation and "auto" in name else [])
         after = ("policy", "prm", f"problems-{split}", *(("reviser",) if "revisions" in name else ()),
-                 *(("evaluate-report",) if allocation and "auto" in name else ()))
+                 *(("evaluate-report",) if allocation and "auto" in name else ()),
+                 *((f"{label or prefix}-{READS[name]}",) if READS.get(name) in names else ()))
         steps.append(Step(f"{label or prefix}-{name}",
                           ["search", "--config", str(recipe), "--problems", str(problems), "--policy", str(out / "policy"),
                            "--prm", str(out / "prm"), *extra, "--threads", threads, "--prm-threads", threads,
-                           str(runs / name)], runs / name / "dataset", after, COSTS.get(name, 60)))
+                           "--sample-store", str(out / "samples.sqlite"), str(runs / name)],
+                          runs / name / "dataset", after, COSTS.get(name, 60)))
     return steps
 
 

@@ -22,7 +22,7 @@ class SamplingParams:
     seed: int = 0
 
     def cache_key(self) -> tuple:
-        """What the output depends on besides the prompt (for rollout caches)."""
+        """What the output depends on besides the prompt (the sample store's key, without n)."""
         return (self.n, self.temperature, self.top_p, self.max_new_tokens, tuple(self.stop), self.seed)
 
 
@@ -36,7 +36,9 @@ class Completion:
 @runtime_checkable
 class Generator(Protocol):
     """prompts -> params.n completions each, in prompt order; with `n` (one count per prompt), prompt i gets
-    n[i] completions instead (0 allowed), so a caller asks each prompt for exactly what it will keep.
+    n[i] completions instead (0 allowed), so a caller asks each prompt for exactly what it will keep; with
+    `start` (one index per prompt), prompt i gets completions start[i] .. start[i] + n[i] - 1, so a caller
+    that already holds a prompt's first start[i] completions draws only the ones after them.
 
     Contract: completion j of a prompt depends only on (prompt, params without n, j) — not on which other
     prompts share the batch, nor on how many completions were asked of it — so results are reproducible and
@@ -46,8 +48,8 @@ class Generator(Protocol):
     num_params: int                 # for FLOPs accounting (≈ 2 · params · tokens)
     tokenizer: object | None        # for prompt building (chat template); None if unknown
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams,
-                 n: Sequence[int] | None = None) -> list[list[Completion]]: ...
+    def generate(self, prompts: Sequence[str], params: SamplingParams, n: Sequence[int] | None = None,
+                 start: Sequence[int] | None = None) -> list[list[Completion]]: ...
 
 
 def counts_per_prompt(prompts: Sequence[str], params: SamplingParams, n: Sequence[int] | None) -> list[int]:
@@ -64,11 +66,21 @@ def counts_per_prompt(prompts: Sequence[str], params: SamplingParams, n: Sequenc
     return counts
 
 
-def takes_counts(generator: Generator) -> bool:
-    """Whether `generator.generate` takes per-prompt counts (`n=`); a generator written before that option
-    is served by one call per distinct count instead (search.meter)."""
+def starts_per_prompt(prompts: Sequence[str], start: Sequence[int] | None) -> list[int]:
+    """The first completion index each prompt of a generate call asks for (0 for all without `start`)."""
+    if start is None:
+        return [0] * len(prompts)
+    starts = [int(k) for k in start]
+    if len(starts) != len(prompts) or any(k < 0 for k in starts):
+        raise ValueError(f"start must give an index >= 0 for each of the {len(prompts)} prompts, got {starts}")
+    return starts
+
+
+def takes(generator: Generator, option: str) -> bool:
+    """Whether `generator.generate` takes `option` (`n`: per-prompt counts; `start`: first indices); a
+    generator written before an option is served without it (search.meter, inference.sample_store)."""
     try:
-        return "n" in inspect.signature(generator.generate).parameters
+        return option in inspect.signature(generator.generate).parameters
     except (TypeError, ValueError):
         return False
 

@@ -3,8 +3,8 @@
 One request per prompt carries all n samples (the server shares the prompt's prefill) with a seed derived
 from (params.seed, prompt), so completion j depends only on (prompt, params, j) — as in the other backends;
 with per-prompt counts each request asks for its own n (a prompt asked for 0 is not sent). A vLLM server
-seeds choice j with seed + j, so the first k choices do not depend on n; a server that seeds otherwise
-breaks only that prefix property, not reproducibility.
+seeds choice j with seed + j, so the first k choices do not depend on n, and choices from j = start on are
+asked with seed + start; a server that seeds otherwise breaks only that prefix property, not reproducibility.
 Requests run concurrently under a semaphore; 429 / 5xx / dropped connections are retried with exponential
 backoff (honouring Retry-After); a refused connection fails at once with how to start a server. Several
 base URLs make a pool (server_pool.py): requests spread over them, a failing server cools down while its
@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from ttscale.inference.base import Completion, SamplingParams, counts_per_prompt
+from ttscale.inference.base import Completion, SamplingParams, counts_per_prompt, starts_per_prompt
 from ttscale.inference.backend_rules import count_params_from_config, derive_seed, env_api_key, find_stop
 from ttscale.inference.server_pool import ServerPool, split_urls
 
@@ -103,31 +103,31 @@ class OpenAIGenerator:
         self.last_prompt_tokens: list[int | None] | None = None    # see module doc
         self.last_cached_tokens: list[int] | None = None
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams,
-                 n: Sequence[int] | None = None) -> list[list[Completion]]:
-        return run_sync(self.agenerate(prompts, params, n))
+    def generate(self, prompts: Sequence[str], params: SamplingParams, n: Sequence[int] | None = None,
+                 start: Sequence[int] | None = None) -> list[list[Completion]]:
+        return run_sync(self.agenerate(prompts, params, n, start))
 
-    async def agenerate(self, prompts: Sequence[str], params: SamplingParams,
-                        n: Sequence[int] | None = None) -> list[list[Completion]]:
+    async def agenerate(self, prompts: Sequence[str], params: SamplingParams, n: Sequence[int] | None = None,
+                        start: Sequence[int] | None = None) -> list[list[Completion]]:
         import aiohttp
 
-        counts = counts_per_prompt(prompts, params, n)
+        counts, starts = counts_per_prompt(prompts, params, n), starts_per_prompt(prompts, start)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         sem = asyncio.Semaphore(self.max_concurrency)
         bar = tqdm(total=len(prompts), desc=f"generate ({self.model})", unit="prompt", leave=False,
                    disable=not self.progress or len(prompts) <= 1)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-            async def one(prompt: str, k: int) -> tuple[list[Completion], tuple[int | None, int]]:
+            async def one(prompt: str, k: int, first: int) -> tuple[list[Completion], tuple[int | None, int]]:
                 if k == 0:   # nothing asked of this prompt: no request, nothing run
                     return [], (0, 0)
                 async with sem:
-                    data = await self._post(session, self._body(prompt, params, k))
+                    data = await self._post(session, self._body(prompt, params, k, first))
                 bar.update(1)
                 return self._completions(data, params, k), self._prompt_usage(data, prompt)
 
             try:
-                done = await asyncio.gather(*(one(p, k) for p, k in zip(prompts, counts)))
+                done = await asyncio.gather(*(one(p, k, j) for p, k, j in zip(prompts, counts, starts)))
             finally:
                 bar.close()
         self.last_prompt_tokens = [run for _, (run, _) in done]
@@ -150,11 +150,11 @@ class OpenAIGenerator:
         """Greedy samples are all equal and vLLM refuses n > 1 with temperature 0: ask for one, copy it."""
         return 1 if params.temperature <= 0 else k
 
-    def _body(self, prompt: str, params: SamplingParams, k: int) -> dict:
+    def _body(self, prompt: str, params: SamplingParams, k: int, start: int = 0) -> dict:
         n = self._request_n(params, k)
         body = {"model": self.model, "prompt": prompt, "n": n, "max_tokens": params.max_new_tokens,
                 "temperature": params.temperature, "top_p": params.top_p,
-                "seed": derive_seed(params.seed, prompt), **self.extra_body}
+                "seed": derive_seed(params.seed, prompt) + start, **self.extra_body}
         if params.stop:
             body["stop"] = list(params.stop)
         if n > 1:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ttscale.inference.base import Completion, SamplingParams, counts_per_prompt
+from ttscale.inference.base import Completion, SamplingParams, counts_per_prompt, starts_per_prompt
 from ttscale.inference.backend_rules import cache_kwarg, derive_seed, find_stop, resolve_dtype
 
 
@@ -183,9 +183,9 @@ class TransformersGenerator:
     def _completion(self, prompt: list[int], gen: list[int], reason: str, extra: int = 0) -> Completion:
         return Completion(text=self._decode(gen, prompt[-4:]), num_tokens=len(gen) + extra, finish_reason=reason)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams,
-                 n: Sequence[int] | None = None) -> list[list[Completion]]:
-        counts = counts_per_prompt(prompts, params, n)
+    def generate(self, prompts: Sequence[str], params: SamplingParams, n: Sequence[int] | None = None,
+                 start: Sequence[int] | None = None) -> list[list[Completion]]:
+        counts, starts = counts_per_prompt(prompts, params, n), starts_per_prompt(prompts, start)
         if params.max_new_tokens < 1:
             raise ValueError(f"need max_new_tokens >= 1, got {params.max_new_tokens}")
         from ttscale.inference.decode import Call, Engine, Row, Rows
@@ -204,7 +204,7 @@ class TransformersGenerator:
         call = Call(len(texts), total, params.temperature, params.top_p, on_done=bar.update,
                     finish=lambda row, t: self._finish(row.ids, row.out, t, stops, window, params.max_new_tokens,
                                                        stop_ids))
-        which = [(p, j) for p in order for j in range(counts[p])]
+        which = [(p, j) for p in order for j in range(starts[p], starts[p] + counts[p])]
         rows = [Row(call, k, p, derive_seed(params.seed, texts[p], j), encoded[p]) for k, (p, j) in enumerate(which)]
         if self._shared is not None:   # serve(): join the running batch of every caller
             self._shared.put(rows)
@@ -215,7 +215,7 @@ class TransformersGenerator:
         bar.close()
         results: list[list[Completion]] = [[None] * k for k in counts]   # type: ignore[list-item]
         for (p, j), c in zip(which, done):
-            results[p][j] = c
+            results[p][j - starts[p]] = c
         self._last.prompt_tokens, self._last.cached_tokens = call.prefilled, [0] * len(texts)
         return results
 

@@ -1,7 +1,8 @@
 """Adaptive-stopping self-consistency (Adaptive-Consistency, Aggarwal et al. 2023; ESC, Li et al. 2024).
 
 Samples come in rounds of --round-size full samples per problem (ONE generate call per round for every
-problem still sampling; round r uses seed + r). After each round a problem stops as soon as its vote is
+problem still sampling; round r draws samples r·round_size onwards of the seed, so its samples are those of a
+plain N-sample run, and a sample store serves them back). After each round a problem stops as soon as its vote is
 settled: with a = votes of the leading answer and b = votes of the runner-up among its finished samples, the
 posterior probability that the leader is the true mode, P(p_a > p_b) for p_a/(p_a+p_b) ~ Beta(1 + a, 1 + b),
 exceeds --stop-threshold. It is computed exactly: P(Beta(a+1, b+1) > 1/2) = P(Binomial(a+b+1, 1/2) <= a).
@@ -71,7 +72,8 @@ class AdaptiveMajority(Strategy):
                 break
             n = min(self.params.round_size, budget - r * self.params.round_size)   # all live problems drew alike
             outs = meter.generate(gen, [prompts[i] for i in live], live, SamplingParams(
-                n=n, temperature=st.temperature, top_p=st.top_p, max_new_tokens=st.max_new_tokens, seed=st.seed + r))
+                n=n, temperature=st.temperature, top_p=st.top_p, max_new_tokens=st.max_new_tokens, seed=st.seed),
+                start=[r * self.params.round_size] * len(live))
             for i, comps in zip(live, outs):
                 candidates[i] += [make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens)
                                   for c in comps]

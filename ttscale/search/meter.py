@@ -4,7 +4,9 @@ Counting rules:
 - A batched call counts as ONE call for every problem that has at least one prompt/item in it.
 - Generated tokens are Completion.num_tokens, all of them — including completions a strategy then discards.
   Strategies ask each prompt for exactly the completions they keep (per-prompt counts, `n=`), so nothing is
-  drawn to be thrown away; a run's summary compares tokens generated with tokens kept (search.output).
+  drawn to be thrown away; a run's summary compares tokens generated with tokens kept (search.output). A
+  caller that holds a prompt's first k samples asks for the ones after them (`start=`); a generator without
+  that option draws all k + n and keeps the last n, and every one drawn is charged.
 - Prompt tokens per prompt: what the generator reports it ran (attribute `last_prompt_tokens` after a call,
   one count per prompt, prefill actually computed; `last_cached_tokens`, where the backend knows them, the
   prompt tokens served from its prefix cache instead). A generator that reports nothing (or None for a
@@ -25,7 +27,7 @@ import dataclasses
 import logging
 from typing import Sequence
 
-from ttscale.inference.base import Completion, Generator, SamplingParams, Scorer, counts_per_prompt, takes_counts
+from ttscale.inference.base import Completion, Generator, SamplingParams, Scorer, counts_per_prompt, starts_per_prompt, takes
 from ttscale.search.types import Spent
 
 logger = logging.getLogger(__name__)
@@ -79,17 +81,22 @@ class Meter:
         self.score_calls = 0
 
     def generate(self, generator: Generator, prompts: Sequence[str], owners: Sequence[int],
-                 params: SamplingParams, role: str = "policy", n: Sequence[int] | None = None) -> list[list[Completion]]:
-        """`params.n` completions per prompt (or n[i] for prompt i), charged to `role` ("policy" or "reviser")
-        of each prompt's owner."""
+                 params: SamplingParams, role: str = "policy", n: Sequence[int] | None = None,
+                 start: Sequence[int] | None = None) -> list[list[Completion]]:
+        """`params.n` completions per prompt (or n[i] for prompt i; from index start[i] on), charged to `role`
+        ("policy" or "reviser") of each prompt's owner."""
         if role not in ("policy", "reviser"):
             raise ValueError(f"role must be policy or reviser, got {role!r}")
-        counts = counts_per_prompt(prompts, params, n)
+        counts, starts = counts_per_prompt(prompts, params, n), starts_per_prompt(prompts, start)
         if not prompts:
             return []
-        if n is not None and not takes_counts(generator):
+        if any(starts) and not takes(generator, "start"):
+            drawn = self.generate(generator, prompts, owners, params, role, [k + j for k, j in zip(counts, starts)])
+            return [d[j:] for d, j in zip(drawn, starts)]
+        if n is not None and not takes(generator, "n"):
             return self._by_count(generator, prompts, owners, params, role, counts)
-        out = generator.generate(list(prompts), params, n=counts) if n is not None else \
+        kwargs = {"start": starts} if any(starts) else {}
+        out = generator.generate(list(prompts), params, n=counts, **kwargs) if n is not None or kwargs else \
             generator.generate(list(prompts), params)
         if len(out) != len(prompts) or any(len(c) != k for c, k in zip(out, counts)):
             raise RuntimeError(f"{type(generator).__name__}.generate returned {[len(c) for c in out]} completions "

@@ -17,9 +17,6 @@ from ttscale.search.results import build_results, score_finished
 from ttscale.search.strategy import Strategy
 from ttscale.search.types import Candidate, ProblemResult, SearchContext
 
-_RESEED = 1_000_003   # seed step for samples drawn after k others: seed + _RESEED * k
-
-
 class SampleAndSelect(Strategy):
     """N samples per problem from ONE generate call (n=N) covering all problems."""
 
@@ -32,9 +29,9 @@ class SampleAndSelect(Strategy):
     def extend(self, problems: Sequence[dict], ctx: SearchContext, budget: int,
                drawn: Sequence[Sequence[Candidate]]) -> list[ProblemResult]:
         """N = `budget` samples per problem of which `drawn` (the same count per problem, sampled from the same
-        prompt and settings: auto's probe) come first; only the rest are generated and charged here, under
-        another seed so they are new draws, not the drawn ones again. With `budget` <= drawn, the first
-        `budget` drawn are selected from and nothing is generated."""
+        prompt and settings: auto's probe) come first; only the rest are generated and charged here: samples
+        k .. N-1 of the same seed, so the result is the plain N-sample run's. With `budget` <= drawn, the
+        first `budget` drawn are selected from and nothing is generated."""
         self.validate(budget, ctx)
         counts = {len(d) for d in drawn}
         if len(drawn) != len(problems) or len(counts) > 1:
@@ -47,8 +44,8 @@ class SampleAndSelect(Strategy):
         if budget > k:
             prompts = [policy_prompt(p["problem"], [], gen.tokenizer, st) for p in problems]
             params = SamplingParams(n=budget - k, temperature=st.temperature, top_p=st.top_p,
-                                    max_new_tokens=st.max_new_tokens, seed=st.seed + _RESEED * k)
-            outs = meter.generate(gen, prompts, list(range(len(problems))), params)
+                                    max_new_tokens=st.max_new_tokens, seed=st.seed)
+            outs = meter.generate(gen, prompts, list(range(len(problems))), params, start=[k] * len(problems))
             for cands, comps in zip(candidates, outs):
                 cands += [make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens)
                           for c in comps]

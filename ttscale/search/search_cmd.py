@@ -45,6 +45,10 @@ class Config(RunDirArgs, OnErrorArgs, ExecutorArgs, SearchArgs, SamplingArgs, Re
     policy: str | None = field(None, help="policy model: a local save_pretrained dir, a hub id, a PEFT adapter dir, "
                                "a .gguf file, or (backend openai) the served model name; not needed for revisions")
     problems_per_batch: int = field(16, ge=1, help="problems searched together (and written as one part)")
+    sample_store: str | None = field(None, run_key=False, help="a SQLite file of completions shared between runs "
+                                     "(created if missing): a sample another run drew with the same model, prompt "
+                                     "and sampling settings is read back instead of drawn again, and charged as "
+                                     "drawn (inference.sample_store); every replica must be able to open it")
 
     def __post_init__(self):
         self.check_models()
@@ -73,6 +77,13 @@ class SearchWork(Work):
     def setup(self, replica: int | None) -> tuple[Strategy, SearchContext, dict[str, Any]]:
         strategy = self.cfg.make_strategy()
         ctx, settings = build_context(self.cfg, strategy.needs_policy)
+        if self.cfg.sample_store:
+            from ttscale.inference.sample_store import SampleStore, StoredGenerator, model_id
+
+            store = SampleStore(self.cfg.sample_store)
+            ctx = dataclasses.replace(
+                ctx, generator=ctx.generator and StoredGenerator(ctx.generator, store, model_id(self.cfg.policy)),
+                reviser=ctx.reviser and StoredGenerator(ctx.reviser, store, model_id(self.cfg.revision_model)))
         strategy.validate(self.cfg.budget, ctx)
         return strategy, ctx, {**dataclasses.asdict(settings), **self.cfg.strategy_options()}
 

@@ -3,7 +3,7 @@
 Problem i belongs to shard i % num_shards; each shard cuts its problems into chunks of --chunk-size with
 globally unique ids (shards.py). Each finished chunk is written atomically as parts/part-CCCCC.jsonl, so a
 killed run (even SIGKILL) resumes at the first missing chunk with nothing lost or duplicated, and rollouts
-it had already generated come back from the SQLite rollout cache. A single shard finalises itself; several
+it had already generated come back from the SQLite sample store (samples.sqlite). A single shard finalises itself; several
 are joined with `ttscale merge`, which puts the rows back in problem order (= one unsharded run). A problem
 that cannot be labelled is skipped to skipped.jsonl or stops the job (--on-error, data.row_errors).
 """
@@ -25,7 +25,7 @@ from ttscale.data.io import write_text
 from ttscale.data.rundir import RunDirArgs, claim_run_dir, fingerprint_model, fingerprint_rows, part_path
 from ttscale.train.labeling.output import finalize, layout_of, write_export
 from ttscale.train.labeling.shards import Layout
-from ttscale.train.labeling.rollouts import RolloutCache
+from ttscale.inference.sample_store import SampleStore, model_id
 from ttscale.data.problems import ProblemArgs
 from ttscale.inference.loading import GeneratorArgs
 
@@ -33,7 +33,7 @@ from ttscale.inference.loading import GeneratorArgs
 @dataclass(kw_only=True)
 class Config(RunDirArgs, OnErrorArgs, ExecutorArgs, LabelArgs, GeneratorArgs, ProblemArgs):
     """Monte Carlo step labels (Math-Shepherd / OmegaPRM) from a policy, resumable and shardable."""
-    output_dir: str = field(help="output folder: parts/, dataset/, summary.json, rollout cache", positional=True,
+    output_dir: str = field(help="output folder: parts/, dataset/, summary.json, sample store (samples.sqlite)", positional=True,
                             run_key=False)
     chunk_size: int = field(32, ge=1, help="problems per written part (a killed run redoes at most one part)")
     rollout_batch: int = field(64, ge=1, run_key=False, help="prompts per generate call (each with k rollouts)")
@@ -67,13 +67,13 @@ def run(cfg: Config) -> int:
     if todo:
         (out / "parts").mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=sum(len(idx) for _, idx in todo), unit="problem", desc=f"label {cfg.method}")
-        cache: RolloutCache | None = None   # the driver's handle, for rollouts a Ray replica sends back
+        cache: SampleStore | None = None   # the driver's handle, for rollouts a Ray replica sends back
         counts = {"generated": 0, "cached": 0, "seconds": 0.0}
 
         def write(c: int, res: ChunkResult) -> None:
             nonlocal cache
             if res.rollouts:
-                cache = cache or RolloutCache(out / CACHE_NAME)
+                cache = cache or SampleStore(out / CACHE_NAME)
                 cache.put_many(res.rollouts)
             # problem_ids let `merge` put each row back at its problem's index (output.ordered_rows)
             part_path(out, c).with_suffix(".stats.json").write_text(json.dumps({"chunk": c, **res.stats}))
@@ -87,7 +87,7 @@ def run(cfg: Config) -> int:
                             per_s=f"{counts['generated'] / max(counts['seconds'], 1e-9):.1f}")
 
         chunks = ((c, problems.select(idx).to_list()) for c, idx in todo)
-        make_executor(cfg).map_parts(chunks, LabelWork(cfg, str(out)), write)
+        make_executor(cfg).map_parts(chunks, LabelWork(cfg, str(out), model_id(cfg.policy)), write)
         bar.close()
         if cache:
             cache.close()

@@ -1,7 +1,7 @@
 """What one labelling replica does (the executor's `Work`): load the policy once, then label chunks.
 
-In-process the replica writes rollouts straight into the run's cache, as before; a Ray replica reads that
-cache and returns its new rollouts with the chunk for the driver to store (see rollouts.py). A problem
+In-process the replica writes rollouts straight into the run's sample store; a Ray replica reads that
+store and returns its new rollouts with the chunk for the driver to store (see rollouts.py). A problem
 that cannot be labelled is skipped or stops the job (--on-error, see data.row_errors).
 """
 from __future__ import annotations
@@ -15,17 +15,17 @@ from typing import Any
 from ttscale.data.row_errors import run_per_problem
 from ttscale.distributed.executor import Work
 from ttscale.train.labeling.labeler import label_chunk
-from ttscale.inference.base import Completion
-from ttscale.train.labeling.rollouts import ReplicaCache, RolloutCache, RolloutEngine
+from ttscale.inference.sample_store import Held, SampleStore, StoreOverlay
+from ttscale.train.labeling.rollouts import RolloutEngine
 
-CACHE_NAME = "rollout_cache.sqlite"
+CACHE_NAME = "samples.sqlite"
 
 
 @dataclass
 class ChunkResult:
     rows: list[dict]
     stats: dict[str, Any]                                         # what the part's .stats.json records
-    rollouts: dict[str, list[Completion]] = dataclasses.field(default_factory=dict)   # for the driver's cache
+    rollouts: dict[str, Held] = dataclasses.field(default_factory=dict)   # for the driver's store
     skipped: list[dict] = dataclasses.field(default_factory=list)   # {id, stage, reason} per problem lost
 
 
@@ -33,12 +33,13 @@ class ChunkResult:
 class LabelWork(Work):
     cfg: Any        # label_cmd.Config: LabelArgs + GeneratorArgs + OnErrorArgs (+ rollout_batch)
     output_dir: str
+    model: str      # the policy's sample-store id, taken once by the driver (inference.sample_store.model_id)
 
     def setup(self, replica: int | None) -> tuple[Any, RolloutEngine]:
         generator = self.cfg.build()
         path = Path(self.output_dir) / CACHE_NAME
-        cache = RolloutCache(path) if replica is None else ReplicaCache(RolloutCache.open_readonly(path))
-        engine = RolloutEngine(generator, model_id=self.cfg.policy, cache=cache,
+        cache = SampleStore(path) if replica is None else StoreOverlay(SampleStore.open_readonly(path))
+        engine = RolloutEngine(generator, model_id=self.model, cache=cache,
                                batch_prompts=self.cfg.rollout_batch)
         return generator, engine
 
@@ -51,7 +52,7 @@ class LabelWork(Work):
         stats = {"problems": len(problems), "problem_ids": [str(p["id"]) for p in problems],
                  "dropped": sum(d for _, (_, d) in done), "skipped": len(skipped), "seconds": time.time() - t0,
                  **{k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.stats).items()}}
-        fresh = engine.cache.drain() if isinstance(engine.cache, ReplicaCache) else {}
+        fresh = engine.cache.drain() if isinstance(engine.cache, StoreOverlay) else {}
         return ChunkResult(rows, stats, fresh, skipped)
 
     def close(self, state: tuple[Any, RolloutEngine]) -> None:

@@ -100,7 +100,7 @@ def summarize(parts: list[Path]) -> dict:
         "positive_label_fraction": positive / labelled if labelled else None,
         # label_rollouts: what the rows record as spent on their labels (a prompt repeated across rows counts
         # each time). completions_*: what the progress bar counts: every completion the policy was asked
-        # for (sampled solutions + rollouts), generated now or served from the rollout cache.
+        # for (sampled solutions + rollouts), generated now or served from the sample store.
         "label_rollouts": rollouts,
         "label_rollouts_per_solution": rollouts / n if n else None,
         "completions": generated + cached,
