@@ -100,3 +100,12 @@ def label_reference(label_problems, tiny_lm_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("label_ref") / "run"
     assert main(label_argv(label_problems, tiny_lm_dir, out)) == 0
     return out
+
+
+def pytest_collection_finish(session):
+    """Start the vLLM suite's subprocess now when its test is selected: it overlaps the rest of the suite."""
+    if any(item.nodeid.startswith("tests/test_vllm_ci.py") or item.fspath.basename == "test_vllm_ci.py"
+           for item in session.items):
+        import vllm_ci
+
+        vllm_ci.start()
