@@ -8,8 +8,10 @@ steps per problem, as a step-wise search draws them: stop at the step delimiter)
 backend of this checkout and of `--before` (a git revision, checked out into a temporary worktree; the
 default is the last commit before the continuous-batching engine), each in a fresh process on one thread;
 prints generated tokens per CPU second and the ratio.
-train: `train-prm` and `train-revision` for --steps on the demo's labels and revision rows, with
-`--group-by-length false` then `true`: real (unpadded) tokens per CPU second, real/padded, and the ratio.
+train: `train-prm`, `train-revision` and `train-policy` for --steps (the first two on the demo's labels and
+revision rows) three ways: whole random batches (`--length-micro-batches false`, the old way), the default
+(random batches run as length-sorted micro-batches: the same steps), and `--group-by-length` batches: real
+(unpadded) tokens per second of training, real/padded, and each one's ratio to whole batches.
 Run it on an otherwise idle machine; both sides of a ratio run back to back.
 """
 from __future__ import annotations
@@ -71,36 +73,37 @@ def generate(args) -> None:
         print(f"| {name} | {a:.0f} | {b:.0f} | {b / a:.2f} |")
 
 
-def _train(stage: list[str], out: Path, group: bool) -> dict:
+def _train(stage: list[str], out: Path, mode: str) -> dict:
     t0 = time.time()
-    res = subprocess.run([sys.executable, "-m", "ttscale", *stage, "--group-by-length", str(group).lower()],
-                         capture_output=True, text=True)
+    flags = {"whole": ["--length-micro-batches", "false"], "micro": [], "grouped": ["--group-by-length", "true"]}
+    res = subprocess.run([sys.executable, "-m", "ttscale", *stage, *flags[mode]], capture_output=True, text=True)
     if res.returncode:
         sys.exit(f"{' '.join(stage)} failed:\n{res.stderr[-2000:]}")
-    report = out / ("metrics.json" if stage[0] == "train-prm" else "train_summary.json")
+    report = out / {"train-prm": "metrics.json", "train-revision": "train_summary.json"}.get(stage[0],
+                                                                                           "policy_report.json")
     info = json.loads(report.read_text())
     return {"tokens": info["tokens"], "wall_s": time.time() - t0,
-            "train_s": info.get("train_runtime") or info.get("seconds")}
+            "train_s": info.get("train_runtime") or info.get("seconds") or info.get("train_seconds")}
 
 
 def train(args) -> None:
     demo, rec = Path(args.demo), ROOT / "ttscale" / "recipes" / "toy"
-    print("| trainer | grouped | real/padded | real tokens | train s | real tok/s |\n|---|---|---|---|---|---|")
+    print("| trainer | batches | real/padded | real tokens | train s | real tok/s | vs whole |\n|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("prm", "reviser"):
-            rates = []
-            for group in (False, True):
-                out = Path(tmp) / f"{name}-{group}"
-                stage = (["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(demo / "policy"), "--data",
-                          str(demo / "labels" / "dataset"), "--output-dir", str(out)] if name == "prm" else
-                         ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
-                          str(demo / "policy"), str(demo / "revisions.jsonl"), str(out)])
-                r = _train([*stage, "--threads", "1", "--max-steps", str(args.steps)], out, group)
-                rate = r["tokens"]["real"] / r["train_s"]
-                rates.append(rate)
-                print(f"| {name} | {group} | {r['tokens']['real_per_padded']:.3f} | {r['tokens']['real']} | "
-                      f"{r['train_s']:.1f} | {rate:.0f} |", flush=True)
-            print(f"| {name} | ratio | | | | {rates[1] / rates[0]:.2f} |")
+        for name in args.trainers:
+            rates = {}
+            for mode in ("whole", "micro", "grouped"):
+                out = Path(tmp) / f"{name}-{mode}"
+                stage = {"prm": ["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(demo / "policy"),
+                                 "--data", str(demo / "labels" / "dataset"), "--output-dir", str(out)],
+                         "reviser": ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
+                                     str(demo / "policy"), str(demo / "revisions.jsonl"), str(out)],
+                         "policy": ["train-policy", "--config", str(rec / "policy.yaml"), "--eval-problems", "1",
+                                    str(out)]}[name]
+                r = _train([*stage, "--threads", "1", "--max-steps", str(args.steps)], out, mode)
+                rates[mode] = r["tokens"]["real"] / r["train_s"]
+                print(f"| {name} | {mode} | {r['tokens']['real_per_padded']:.3f} | {r['tokens']['real']} | "
+                      f"{r['train_s']:.1f} | {rates[mode]:.0f} | {rates[mode] / rates['whole']:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -115,6 +118,7 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--demo", default="demo_out")
     t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--trainers", nargs="+", default=["prm", "reviser", "policy"], choices=["prm", "reviser", "policy"])
     args = ap.parse_args()
     generate(args) if args.what == "generate" else train(args)
 

@@ -67,8 +67,10 @@ def _cfg(base_dir, data, out, **kw) -> Config:
 def trained(base_dir, toy_data, tmp_path_factory):
     """The properly trained token-classification PRM (hard labels, held-out eval during training)."""
     out = tmp_path_factory.mktemp("prm_tc")
+    # whole batches: this 100-step run's learning margin is near the noise of the head's dropout masks, which
+    # micro-batches draw per piece (test_length_micro_batches_take_the_same_step_as_whole_batches)
     cfg = _cfg(base_dir, toy_data["train"], out, max_steps=100, eval_fraction=0.1, eval_steps=50,
-               warmup_steps=0.1)
+               warmup_steps=0.1, length_micro_batches=False)
     trainer, path, metrics = train_prm(cfg)
     return {"trainer": trainer, "path": path, "metrics": metrics, "cfg": cfg}
 
@@ -394,3 +396,49 @@ def test_grouped_batches_pad_little_and_keep_batches_shuffled():
     ups = sum(a < b for a, b in zip(longest, longest[1:]))
     assert 0.3 < ups / (len(longest) - 1) < 0.7
     assert len(batches[-1]) == 1003 % 8   # a group's short batch is last, so every other batch is whole
+
+
+def test_length_cuts_sort_and_cut_only_where_it_pays():
+    from ttscale.train.batching import length_cuts
+
+    assert length_cuts([50, 10, 52, 11]) == [[1, 3], [0, 2]]      # two lengths: two pieces, sorted
+    assert length_cuts([50, 49, 51, 50]) == [[1, 0, 3, 2]]        # nothing to save: one piece
+    pieces = length_cuts([5, 200, 7, 190, 60, 6, 58, 195])
+    assert sorted(i for p in pieces for i in p) == list(range(8)) and len(pieces) == 3
+
+
+@pytest.mark.parametrize("kind", ["prm", "sft"])
+def test_length_micro_batches_take_the_same_step_as_whole_batches(kind, base_dir, toy_data, tmp_path, monkeypatch):
+    """Each batch run as length-sorted pieces with their gradients accumulated is the same optimizer step as
+    the whole padded batch: same losses and weights (to float rounding), fewer padded tokens. (Dropout, which
+    the token-classification head has, is off here: its masks are drawn per piece, so they differ.)"""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.setattr(torch.nn.functional, "dropout", lambda x, *a, **k: x)
+
+    def run(micro: bool):
+        if kind == "prm":
+            trainer, _, metrics = train_prm(_cfg(base_dir, toy_data["train"], tmp_path / f"prm{micro}", max_steps=6,
+                                                 length_micro_batches=micro))
+            return trainer, metrics["tokens"], metrics["train_loss"]
+        from ttscale.train.sft import SFTArgs, sft_trainer
+
+        rows = read_jsonl(toy_data["train"])
+        pairs = datasets.Dataset.from_list([{"prompt": r["problem"] + "\n\n", "completion": "\n\n".join(r["steps"])}
+                                            for r in rows])
+        tok = AutoTokenizer.from_pretrained(base_dir)
+        tok.pad_token = tok.pad_token or tok.eos_token
+        trainer = sft_trainer(lambda: AutoModelForCausalLM.from_pretrained(base_dir), tok, pairs,
+                              SFTArgs(max_steps=6, per_device_train_batch_size=8, threads=1, seed=0,
+                                      learning_rate=5e-3, report_to="none", length_micro_batches=micro),
+                              tmp_path / f"sft{micro}")
+        result = trainer.train()
+        return trainer, trainer.token_count.summary(), result.training_loss
+
+    (whole, whole_tokens, whole_loss), (cut, cut_tokens, cut_loss) = run(False), run(True)
+    assert cut_loss == pytest.approx(whole_loss, rel=1e-5)
+    for (name, a), b in zip(whole.model.named_parameters(), cut.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    assert cut_tokens["real"] == whole_tokens["real"] and cut_tokens["batches"] == whole_tokens["batches"] == 6
+    assert cut_tokens["real_per_padded"] > whole_tokens["real_per_padded"]

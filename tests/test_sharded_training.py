@@ -52,14 +52,16 @@ def setup(tmp_path_factory):
     revisions = [{"problem": p["problem"], "prompt_attempts": [p["solution"].rsplit(" ", 1)[0] + " 0."],
                   "target": p["solution"]} for p in problems[:16]]
     write_table(revisions, path / "revisions.jsonl")
+    # whole batches everywhere: DeepSpeed runs them whole, and the runs compared here must draw the PRM head's
+    # dropout masks alike (micro-batches draw them per piece; test_prm_trainer checks they take the same step)
     common = dict(model=str(path / "base"), data=str(path / "train.jsonl"), max_steps=STEPS, learning_rate=1e-2,
-                  logging_steps=1, eval_fraction=0.0, seed=0)
+                  logging_steps=1, eval_fraction=0.0, seed=0, length_micro_batches=False)
     _, single, _ = train_prm(Config(output_dir=str(path / "single"), per_device_train_batch_size=8, threads=1, **common))
     prm = ["train-prm", *(f"--{k.replace('_', '-')}={v}" for k, v in common.items()),
            "--per-device-train-batch-size=4", "--threads=1"]
     revision = ["train-revision", str(path / "revisions.jsonl"), f"--model={path / 'base'}", "--max-steps=3",
                 "--per-device-train-batch-size=2", "--learning-rate=1e-3", "--logging-steps=1", "--seed=0",
-                "--threads=1"]
+                "--threads=1", "--length-micro-batches=false"]
     return {"path": path, "prm": prm, "revision": revision, "single": single, "rows": rows[:10],
             "prompts": [r["problem"] for r in revisions[:4]], "runs": {}}
 

@@ -37,10 +37,14 @@ class TrainingOptions:
     per_device_train_batch_size: int = field(8, help="examples per device (process) per micro-step")
     gradient_accumulation_steps: int = field(1, help="micro-steps per optimizer step (global batch = per-device "
                                              "batch x accumulation x processes)")
-    group_by_length: bool = field(False, help="batches of similar length (random groups of 50 batches sorted by "
-                                  "length, then the batches shuffled: ttscale.train.batching), so a batch pads only "
-                                  "to its own longest row; about 1.8x the real tokens/s on the demo's data, but it "
-                                  "trained a worse toy policy there (docs/design.md), so it is opt-in")
+    length_micro_batches: bool = field(True, help="run each (randomly drawn) batch as micro-batches of similar "
+                                       "length, each padded only to its own longest row, gradients accumulated: "
+                                       "the same step with less padding (ttscale.train.batching); off under "
+                                       "DeepSpeed and FSDP")
+    group_by_length: bool = field(False, help="draw batches of similar length (random groups of 50 batches sorted "
+                                  "by length, then the batches shuffled: ttscale.train.batching): even less padding, "
+                                  "but it changes which examples share a step, and it trained a worse toy policy "
+                                  "(docs/design.md), so it is opt-in")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
         "auto", help="auto = bf16 mixed precision on a GPU that supports it, else fp32 (always fp32 on CPU); "
         "fp32, bf16, fp16 force one")

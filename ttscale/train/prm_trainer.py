@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import transformers
 
 from ttscale.inference.prm_inputs import PRMSpec, add_step_tag, single_token_id
-from ttscale.train.batching import grouped_sampler
+from ttscale.train.batching import LengthMicroBatches, grouped_sampler, token_rows
 from ttscale.train.prm_metrics import IGNORE, compute_metrics
 
 
@@ -73,7 +73,7 @@ def step_loss_sum(margins: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return loss, mask.sum()
 
 
-class PRMTrainer(transformers.Trainer):
+class PRMTrainer(LengthMicroBatches, transformers.Trainer):
     """Trainer for step-level PRM losses; batches come from ttscale.train.prm_data.PRMCollator."""
 
     loss_is_scaled_for_ga = True  # compute_loss divides by the labelled steps of the whole global batch
@@ -87,6 +87,13 @@ class PRMTrainer(transformers.Trainer):
     def _get_train_sampler(self, train_dataset=None):   # batches of similar length, shuffled
         ds = train_dataset if train_dataset is not None else self.train_dataset
         return grouped_sampler(self, ds) or super()._get_train_sampler(train_dataset)
+
+    def micro_batch(self, inputs, rows):
+        """Those rows, trimmed; only the step positions they label are kept (shifted with the trim)."""
+        part, lo = token_rows({k: inputs[k] for k in ("input_ids", "attention_mask")}, rows)
+        labels = inputs["labels"][torch.as_tensor(rows)]
+        read = (labels != IGNORE).any(0)
+        return {**part, "positions": inputs["positions"][read] - lo, "labels": labels[:, read]}
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         # Count labelled steps ourselves: Trainer's count assumes token labels (and shifts them for causal LMs).

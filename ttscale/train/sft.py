@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ttscale.config import field
 from ttscale.train.options import TrainingOptions, default_for
-from ttscale.train.batching import TokenCount, grouped_sampler
+from ttscale.train.batching import LengthMicroBatches, TokenCount, grouped_sampler
 
 
 @dataclass(kw_only=True)
@@ -71,6 +71,7 @@ def sft_trainer(model: Any | Callable[[], Any], tokenizer: Any, pairs: Any, args
     trainer = _plain_loss_trainer_class()(model=model, args=config, train_dataset=pairs, processing_class=tokenizer,
                                           peft_config=lora_config(args) if args.lora else None)
     trainer.token_count = TokenCount.attach(trainer)   # the stage reports real / padded tokens
+    trainer.length_micro_batches = args.length_micro_batches
     return trainer
 
 
@@ -85,7 +86,7 @@ def _plain_loss_trainer_class():
     import torch
     from trl import SFTTrainer
 
-    class PlainLossSFTTrainer(SFTTrainer):
+    class PlainLossSFTTrainer(LengthMicroBatches, SFTTrainer):
         """SFTTrainer with a plain causal-LM cross-entropy, computed only where a label is read.
 
         TRL computes the loss through a chunked log-prob head built for huge vocabularies; for the small

@@ -204,6 +204,7 @@ def train_prm(cfg: Config):
                          prm_head=PRMHead.for_model(model, tokenizer, spec))
     check_full_save(trainer)
     tokens = TokenCount.attach(trainer)
+    trainer.length_micro_batches = cfg.length_micro_batches
     result = trainer.train(resume_from_checkpoint=cfg.resume())
     metrics = {"train_loss": result.training_loss, "global_step": result.global_step,
                "world_size": trainer.args.world_size, "partitioned_init": partitioned, "tokens": tokens.summary(),
