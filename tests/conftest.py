@@ -104,8 +104,16 @@ def label_reference(label_problems, tiny_lm_dir, tmp_path_factory):
 
 def pytest_collection_finish(session):
     """Start the vLLM suite's subprocess now when its test is selected: it overlaps the rest of the suite."""
-    if any(item.nodeid.startswith("tests/test_vllm_ci.py") or item.fspath.basename == "test_vllm_ci.py"
-           for item in session.items):
+    if not session.config.option.collectonly and any(item.fspath.basename == "test_vllm_ci.py"
+                                                     for item in session.items):
         import vllm_ci
 
         vllm_ci.start()
+
+
+def pytest_sessionfinish(session):
+    """A session that ends before the vLLM test read its result (-x, Ctrl-C) stops the subprocess."""
+    import sys
+
+    if "vllm_ci" in sys.modules:
+        sys.modules["vllm_ci"].stop()
