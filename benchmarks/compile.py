@@ -34,7 +34,11 @@ def decode(args) -> dict:
             gen.model.forward = torch.compile(gen.model.forward, dynamic=True)
         prompts = [build_prompt(p["problem"], gen.tokenizer) for p in problems]
         t = time.process_time()
-        gen.generate(prompts[:2], SamplingParams(n=2, temperature=0.8, max_new_tokens=20, seed=1))
+        try:
+            gen.generate(prompts[:2], SamplingParams(n=2, temperature=0.8, max_new_tokens=20, seed=1))
+        except Exception as e:    # a compiler failure is a result here: it says compile does not apply
+            out.get("eager", {}).pop("texts", None)
+            return {**out, mode: f"failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"}
         warm = time.process_time() - t
         t = time.process_time()
         res = gen.generate(prompts, sp)
@@ -67,7 +71,10 @@ def train(args) -> dict:
         for k, b in enumerate(batches):
             if k == 1:
                 t0 = time.process_time()     # the first step pays the compilation
-            loss = step(**b)
+            try:
+                loss = step(**b)
+            except Exception as e:
+                return {**out, mode: f"failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"}
             loss.backward()
             opt.step()
             opt.zero_grad()
