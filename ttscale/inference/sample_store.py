@@ -141,6 +141,11 @@ class StoreOverlay:
             self.base.close()
 
 
+def _first_missing(held: Held | None, lo: int, hi: int) -> int | None:
+    """The first index in [lo, hi) that `held` lacks, or None."""
+    return next((j for j in range(lo, hi) if held is None or j not in held.completions), None)
+
+
 @dataclass
 class StoreStats:
     generated: int = 0          # completions drawn from the model
@@ -175,10 +180,9 @@ class StoredGenerator:
                 want[k] = [min(lo, j), max(hi, j + c)]
         draw = {}
         for k, (lo, hi) in want.items():
-            have = held.get(k, Held()).completions
-            missing = [j for j in range(lo, hi) if j not in have]
-            if missing:
-                draw[k] = min(missing) if takes(self.generator, "start") else 0
+            first = _first_missing(held.get(k), lo, hi)
+            if first is not None:
+                draw[k] = first if takes(self.generator, "start") else 0
         fresh = self._draw(prompts, keys, params, draw, {k: hi for k, (_, hi) in want.items()})
         if fresh and self.store:
             self.store.put_many(fresh)
@@ -192,6 +196,12 @@ class StoredGenerator:
             self.stats.stored += sum(i not in (fresh[k].completions if k in fresh else ()) for i in range(j, j + c))
         self.last_prompt_tokens, self.last_cached_tokens = run, cached
         return out
+
+    def lacking(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
+        """Those of `prompts` whose first params.n completions the store does not hold in full."""
+        keys = [SampleStore.key(self.model, p, params) for p in prompts]
+        held = self.store.get_many(keys) if self.store else {}
+        return [p for p, k in zip(prompts, keys) if _first_missing(held.get(k), 0, params.n) is not None]
 
     def _draw(self, prompts: Sequence[str], keys: list[str], params: SamplingParams, draw: dict[str, int],
               end: dict[str, int]) -> dict[str, Held]:

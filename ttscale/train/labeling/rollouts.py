@@ -45,12 +45,10 @@ class RolloutEngine:
 
     def complete(self, prompts: Sequence[str], params: SamplingParams, on_batch=None) -> list[list[Completion]]:
         uniq = list(dict.fromkeys(prompts))
-        held = self.cache.get_many([SampleStore.key(self.stored.model, p, params) for p in uniq]) if self.cache else {}
-        done = {p: [h.completions[j] for j in range(params.n)] for p in uniq
-                if (h := held.get(SampleStore.key(self.stored.model, p, params))) and
-                all(j in h.completions for j in range(params.n))}
-        self.stored.stats.stored += sum(params.n for p in prompts if p in done)
-        todo = [p for p in uniq if p not in done]   # full batches of prompts still to draw
+        todo = self.stored.lacking(uniq, params)      # drawn in full batches; the rest is read back at once
+        lacking = set(todo)
+        held = [p for p in uniq if p not in lacking]
+        done = dict(zip(held, self.stored.generate(held, params))) if held else {}
         for i in range(0, len(todo), self.batch_prompts):
             chunk = todo[i:i + self.batch_prompts]
             before = self.stored.stats.generated
