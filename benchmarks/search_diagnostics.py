@@ -7,8 +7,11 @@
 of the run's candidates) for every step aggregation, majority and pass@N; on trap problems separately;
 then, at the full N, for each problem where a wrong candidate outranks every correct one: the kind and
 place of its first mistake and whether the PRM scored that step above 0.5 (blind to it) or not.
-`revisions`: accuracy per attempt along a chain (overall, per level, on trap problems), how often an attempt keeps the previous answer, right ->
-wrong and wrong -> right transitions, and the kinds of first mistakes per attempt.
+`revisions` (one report per run given, e.g. one per reviser variant): accuracy per attempt along a chain
+(overall, per level, on trap problems); per attempt the fix rate f (wrong -> right), the break rate b
+(right -> wrong) and the copy rate (same answer as the attempt before); overall f, b and f/(f+b), the
+accuracy a long chain settles near; attempt 4 minus attempt 1 with its paired 95% interval over problems;
+the kinds of first mistakes per attempt.
 The toy world's checker only measures here; nothing is fitted.
 """
 from __future__ import annotations
@@ -91,34 +94,80 @@ def bon(run: str, problems: str, subsets: int) -> None:
         print(f"  {v:>3}  {' / '.join(k)}")
 
 
-def revisions(run: str, problems: str) -> None:
-    ds, rows = load(run, problems)
-    acc, same, moves, kinds = defaultdict(list), defaultdict(list), Counter(), defaultdict(Counter)
-    by_group: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))   # level / trap -> attempt -> hits
+def chains_of(ds: list[dict]) -> list[tuple[str, list[list[dict]]]]:
+    """(problem id, its chains: each a list of attempts in order) per searched problem."""
+    out = []
     for r in ds:
         chains = defaultdict(list)
         for c in r["candidates"]:
             chains[c.get("chain", c.get("group"))].append(c)   # a chain's attempts, in order (older runs: "group")
-        problem = rows[r["id"]]
+        out.append((r["id"], list(chains.values())))
+    return out
+
+
+def paired_gain(per_problem: list[tuple[float, float]], seed: int = 0, reps: int = 2000) -> tuple[float, float, float]:
+    """Mean of (b - a) over problems with a 95% bootstrap interval (problems resampled; a problem's chains
+    stay together, so the pairing is kept)."""
+    d = np.array([b - a for a, b in per_problem])
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (reps, len(d)))].mean(1)
+    return float(d.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def transitions(chains: list[list[dict]], t: int) -> tuple[int, int, int, int, int]:
+    """(wrong before, fixed, right before, broken, same answer) from attempt t-1 to attempt t."""
+    wb = fix = rb = brk = same = 0
+    for ch in chains:
+        if t < len(ch):
+            prev, cur = ch[t - 1], ch[t]
+            wb, fix = wb + (not prev["correct"]), fix + (not prev["correct"] and cur["correct"])
+            rb, brk = rb + prev["correct"], brk + (prev["correct"] and not cur["correct"])
+            same += cur["answer_key"] == prev["answer_key"]
+    return wb, fix, rb, brk, same
+
+
+def revisions(run: str, problems: str) -> None:
+    """Per attempt: accuracy, fix rate f (wrong -> right), break rate b (right -> wrong), copy rate (same
+    answer as the attempt before); overall f, b and f/(f+b), where a long chain's accuracy settles; the paired
+    interval of attempt 4 minus attempt 1 over problems."""
+    ds, rows = load(run, problems)
+    per = chains_of(ds)
+    acc, kinds = defaultdict(list), defaultdict(Counter)
+    by_group: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))   # level / trap -> attempt -> hits
+    for pid, chains in per:
+        problem = rows[pid]
         groups = [f"level {problem['level']}"] + (["trap"] if problem["program"].get("trap", -1) >= 0 else [])
-        for chain in chains.values():
+        for chain in chains:
             for t, c in enumerate(chain):
                 acc[t].append(c["correct"])
                 for g in groups:
                     by_group[g][t].append(c["correct"])
-                if t:
-                    same[t].append(c["answer_key"] == chain[t - 1]["answer_key"])
-                    moves[("right" if chain[t - 1]["correct"] else "wrong") + " -> "
-                          + ("right" if c["correct"] else "wrong")] += 1
                 if not c["correct"]:
-                    where = tw.first_mistake(rows[r["id"]], c["steps"])
+                    where = tw.first_mistake(problem, c["steps"])
                     kinds[min(t, 4)][where[1] if where else "unfinished"] += 1
+    print(f"== {run}")
     print("accuracy per attempt:", "  ".join(f"{t + 1}: {np.mean(v):.3f}" for t, v in sorted(acc.items())))
     for g, hits in sorted(by_group.items()):
         print(f"  {g:>8} ({len(hits[0])} chains):", "  ".join(f"{t + 1}: {np.mean(v):.2f}" for t, v in sorted(hits.items())
                                                               if t < 8))
-    print("same answer as the previous attempt:", "  ".join(f"{t + 1}: {np.mean(v):.2f}" for t, v in sorted(same.items())))
-    print("transitions:", dict(moves))
+    all_chains = [ch for _, chains in per for ch in chains]
+    tot = np.zeros(5, dtype=int)
+    cells = []
+    for t in range(1, max(acc) + 1):
+        wb, fix, rb, brk, same = (x := transitions(all_chains, t))
+        tot += x
+        cells.append(f"{t + 1}: f {fix / max(wb, 1):.2f} b {brk / max(rb, 1):.3f} copy {same / max(wb + rb, 1):.2f}")
+    print("fix rate f (wrong -> right), break rate b (right -> wrong), copy rate, per attempt:")
+    print("  " + "\n  ".join(cells))
+    f, b = tot[1] / max(tot[0], 1), tot[3] / max(tot[2], 1)
+    print(f"overall: f {f:.3f} ({tot[1]}/{tot[0]})  b {b:.3f} ({tot[3]}/{tot[2]})  copy {tot[4] / max(tot[0] + tot[2], 1):.2f}"
+          f"  f/(f+b) {f / (f + b) if f + b else float('nan'):.3f} (where a long chain settles)")
+    last = min(3, max(acc))
+    if last:
+        gain = paired_gain([(np.mean([ch[0]["correct"] for ch in chains]),
+                             np.mean([ch[last]["correct"] for ch in chains])) for _, chains in per])
+        print(f"attempt {last + 1} - attempt 1: {gain[0]:+.3f}  95% paired interval [{gain[1]:+.3f}, {gain[2]:+.3f}] "
+              f"over {len(per)} problems")
     for t, k in sorted(kinds.items()):
         print(f"first mistakes at attempt {t + 1}{'+' if t == 4 else ''}:", dict(k.most_common()))
 
@@ -126,11 +175,12 @@ def revisions(run: str, problems: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["bon", "revisions"])
-    p.add_argument("run", help="a `ttscale search` output folder")
+    p.add_argument("run", nargs="+", help="`ttscale search` output folder(s); revisions: one report per run (variant)")
     p.add_argument("--problems", required=True, help="the toy-world problems the run searched")
     p.add_argument("--subsets", type=int, default=8, help="seeded candidate subsets per N below the run's N")
     args = p.parse_args()
-    bon(args.run, args.problems, args.subsets) if args.what == "bon" else revisions(args.run, args.problems)
+    for run in args.run:
+        bon(run, args.problems, args.subsets) if args.what == "bon" else revisions(run, args.problems)
 
 
 if __name__ == "__main__":

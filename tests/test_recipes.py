@@ -15,7 +15,8 @@ from ttscale.demo_cmd import RECIPES_ROOT as RECIPES
 STAGE_OF = {"problems_train": "toy-world", "problems_test": "toy-world", "prm_heldout": "toy-world",
             "prm_fit": "toy-world", "problems_dev": "toy-world", "problems_confirm": "toy-world", "tune": "evaluate",
             "policy": "train-policy", "label": "label", "label_ray": "label", "prm": "train-prm", "eval_prm": "eval-prm",
-            "build_revisions": "build-revisions", "train_revision": "train-revision", "evaluate": "evaluate"}
+            "build_revisions": "build-revisions", "train_revision": "train-revision", "evaluate": "evaluate",
+            "build_revisions_own": "build-revisions", "train_revision_own": "train-revision"}
 
 
 def _stage(path: Path) -> str:
@@ -87,6 +88,8 @@ def test_demo_steps_wait_for_their_inputs(jobs):
     assert {"reviser", "prm", "policy", "problems-test"} <= _reads(steps, "search-revisions16")
     assert {"prm", "prm-heldout", "prm-fit"} <= _reads(steps, "prm-eval")
     assert "label" in _reads(steps, "revision-data") and "label" in _reads(steps, "prm")
+    # the reviser's second round reads the first one's own answers
+    assert {"reviser-sft", "revision-data-own", "revision-data"} <= _reads(steps, "reviser")
     # evaluate reads every run of its split; auto on confirm reads the allocation fitted on test, not the reverse
     assert {s.name for s in steps if s.name.startswith("dev-")} <= _reads(steps, "evaluate-report_dev")
     assert {"evaluate-report_dev", "prm-eval", "search-bon"} <= _reads(steps, "evaluate-report")

@@ -1,7 +1,8 @@
 """`ttscale demo`: the whole pipeline on the toy world, through the same stages and CLI a user runs.
 
 tiny policy -> sample + Monte Carlo step labels (sharded over --jobs processes, merged) -> train PRM (+ eval on
-held-out ProcessBench-style data) beside revision data (from the labelled solutions) + revision model -> search
+held-out ProcessBench-style data) beside revision data (from the labelled solutions) + revision model, then
+revision data from that model's own answers + a second round of it -> search
 sweep over strategies and budgets -> evaluate -> report -> auto on the confirm split.
 
 Three problem splits keep the figures honest (`split_protocol` in report/summary.json): every search runs on
@@ -52,7 +53,8 @@ SPLITS = {"dev": "problems_dev", "test": "problems_test", "confirm": "problems_c
 
 # Expected seconds of a step on one core (the demo's last measured run, rounded): the queue starts the longest
 # ready step first. Only the order depends on these.
-COSTS = {"policy": 290, "label-shard": 270, "prm": 740, "reviser": 650, "revision-data": 7, "prm-eval": 10,
+COSTS = {"policy": 290, "label-shard": 270, "prm": 740, "reviser-sft": 650, "revision-data-own": 150, "reviser": 250,
+         "revision-data": 7, "prm-eval": 10,
          "label": 2, "evaluate": 20, "rebase16": 110, "pf16": 98, "revisions16_l16": 130, "revisions16": 85,
          "revisions16_l2": 80, "revisions16_policy": 75, "dvts16": 70, "auto16": 65, "bon": 55, "mcts4": 50,
          "revisions16_l1": 50, "beam16": 48, "adaptive16": 45, "lookahead4": 43, "beam4": 25}
@@ -143,10 +145,18 @@ def _steps(out: Path, rec: Path, threads: str, jobs: int = 1, seconds: dict | No
                                "--problems", str(out / "problems_train.jsonl"), "--samples",
                                str(out / "labels" / "dataset"), *t, str(out / "revisions.jsonl")],
              out / "revisions.jsonl", ("label",), COSTS["revision-data"]),
-        # the reviser's cost counts the revision searches waiting on it, so it starts as early as the PRM
-        Step("reviser", ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
-                         str(out / "policy"), *t, str(out / "revisions.jsonl"), str(out / "reviser")],
-             out / "reviser" / "revision_format.json", ("revision-data",), COSTS["reviser"]),
+        # the reviser's cost counts the revision searches waiting on it, so it starts as early as the PRM.
+        # Two rounds: on the policy's attempts, then on its own (build_revisions_own.yaml says why).
+        Step("reviser-sft", ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
+                             str(out / "policy"), *t, str(out / "revisions.jsonl"), str(out / "reviser_sft")],
+             out / "reviser_sft" / "revision_format.json", ("revision-data",), COSTS["reviser-sft"]),
+        Step("revision-data-own", ["build-revisions", "--config", str(rec / "build_revisions_own.yaml"),
+                                   "--problems", str(out / "problems_train.jsonl"), "--policy", str(out / "reviser_sft"),
+                                   *t, str(out / "revisions_own.jsonl")],
+             out / "revisions_own.jsonl", ("reviser-sft",), COSTS["revision-data-own"]),
+        Step("reviser", ["train-revision", "--config", str(rec / "train_revision_own.yaml"), "--model",
+                         str(out / "reviser_sft"), *t, str(out / "revisions_own.jsonl"), str(out / "reviser")],
+             out / "reviser" / "revision_format.json", ("revision-data-own",), COSTS["reviser"]),
         *search, *dev, *(d for d in deploy if "auto" not in d.name),
         # dev chooses evaluate's knobs; test fits the allocation with them and reports every curve
         evaluate("report_dev", dev, ["--difficulty-run", str(out / "runs_dev" / "bon"), *(["--tune", *tune] if tune else [])]),
