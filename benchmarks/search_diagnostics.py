@@ -2,6 +2,7 @@
 
     python benchmarks/search_diagnostics.py bon demo_out/runs/bon --problems demo_out/problems_test.jsonl
     python benchmarks/search_diagnostics.py revisions demo_out/runs/revisions16_l16 --problems ...
+    python benchmarks/search_diagnostics.py compare demo_out/runs/revisions16_l1 demo_out/runs/revisions16 --problems ...
 
 `bon`: accuracy of best-of-N by PRM score (PRM-max) and of PRM-weighted voting at N = 1..16 (seeded subsets
 of the run's candidates) for every step aggregation, majority and pass@N; on trap problems separately;
@@ -12,6 +13,8 @@ place of its first mistake and whether the PRM scored that step above 0.5 (blind
 (right -> wrong) and the copy rate (same answer as the attempt before); overall f, b and f/(f+b), the
 accuracy a long chain settles near; attempt 4 minus attempt 1 with its paired 95% interval over problems;
 the kinds of first mistakes per attempt.
+`compare A B`: selected-answer accuracy of two runs on the same problems, overall and per level, with the paired
+95% interval of B - A.
 The toy world's checker only measures here; nothing is fitted.
 """
 from __future__ import annotations
@@ -172,13 +175,31 @@ def revisions(run: str, problems: str) -> None:
         print(f"first mistakes at attempt {t + 1}{'+' if t == 4 else ''}:", dict(k.most_common()))
 
 
+def compare(run_a: str, run_b: str, problems: str) -> None:
+    """Selected-answer accuracy of two runs on the same problems, overall and per level, with the paired
+    95% interval of B - A (e.g. sequential vs parallel revisions, or one verifier vs another on the same chains)."""
+    (a, rows), (b, _) = load(run_a, problems), load(run_b, problems)
+    hit_a, hit_b = ({r["id"]: float(r["correct"]) for r in ds} for ds in (a, b))
+    ids = sorted(set(hit_a) & set(hit_b))
+    print(f"A = {run_a}\nB = {run_b}")
+    for level in [None, *sorted({rows[i]["level"] for i in ids})]:
+        sel = [i for i in ids if level is None or rows[i]["level"] == level]
+        gain = paired_gain([(hit_a[i], hit_b[i]) for i in sel])
+        print(f"  {'all' if level is None else f'level {level}':>8} ({len(sel)}): A {np.mean([hit_a[i] for i in sel]):.3f}  "
+              f"B {np.mean([hit_b[i] for i in sel]):.3f}  B - A {gain[0]:+.3f} [{gain[1]:+.3f}, {gain[2]:+.3f}]")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["bon", "revisions"])
+    p.add_argument("what", choices=["bon", "revisions", "compare"])
     p.add_argument("run", nargs="+", help="`ttscale search` output folder(s); revisions: one report per run (variant)")
     p.add_argument("--problems", required=True, help="the toy-world problems the run searched")
     p.add_argument("--subsets", type=int, default=8, help="seeded candidate subsets per N below the run's N")
     args = p.parse_args()
+    if args.what == "compare":
+        if len(args.run) != 2:
+            p.error("compare takes two runs: A B")
+        return compare(*args.run, args.problems)
     for run in args.run:
         bon(run, args.problems, args.subsets) if args.what == "bon" else revisions(run, args.problems)
 
