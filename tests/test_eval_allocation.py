@@ -248,3 +248,44 @@ def test_the_knob_score_counts_only_budgets_the_allocation_kept_to():
     probed = allocate(points, BINS, folds=2, probe={"flops": 100.0})    # N=1 (25 FLOPs) cannot pay the probe
     assert probed.curve_cost[1] > probed.budget_cost[1]
     assert equal_cost_score(probed) == pytest.approx(probed.curve[4] / 2)
+
+
+def _three_bins():
+    """Bins A, B, C of 2 problems each; cheap (cost 1) solves A and half of B, dear (cost 4) solves all; a cost-2
+    baseline point that solves nothing sets the budget grid {1: 1, 2: 2, 4: 4}."""
+    ids = [f"p{i}" for i in range(6)]
+    bins = {pid: "ABC"[i // 2] for i, pid in enumerate(ids)}
+    points = [bon(1, [1, 1, 1, 0, 0, 0], 1.0, ids), bon(2, [0] * 6, 2.0, ids), bon(4, [1] * 6, 4.0, ids)]
+    return points, bins
+
+
+def test_mean_budget_rule_is_the_hand_computed_knapsack():
+    """At budget 2 every bin alone may spend only 2, so per-bin takes cheap everywhere: 3/6. Under a mean of 2,
+    one bin can take dear (4/3 + 1/3 + 1/3 = 2); dear does most in C (+2 hits, B +1, A +0): 5/6 at a mean of 2."""
+    points, bins = _three_bins()
+    per_bin = allocate(points, bins, folds=1)
+    mean = allocate(points, bins, folds=1, rule="mean")
+    assert per_bin.curve[2] == pytest.approx(0.5) and per_bin.curve_cost[2] == pytest.approx(1.0)
+    assert mean.curve[2] == pytest.approx(5 / 6) and mean.curve_cost[2] == pytest.approx(2.0)
+    assert {lab: mean.choices[lab][2]["budget"] for lab in "ABC"} == {"A": 1, "B": 1, "C": 4}
+    assert mean.curve[4] == pytest.approx(1.0) and mean.curve[1] == pytest.approx(0.5)   # the rules meet at the ends
+    assert allocation_dict(mean, fixed_binning([0.5], ["A", "B"]), "oracle")["cost"]["rule"] == "mean"
+    with pytest.raises(ValueError, match="rule"):
+        allocate(points, bins, folds=1, rule="median")
+
+
+def test_mean_budget_is_never_exceeded_on_the_fitted_problems():
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(60)]
+    bins = {pid: f"b{i % 5}" for i, pid in enumerate(ids)}
+    points = [bon(n, (rng.random(60) < 0.2 + 0.15 * k).astype(int).tolist(), 10.0 * n, ids)
+              for k, n in enumerate((1, 2, 4, 8, 16))]
+    points += [pt("beam", n, (rng.random(60) < 0.5).astype(int).tolist(), float(rng.uniform(5, 200)), ids,
+                  beam_width=2) for n in (4, 8, 16)]
+    fitted = allocate(points, bins, folds=1, rule="mean")
+    per_bin = allocate(points, bins, folds=1)
+    for b in fitted.budgets:
+        assert fitted.curve_cost[b] <= fitted.budget_cost[b] * (1 + 1e-9)
+        assert fitted.curve[b] >= per_bin.curve[b] - 1e-12       # per-bin's choice is one the mean rule may make
+    held = allocate(points, bins, folds=4, rule="mean")          # the k-fold path runs the same rule
+    assert set(held.curve) == set(fitted.budgets) and all(0 <= v <= 1 for v in held.curve.values())

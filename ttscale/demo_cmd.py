@@ -70,14 +70,16 @@ READS = {"adaptive16": "bon", "auto16": "bon", "revisions16_policy": "bon", "rev
 def _searches(out: Path, rec: Path, threads: str, prefix: str, problems: Path, runs: Path, split: str,
               allocation: Path | None = None, label: str | None = None) -> list[Step]:
     """One search step per recipe PREFIX_NAME.yaml -> runs/NAME, named LABEL-NAME (LABEL: PREFIX by default;
-    revision strategies get the reviser, auto the allocation file); all share one sample store."""
+    revision strategies get the reviser, auto the allocation file and the reviser, since the allocation may
+    give a bin revision chains); all share one sample store."""
     steps, names = [], [r.stem[len(prefix) + 1:] for r in sorted(rec.glob(f"{prefix}_*.yaml"))]
     for name in names:
         recipe = rec / f"{prefix}_{name}.yaml"
-        extra = (["--revision-model", str(out / "reviser")] if "revisions" in name else [])
-        extra += (["--allocation", str(allocation)] if allocation and "auto" in name else [])
-        after = ("policy", "prm", f"problems-{split}", *(("reviser",) if "revisions" in name else ()),
-                 *(("evaluate-report",) if allocation and "auto" in name else ()),
+        auto = bool(allocation) and "auto" in name
+        extra = (["--revision-model", str(out / "reviser")] if "revisions" in name or auto else [])
+        extra += (["--allocation", str(allocation)] if auto else [])
+        after = ("policy", "prm", f"problems-{split}", *(("reviser",) if "revisions" in name or auto else ()),
+                 *(("evaluate-report",) if auto else ()),
                  *((f"{label or prefix}-{READS[name]}",) if READS.get(name) in names else ()))
         steps.append(Step(f"{label or prefix}-{name}",
                           ["search", "--config", str(recipe), "--problems", str(problems), "--policy", str(out / "policy"),

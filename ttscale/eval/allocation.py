@@ -7,12 +7,14 @@ budget N stands for B_N = the baseline's measured mean cost per problem at N (fo
 budget N a configuration θ (strategy + beam width / lookahead k / revision length + aggregation + voting) is
 allowed only if its measured mean cost per problem is <= B_N — so lookahead's rollouts and every prompt
 count against it — and the most accurate allowed one is chosen; among equally accurate ones the cheaper
-(then the earlier-listed). With bins on predicted difficulty, `probe` is the cost of the samples auto draws
-to predict it, charged as auto spends it: on top of a configuration's own cost, except that a
-parallel-sampling one reuses the probe's samples as its first ones (cost max(own, probe)). Where nothing
-fits B_N once the probe is paid (budgets below the probe's own), the cheapest configurations compete.
-Without a baseline curve the grid is every nominal N and the axis n,
-and a note says so; FLOPs of unknown size (a served model without --policy-params) fall back to tokens.
+(then the earlier-listed). That is rule `per-bin` (Snell et al.: every bin capped at B_N). Rule `mean` caps
+the mean cost over problems instead: each bin's θ (with its own N) is chosen jointly, a knapsack over bins,
+so what an easy bin does not need buys a hard bin more. With bins on predicted difficulty, `probe` is the
+cost of the samples auto draws to predict it, charged as auto spends it: on top of a configuration's own
+cost, except that a parallel-sampling one reuses the probe's samples as its first ones (cost max(own,
+probe)). Where nothing fits B_N once the probe is paid (budgets below the probe's own), the cheapest
+configurations compete. Without a baseline curve the grid is every nominal N and the axis n, and a note
+says so; FLOPs of unknown size (a served model without --policy-params) fall back to tokens.
 Honest accuracy comes from k-fold cross-validation over the problems, as in the paper: choose on k-1
 folds, score the choice on the held-out fold, and average over all problems; the held-out choices' own
 measured cost is what the compute-optimal curve spent. The exported allocation is the choice made on all
@@ -34,6 +36,7 @@ from ttscale.search.allocation_file import ALLOCATION_VERSION, Binning
 from ttscale.eval.metrics import COST_AXES, Point, default_curves
 
 _TOLERANCE = 1e-9      # relative: a configuration costing the baseline's own cost (to rounding) fits
+RULES = ("per-bin", "mean")
 
 
 @dataclass
@@ -106,6 +109,44 @@ def _choose(mat: np.ndarray, cost: np.ndarray, limit: float, cols: np.ndarray,
     return int(allowed[int(np.argmax(score))])   # argmax: first of equals = cheapest
 
 
+def _choose_mean(mat: np.ndarray, cost: np.ndarray, limit: float, labels: np.ndarray, cols: np.ndarray,
+                 bins: Sequence[str], pooling: float = 0.0) -> dict[str, int]:
+    """Per bin of `bins`, the configuration maximising the expected accuracy over `cols` subject to a MEAN cost
+    per problem <= limit, bins weighted by their share of `cols` (a multiple-choice knapsack, solved exactly:
+    bins are added one at a time and only (cost, accuracy) partial sums no other partial sum beats on both are
+    kept, which never drops an optimum). A bin with no problem in `cols` gets the choice made on all of them."""
+    cols = np.asarray(cols)
+    every = _choose(mat, cost, limit, cols)
+    options = []
+    for lab in bins:
+        where = cols[labels[cols] == lab]
+        if len(where) == 0:
+            continue
+        prior = mat[:, cols].mean(axis=1) if pooling > 0 else 0.0
+        acc = (mat[:, where].sum(axis=1) + pooling * prior) / (len(where) + pooling)
+        w = len(where) / len(cols)   # a bin's share of the mean cost and of the expected accuracy
+        options.append((lab, [(w * cost[c], w * acc[c], (c,)) for c in range(len(cost))]))
+    cap = max(limit, sum(min(o[0] for o in opts) for _, opts in options)) * (1 + _TOLERANCE)
+    front: list[tuple[float, float, tuple[int, ...]]] = [(0.0, 0.0, ())]
+    for _, opts in options:
+        opts = _pareto(opts, cap)    # a configuration another beats on cost and accuracy in this bin never helps
+        front = _pareto([(c + oc, a + oa, picks + pick) for c, a, picks in front for oc, oa, pick in opts], cap)
+    _, _, picks = max(front, key=lambda f: (f[1], -f[0]))   # most accurate; of equals, the cheaper
+    chosen = {lab: k for (lab, _), k in zip(options, picks)}
+    return {lab: chosen.get(lab, every) for lab in bins}
+
+
+def _pareto(items: list[tuple[float, float, Any]], cap: float) -> list[tuple[float, float, Any]]:
+    """The (cost, accuracy, tag) items within `cap` that no other beats on both, cheapest first (of equal ones,
+    the first listed)."""
+    out, best = [], -np.inf
+    for c, a, tag in sorted(items, key=lambda x: (x[0], -x[1])):
+        if c <= cap and a > best + 1e-12:
+            out.append((c, a, tag))
+            best = a
+    return out
+
+
 def _config(pt: Point, accuracy: float) -> dict[str, Any]:
     return {**pt.config, "method": pt.method, "accuracy": round(float(accuracy), 6)}
 
@@ -122,9 +163,21 @@ class Fit:
     folds: int
     seed: int = 0
     pooling: float = 0.0
+    rule: str = "per-bin"     # per-bin: every bin capped at B_N (Snell); mean: the mean cost over problems <= B_N
 
     def choose(self, limit: float, fit: np.ndarray, pool: np.ndarray | None = None) -> int:
         return _choose(self.mat, self.cost, limit, fit, pool, self.pooling)
+
+    def choose_all(self, mat: np.ndarray, labels: np.ndarray, limit: float, train: np.ndarray,
+                   bins: Sequence[str]) -> dict[str, int]:
+        """Each bin's configuration at budget `limit`, fitted on the columns `train` of `mat`, under the rule."""
+        if self.rule == "mean":
+            return _choose_mean(mat, self.cost, limit, labels, train, bins, self.pooling)
+        out = {}
+        for label in bins:
+            fit = train[labels[train] == label]
+            out[label] = _choose(mat, self.cost, limit, fit if len(fit) else train, train, self.pooling)
+        return out   # a bin with no training problem falls back to the overall best
 
     def held_out(self, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """[budgets × columns] held-out hits and the cost of the configuration chosen for each column: the
@@ -141,11 +194,7 @@ class Fit:
             test = np.nonzero(np.isin(group_of, test_groups))[0]
             train = np.setdiff1d(everyone, test)
             for b_i, limit in enumerate(self.limits):
-                for label in sorted(set(labels[test])):
-                    fit = train[labels[train] == label]
-                    if len(fit) == 0:   # no training problem in this bin: fall back to the overall best
-                        fit = train
-                    chosen = _choose(mat, self.cost, limit, fit, train, self.pooling)
+                for label, chosen in self.choose_all(mat, labels, limit, train, sorted(set(labels[test]))).items():
                     where = test[labels[test] == label]
                     held[b_i, where], held_cost[b_i, where] = mat[chosen, where], self.cost[chosen]
         return held, held_cost
@@ -153,11 +202,15 @@ class Fit:
 
 def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, seed: int = 0, axis: str = "flops",
              baseline: str | None = "weighted-best-of-n", pooling: float = 0.0,
-             probe: Mapping[str, float] | None = None) -> Allocation:
+             probe: Mapping[str, float] | None = None, rule: str = "per-bin") -> Allocation:
     """Per-bin compute-optimal choice at equal measured cost, k-fold held-out accuracy, and the policy chosen on
     all problems. `pooling` > 0 shrinks each bin's accuracies toward all bins' (partial pooling): with a few
     problems per bin and many configurations, the raw per-bin best is mostly the luckiest one. `probe`: the
-    difficulty probe's cost per problem on each axis (metrics.probe_cost; none for oracle bins)."""
+    difficulty probe's cost per problem on each axis (metrics.probe_cost; none for oracle bins). `rule`: per-bin
+    (every bin's choice costs <= B_N, Snell et al.) or mean (the choices' mean cost over problems <= B_N, so an
+    easy bin's savings buy a hard bin more: a knapsack over bins)."""
+    if rule not in RULES:
+        raise ValueError(f"allocation rule {rule!r} is unknown; choose one of {', '.join(RULES)}")
     grid, axis, notes = budget_grid(points, axis, baseline)
     probe_cost = float((probe or {}).get(axis, 0.0))
     pts, ids, mat = _matrix(points, bins, axis, probe_cost)
@@ -166,27 +219,23 @@ def allocate(points: Sequence[Point], bins: Mapping[str, str], folds: int = 5, s
     budgets = sorted(grid)
     everyone = np.arange(len(ids))
     k = min(folds, len(ids))
-    fit = Fit(mat, charged(pts, axis, probe_cost), labels, [grid[b] for b in budgets], k, seed, pooling)
+    fit = Fit(mat, charged(pts, axis, probe_cost), labels, [grid[b] for b in budgets], k, seed, pooling, rule)
     if k >= 2:
         held, held_cost = fit.held_out()
     else:
         notes.append(f"only {len(ids)} problem(s): no cross-validation, accuracies are in-sample")
         held, held_cost = np.zeros((len(budgets), len(ids))), np.zeros((len(budgets), len(ids)))
         for b_i, limit in enumerate(fit.limits):
-            for label in label_set:
+            for label, chosen in fit.choose_all(mat, labels, limit, everyone, label_set).items():
                 cols = everyone[labels == label]
-                chosen = fit.choose(limit, cols, everyone)
                 held[b_i, cols], held_cost[b_i, cols] = mat[chosen, cols], fit.cost[chosen]
     curve = {b: float(held[i].mean()) for i, b in enumerate(budgets)}
     by_bin = {lab: {b: float(held[i, labels == lab].mean()) for i, b in enumerate(budgets)}
               for lab in label_set}
-    choices: dict[str, dict[int, dict[str, Any]]] = {}
-    for lab in label_set:
-        cols = everyone[labels == lab]
-        choices[lab] = {}
-        for b in budgets:
-            c = fit.choose(grid[b], cols, everyone)
-            choices[lab][b] = _config(pts[c], mat[c, cols].mean())
+    choices: dict[str, dict[int, dict[str, Any]]] = {lab: {} for lab in label_set}
+    for b in budgets:
+        for lab, c in fit.choose_all(mat, labels, grid[b], everyone, label_set).items():
+            choices[lab][b] = _config(pts[c], mat[c, labels == lab].mean())
     fallback = {}
     for b in budgets:
         c = _choose(mat, fit.cost, grid[b], everyone)
@@ -211,8 +260,10 @@ def allocation_dict(alloc: Allocation, binning: Binning, measure: str, samples: 
                        **({"samples": samples} if measure == "predicted" and samples > 0 else {})},
         "budgets": list(alloc.budgets),
         # budget N = the baseline's measured cost at N on this axis (what auto's --budget N means)
+        # rule per-bin: each bin's choice costs at most that; mean: the choices' mean over problems does
         "cost": {"axis": alloc.axis, "baseline": alloc.baseline,
-                 "budgets": {str(b): alloc.budget_cost.get(b) for b in alloc.budgets}},
+                 "budgets": {str(b): alloc.budget_cost.get(b) for b in alloc.budgets},
+                 "rule": alloc.fit.rule if alloc.fit else "per-bin"},
         "bins": {lab: {str(b): cfg for b, cfg in per.items()} for lab, per in alloc.choices.items()},
         "fallback": {str(b): cfg for b, cfg in alloc.fallback.items()},
     }

@@ -53,6 +53,10 @@ class Config(ThreadArgs):
                                              "(the allocation file records it and auto follows it); 0 = all. Their "
                                              "cost is charged to every configuration as auto spends it: on top, or "
                                              "reused as a parallel-sampling one's first samples")
+    budget_rule: str = field("per-bin", choices=["per-bin", "mean"],
+                             help="compute-optimal budget N: per-bin caps every difficulty bin's choice at the "
+                             "baseline's cost at N (Snell et al.); mean caps the mean cost over problems, so bins get "
+                             "different budgets (easy bins less, hard bins more)")
     pooling: float = field(0.0, ge=0, help="compute-optimal choice per bin: shrink each configuration's accuracy in "
                                            "the bin toward its accuracy over all bins by this many pseudo-problems "
                                            "(partial pooling; 0 = the raw per-bin best)")
@@ -159,7 +163,7 @@ def _fit(cfg: Config, runs: list[Run], points: list) -> _Fit:
     # auto's difficulty probe, charged to every configuration (none with oracle bins: nothing to probe)
     probe = probe_cost(drun, cfg.probe_samples) if measure == "predicted" else None
     alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
-                     axis=cfg.cost, baseline=baseline, pooling=cfg.pooling, probe=probe)
+                     axis=cfg.cost, baseline=baseline, pooling=cfg.pooling, probe=probe, rule=cfg.budget_rule)
     return _Fit(binning, pbinning, oracle_bins, predicted_bins, order, difficulty, measure, probe, baseline, alloc)
 
 
@@ -212,8 +216,8 @@ def run(cfg: Config) -> int:
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
                                      ["no PRM scores in the difficulty run: the allocation bins on oracle difficulty, "
                                       "which needs gold answers (not usable at test time)"])
-        co = {"measure": measure, "folds": alloc.folds, "problems": alloc.problems, "curve": alloc.curve,
-              "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
+        co = {"measure": measure, "rule": cfg.budget_rule, "folds": alloc.folds, "problems": alloc.problems,
+              "curve": alloc.curve, "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
               "cost_axis": alloc.axis, "budget_cost": alloc.budget_cost, "curve_cost": alloc.curve_cost,
               "probe_cost": (probe or {}).get(alloc.axis, 0.0),
               "efficiency": main.get("value"), "efficiency_interval": [main.get("low"), main.get("high")],
