@@ -289,3 +289,26 @@ def test_mean_budget_is_never_exceeded_on_the_fitted_problems():
         assert fitted.curve[b] >= per_bin.curve[b] - 1e-12       # per-bin's choice is one the mean rule may make
     held = allocate(points, bins, folds=4, rule="mean")          # the k-fold path runs the same rule
     assert set(held.curve) == set(fitted.budgets) and all(0 <= v <= 1 for v in held.curve.values())
+
+
+def test_mean_budget_knapsack_matches_brute_force():
+    """The frontier merge returns the exact optimum: every combination of 4 bins x 5 configurations enumerated."""
+    import itertools
+
+    from ttscale.eval.allocation import _choose_mean
+
+    rng = np.random.default_rng(1)
+    mat = (rng.random((5, 40)) < rng.uniform(0.1, 0.9, (5, 1))).astype(float)
+    cost = rng.uniform(1, 10, 5)
+    labels = np.array([f"b{i % 4}" for i in range(40)])
+    cols, bins = np.arange(40), ["b0", "b1", "b2", "b3"]
+    share = {b: np.mean(labels == b) for b in bins}
+    for limit in (2.0, 4.0, 6.0, 8.0):
+        got = _choose_mean(mat, cost, limit, labels, cols, bins)
+        value = lambda pick: sum(share[b] * mat[c, labels == b].mean() for b, c in zip(bins, pick))
+        spend = lambda pick: sum(share[b] * cost[c] for b, c in zip(bins, pick))
+        fits = [p for p in itertools.product(range(5), repeat=4) if spend(p) <= limit * (1 + 1e-9)]
+        best = max(map(value, fits)) if fits else None
+        if best is not None:
+            assert value([got[b] for b in bins]) == pytest.approx(best)
+            assert spend([got[b] for b in bins]) <= limit * (1 + 1e-9)

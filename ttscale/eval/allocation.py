@@ -117,34 +117,34 @@ def _choose_mean(mat: np.ndarray, cost: np.ndarray, limit: float, labels: np.nda
     kept, which never drops an optimum). A bin with no problem in `cols` gets the choice made on all of them."""
     cols = np.asarray(cols)
     every = _choose(mat, cost, limit, cols)
-    options = []
+    prior = mat[:, cols].mean(axis=1) if pooling > 0 else 0.0
+    present, options = [], []
     for lab in bins:
         where = cols[labels[cols] == lab]
-        if len(where) == 0:
-            continue
-        prior = mat[:, cols].mean(axis=1) if pooling > 0 else 0.0
-        acc = (mat[:, where].sum(axis=1) + pooling * prior) / (len(where) + pooling)
-        w = len(where) / len(cols)   # a bin's share of the mean cost and of the expected accuracy
-        options.append((lab, [(w * cost[c], w * acc[c], (c,)) for c in range(len(cost))]))
-    cap = max(limit, sum(min(o[0] for o in opts) for _, opts in options)) * (1 + _TOLERANCE)
-    front: list[tuple[float, float, tuple[int, ...]]] = [(0.0, 0.0, ())]
-    for _, opts in options:
-        opts = _pareto(opts, cap)    # a configuration another beats on cost and accuracy in this bin never helps
-        front = _pareto([(c + oc, a + oa, picks + pick) for c, a, picks in front for oc, oa, pick in opts], cap)
-    _, _, picks = max(front, key=lambda f: (f[1], -f[0]))   # most accurate; of equals, the cheaper
-    chosen = {lab: k for (lab, _), k in zip(options, picks)}
-    return {lab: chosen.get(lab, every) for lab in bins}
+        if len(where):
+            w = len(where) / len(cols)   # a bin's share of the mean cost and of the expected accuracy
+            present.append(lab)
+            options.append((w * cost, w * (mat[:, where].sum(axis=1) + pooling * prior) / (len(where) + pooling)))
+    cap = max(limit, sum(c.min() for c, _ in options)) * (1 + _TOLERANCE)
+    front_cost, front_acc, picks = np.zeros(1), np.zeros(1), np.zeros((1, 0), dtype=int)
+    for opt_cost, opt_acc in options:
+        keep = _pareto(opt_cost, opt_acc, cap)   # a configuration beaten on both in this bin never helps
+        total_cost = (front_cost[:, None] + opt_cost[keep][None, :]).ravel()
+        total_acc = (front_acc[:, None] + opt_acc[keep][None, :]).ravel()
+        both = np.column_stack([np.repeat(picks, len(keep), axis=0), np.tile(keep, len(front_cost))])
+        kept = _pareto(total_cost, total_acc, cap)
+        front_cost, front_acc, picks = total_cost[kept], total_acc[kept], both[kept]
+    chosen = dict(zip(present, picks[-1]))   # along the frontier accuracy rises with cost: the last is the best
+    return {lab: int(chosen.get(lab, every)) for lab in bins}
 
 
-def _pareto(items: list[tuple[float, float, Any]], cap: float) -> list[tuple[float, float, Any]]:
-    """The (cost, accuracy, tag) items within `cap` that no other beats on both, cheapest first (of equal ones,
-    the first listed)."""
-    out, best = [], -np.inf
-    for c, a, tag in sorted(items, key=lambda x: (x[0], -x[1])):
-        if c <= cap and a > best + 1e-12:
-            out.append((c, a, tag))
-            best = a
-    return out
+def _pareto(cost: np.ndarray, acc: np.ndarray, cap: float) -> np.ndarray:
+    """Indices of the items within `cap` that no other beats on both cost and accuracy, cheapest first (of
+    equal ones, the first listed)."""
+    order = np.lexsort((-acc, cost))      # by cost, the most accurate first at equal cost; stable
+    c, a = cost[order], acc[order]
+    before = np.maximum.accumulate(np.concatenate([[-np.inf], a[:-1]]))
+    return order[(c <= cap) & (a > before + 1e-12)]
 
 
 def _config(pt: Point, accuracy: float) -> dict[str, Any]:
