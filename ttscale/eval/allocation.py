@@ -165,9 +165,6 @@ class Fit:
     pooling: float = 0.0
     rule: str = "per-bin"     # per-bin: every bin capped at B_N (Snell); mean: the mean cost over problems <= B_N
 
-    def choose(self, limit: float, fit: np.ndarray, pool: np.ndarray | None = None) -> int:
-        return _choose(self.mat, self.cost, limit, fit, pool, self.pooling)
-
     def choose_all(self, mat: np.ndarray, labels: np.ndarray, limit: float, train: np.ndarray,
                    bins: Sequence[str]) -> dict[str, int]:
         """Each bin's configuration at budget `limit`, fitted on the columns `train` of `mat`, under the rule."""

@@ -15,7 +15,7 @@ from ttscale.config import field, to_yaml
 from ttscale.data.threads import ThreadArgs
 import yaml
 
-from ttscale.eval.allocation import allocate, allocation_dict, write_allocation
+from ttscale.eval.allocation import RULES, allocate, allocation_dict, write_allocation
 from ttscale.eval.efficiency import TUNED, efficiency, efficiency_refit, tuned_baseline
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import COST_AXES, default_curves, evaluate_runs, pass_at_k_curve, probe_cost, unknown_flops
@@ -53,7 +53,7 @@ class Config(ThreadArgs):
                                              "(the allocation file records it and auto follows it); 0 = all. Their "
                                              "cost is charged to every configuration as auto spends it: on top, or "
                                              "reused as a parallel-sampling one's first samples")
-    budget_rule: str = field("per-bin", choices=["per-bin", "mean"],
+    budget_rule: str = field("per-bin", choices=list(RULES),
                              help="compute-optimal budget N: per-bin caps every difficulty bin's choice at the "
                              "baseline's cost at N (Snell et al.); mean caps the mean cost over problems, so bins get "
                              "different budgets (easy bins less, hard bins more)")
