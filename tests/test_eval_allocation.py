@@ -180,7 +180,7 @@ def test_the_probe_is_charged_as_auto_spends_it():
 
     points = [bon(1, [1, 0, 0, 0, 1, 0, 0, 0], 25.0), bon(4, [1, 1, 0, 0, 1, 0, 0, 0], 100.0),
               pt("beam", 4, [1, 1, 1, 0, 1, 1, 0, 0], 80.0, beam_width=2)]
-    assert list(charged(points, "flops", 40.0)) == [40.0, 100.0, 120.0]
+    assert list(charged(points, IDS, "flops", 40.0).mean(axis=1)) == [40.0, 100.0, 120.0]
     free = allocate(points, BINS, folds=2)
     paid = allocate(points, BINS, folds=2, probe={"flops": 40.0, "tokens": 400.0, "n": 4.0})
     assert free.fallback[4]["strategy"] == "beam" and paid.fallback[4]["strategy"] == "weighted-best-of-n"
@@ -235,6 +235,11 @@ def test_the_refit_interval_refits_both_curves_on_each_resample():
     refit = efficiency_refit(alloc, tuned_baseline(points, alloc), replicates=200)
     assert refit["value"] is not None and refit["low"] <= refit["value"] <= refit["high"]
     assert refit["replicates_defined"] >= 100
+    # the per-budget curve comes from the same replicates: one entry per baseline N, the headline at its peak
+    tb = tuned_baseline(points, alloc)
+    assert [e["budget"] for e in refit["curve"]] == tb.budgets
+    peak = max(tb.budgets, key=lambda b: (tb.curve[b], -b))
+    assert next(e for e in refit["curve"] if e["budget"] == peak)["value"] == pytest.approx(refit["value"])
 
 
 def test_the_knob_score_counts_only_budgets_the_allocation_kept_to():
@@ -292,23 +297,70 @@ def test_mean_budget_is_never_exceeded_on_the_fitted_problems():
 
 
 def test_mean_budget_knapsack_matches_brute_force():
-    """The frontier merge returns the exact optimum: every combination of 4 bins x 5 configurations enumerated."""
+    """The frontier merge returns the exact optimum: every combination of 4 bins x 5 configurations enumerated,
+    each configuration's cost measured per problem (its mean differs by bin, as an adaptive run's does)."""
     import itertools
 
     from ttscale.eval.allocation import _choose_mean
 
     rng = np.random.default_rng(1)
     mat = (rng.random((5, 40)) < rng.uniform(0.1, 0.9, (5, 1))).astype(float)
-    cost = rng.uniform(1, 10, 5)
+    cost = rng.uniform(1, 10, (5, 1)) * rng.uniform(0.5, 1.5, (5, 40))
     labels = np.array([f"b{i % 4}" for i in range(40)])
     cols, bins = np.arange(40), ["b0", "b1", "b2", "b3"]
     share = {b: np.mean(labels == b) for b in bins}
     for limit in (2.0, 4.0, 6.0, 8.0):
         got = _choose_mean(mat, cost, limit, labels, cols, bins)
         value = lambda pick: sum(share[b] * mat[c, labels == b].mean() for b, c in zip(bins, pick))
-        spend = lambda pick: sum(share[b] * cost[c] for b, c in zip(bins, pick))
+        spend = lambda pick: sum(share[b] * cost[c, labels == b].mean() for b, c in zip(bins, pick))
         fits = [p for p in itertools.product(range(5), repeat=4) if spend(p) <= limit * (1 + 1e-9)]
         best = max(map(value, fits)) if fits else None
         if best is not None:
             assert value([got[b] for b in bins]) == pytest.approx(best)
             assert spend([got[b] for b in bins]) <= limit * (1 + 1e-9)
+
+
+def test_per_problem_costs_let_an_adaptive_run_be_cheap_where_it_stops_early():
+    """Adaptive majority spends 1 FLOP on each easy problem (it stops after its first round) and 7 on each hard
+    one: 4 on average. The mean rule charges each bin what the run spent on it, so at a mean of 2 it gives the
+    easy bin adaptive (1) and the hard bin weighted BoN N=2 (3 there): mean (1 + 3) / 2 = 2. With one cost per
+    run (the old reading, 4 everywhere) adaptive would never fit a mean budget of 2."""
+    ids = [f"p{i}" for i in range(4)]
+    bins = {"p0": "easy", "p1": "easy", "p2": "hard", "p3": "hard"}
+    b1, b2 = bon(1, [1, 0, 0, 0], 1.0, ids), bon(2, [1, 0, 1, 0], 2.0, ids)
+    b2.problem_cost = np.array([[1.0, 1.0, 3.0, 3.0], [10.0, 10.0, 30.0, 30.0], [2.0] * 4])
+    ada = pt("adaptive-majority", 8, [1, 1, 0, 0], 4.0, ids, round_size=2)
+    ada.problem_cost = np.array([[1.0, 1.0, 7.0, 7.0], [10.0, 10.0, 70.0, 70.0], [8.0] * 4])
+    assert list(ada.costs("flops", ["p3", "p0"])) == [7.0, 1.0] and list(b1.costs("flops")) == [1.0] * 4
+    mean = allocate([b1, b2, ada], bins, folds=1, rule="mean")
+    assert mean.choices["easy"][2]["strategy"] == "adaptive-majority" and mean.choices["easy"][2]["cost"] == 1.0
+    assert mean.choices["hard"][2]["budget"] == 2 and mean.choices["hard"][2]["cost"] == 3.0
+    assert mean.curve[2] == pytest.approx(0.75) and mean.curve_cost[2] == pytest.approx(2.0)
+    # a probe costing 2 on every problem: adaptive takes it as its first samples (max), beam would pay it on top
+    from ttscale.eval.allocation import charged
+
+    beam = pt("beam", 2, [1, 1, 1, 1], 1.0, ids, beam_width=2)
+    assert charged([ada, beam], ids, "flops", 2.0).tolist() == [[2.0, 2.0, 7.0, 7.0], [3.0] * 4]
+
+
+def test_max_budget_caps_what_any_bin_is_given():
+    """Under a mean of 2 the hard bin C is given dear (4 per problem); capped at the baseline's N=2 cost (2),
+    no bin may take it, and the mean rule falls back to cheap everywhere."""
+    points, bins = _three_bins()
+    assert allocate(points, bins, folds=1, rule="mean").choices["C"][2]["cost"] == 4.0
+    capped = allocate(points, bins, folds=1, rule="mean", max_budget=2)
+    assert all(capped.choices[lab][b]["cost"] <= 2.0 for lab in "ABC" for b in capped.budgets)
+    assert capped.curve[4] == pytest.approx(0.5) and capped.max_budget == 2
+    assert allocation_dict(capped, fixed_binning([0.5], ["A", "B"]), "oracle")["cost"]["max_budget"] == 2
+    assert allocate(points, bins, folds=1, rule="mean", max_budget=3).fit.cap == 2.0   # the largest N <= 3
+    with pytest.raises(ValueError, match="max-budget"):
+        allocate(points, bins, folds=1, max_budget=0.5)
+
+
+def test_the_efficiency_curve_reads_each_baseline_budget():
+    """Baseline: 0.5 at cost 2, 0.6 at 4, 0.55 at 8 (running max 0.6); optimal: 0.5 at 1, 0.6 at 2. At cost 2
+    the optimal needs 1 (2x), at 4 it needs 2 (2x), at 8 the running max 0.6 still needs 2 (4x)."""
+    from ttscale.eval.efficiency import efficiency_curve
+
+    assert efficiency_curve([2.0, 4.0, 8.0], [0.5, 0.6, 0.55], {1.0: 0.5, 2.0: 0.6}) == [2.0, 2.0, 4.0]
+    assert efficiency_curve([2.0], [0.9], {1.0: 0.5}) == [None]

@@ -162,6 +162,26 @@ def test_knobs_are_chosen_on_one_split_and_applied_on_another(tmp_path, capsys):
     assert s["knobs"]["pooling"] == best["pooling"] and s["knobs"]["n_bins"] == best["n_bins"]
     assert s["knobs"]["from"]["chosen_on"]["runs"] == list(map(str, dev))
     assert len(s["accuracy_by_predicted_bin"]) == best["n_bins"]
+    # both budget rules are reported, each with its per-budget efficiency curve and what every bin was given
+    co = s["compute_optimal"]
+    assert set(co["rules"]) == {"per-bin", "mean"} and co["rules"][co["rule"]]["efficiency"] == co["efficiency"]
+    for r in co["rules"].values():
+        assert [e["budget"] for e in r["efficiency_curve"]] == sorted(map(int, co["tuned_baseline"]["curve"]))
+        assert set(r["given"]) == set(co["choices"])
+    assert (tmp_path / "rt" / "allocation_rules.png").stat().st_size > 0
+    # scored by the headline instead: the table holds each combination's efficiency against the tuned baseline
+    from ttscale.eval.efficiency import compute_optimal_efficiency
+
+    assert main(["evaluate", *map(str, dev), "--out", str(tmp_path / "re"), "--subsamples", "4", "--folds", "2",
+                 "--refit-replicates", "20", "--tune", "pooling=0,10", "--tune-by", "efficiency"]) == 0
+    by_eff = yaml.safe_load((tmp_path / "re" / "tuned.yaml").read_text())
+    assert by_eff["criterion"].startswith("efficiency")
+    here = json.loads((tmp_path / "re" / "summary.json").read_text())["compute_optimal"]
+    tb = here["tuned_baseline"]
+    chosen = {r["pooling"]: r["score"] for r in by_eff["table"]}[by_eff["knobs"]["pooling"]]
+    want = compute_optimal_efficiency(dict(zip(tb["curve_cost"].values(), tb["curve"].values())),
+                                      dict(zip(here["curve_cost"].values(), here["curve"].values())))
+    assert chosen == pytest.approx(want or 0.0, abs=1e-6)
     capsys.readouterr()
     assert main(["evaluate", *map(str, test), "--out", str(tmp_path / "x"), "--tune", "temperature=1,2"]) == 2
     err = capsys.readouterr().err

@@ -156,3 +156,37 @@ def test_extend_keeps_the_first_n_drawn_and_generates_nothing_when_they_suffice(
     # nothing drawn: the plain run, sample for sample
     plain, ext = get_strategy("majority").run(probs, _ctx(), 4), get_strategy("majority").extend(probs, _ctx(), 4, [[]] * 3)
     assert [[c.steps for c in r.candidates] for r in plain] == [[c.steps for c in r.candidates] for r in ext]
+
+
+def test_adaptive_stopping_extends_the_probe_and_charges_only_what_it_drew_beyond_it():
+    """Adaptive majority (rounds of 2, at most 8) after a 3-sample probe: each problem stops where the plain run
+    stops, with the plain run's candidates; the probe's samples are not drawn again, so the new draws start at 3
+    and a problem that stopped after round 1 drew nothing new."""
+    probs = problems(8)
+    opts = {"round_size": 2, "stop_threshold": 0.7}
+    drawn = [r.candidates for r in get_strategy("majority").run(probs, _ctx(), 3)]
+    plain = get_strategy("adaptive-majority", opts).run(probs, _ctx(), 8)
+    ctx = _ctx()
+    ext = get_strategy("adaptive-majority", opts).extend(probs, ctx, 8, drawn)
+    assert [[c.steps for c in r.candidates] for r in ext] == [[c.steps for c in r.candidates] for r in plain]
+    assert [r.prediction for r in ext] == [r.prediction for r in plain]
+    assert ctx.generator.calls and min(min(c["start"]) for c in ctx.generator.calls) == 3
+    for r, d in zip(ext, drawn):
+        beyond = r.candidates[len(d):]
+        assert r.spent.generated_tokens == sum(c.tokens for c in beyond)
+        assert [c.step_scores for c in r.candidates[:len(d)]] == [c.step_scores for c in d[:len(r.candidates)]]
+    assert any(len(r.candidates) == 2 for r in ext) and any(len(r.candidates) > 3 for r in ext)
+
+
+def test_an_older_allocation_file_without_costs_loads_and_runs_and_a_new_one_reports_what_was_given(tmp_path):
+    probs = problems(4)
+    old = _policy(tmp_path, 0.5)     # no version, no cost section, entries without cost: as files before it
+    assert all("cost" not in r.choice for r in _auto(old).run(probs, _ctx(), 4))
+    data = yaml.safe_load(old.read_text())
+    data["cost"] = {"axis": "flops", "rule": "mean"}
+    for per in [*data["bins"].values(), data["fallback"]]:
+        per["4"]["cost"] = 123.0
+    new = tmp_path / "new.yaml"
+    new.write_text(yaml.safe_dump(data))
+    for r in _auto(new).run(probs, _ctx(), 4):
+        assert r.choice["cost"] == 123.0 and r.choice["cost_axis"] == "flops"

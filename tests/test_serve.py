@@ -24,7 +24,7 @@ import yaml
 MISSING = [m for m in ("fastapi", "uvicorn", "openai", "httpx") if importlib.util.find_spec(m) is None]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)}: pip install -e '.[dev]'")
 
-from search_fakes import ScriptedGenerator  # noqa: E402
+from search_fakes import ScriptedGenerator, ScriptedScorer  # noqa: E402
 from ttscale.config import parse_config  # noqa: E402
 from ttscale.data.steps import join_steps  # noqa: E402
 from ttscale.search.types import SearchContext  # noqa: E402
@@ -197,6 +197,59 @@ def test_auto_chooses_per_request_from_the_allocation_file(real):
     want = choose_config(load_allocation(cfg.allocation), predicted_difficulty_of(probe.candidates), 4)
     assert choice["bin"] == want["bin"] and choice["strategy"] == want["strategy"]
     assert resp.usage.model_dump(exclude_none=True) == _usage(_direct(cfg, ctx, PROBLEM, strategy="auto"))
+
+
+def test_an_easy_and_a_hard_request_with_the_same_budget_get_different_compute(tmp_path):
+    """Per-problem allocation behind the API: the bin edge sits between two problems' predicted difficulties, the
+    easier is given majority at N=2 (the probe's own 2 samples: nothing more is drawn), the harder beam at N=4.
+    Both ask for budget 4; each reply says what its bin was given and what it spent, and its usage is what the
+    same search run in-process spent."""
+    from ttscale.search.allocation_file import load_allocation, predicted_difficulty_of
+    from ttscale.search.registry import get_strategy
+    from ttscale.serve.app import create_app
+    from ttscale.serve.serve_cmd import Config
+
+    cfg = parse_config(Config, ["--policy", "scripted", "--prm", "scripted", "--budget", "4",
+                                "--probe-samples", "2", "--max-depth", "3"])
+    ctx = SearchContext(generator=ScriptedGenerator(depth=3), scorer=ScriptedScorer(), settings=cfg.settings())
+    probe_ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, voting="majority"))
+    texts = [PROBLEM, "A box holds 5 pens and 2 more are added. How many pens?",
+             "Sam had 9 coins and lost 4. How many coins are left?", "What is 6 plus 1?"]
+    probes = get_strategy("majority").run([{"id": str(i), "problem": t} for i, t in enumerate(texts)], probe_ctx, 2)
+    diff = sorted((predicted_difficulty_of(r.candidates), t) for r, t in zip(probes, texts))
+    (hard_d, hard), (easy_d, easy) = diff[0], diff[-1]
+    assert easy_d > hard_d
+    path = tmp_path / "allocation.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 1, "difficulty": {"kind": "custom", "edges": [(hard_d + easy_d) / 2], "labels": ["hard", "easy"],
+                                     "samples": 2},
+        "cost": {"axis": "tokens", "baseline": "weighted-best-of-n", "rule": "mean", "budgets": {"4": 100.0}},
+        "bins": {"easy": {"4": {"strategy": "majority", "budget": 2, "aggregation": "last", "voting": "majority",
+                                "cost": 40.0}},
+                 "hard": {"4": {"strategy": "beam", "budget": 4, "beam_width": 2, "aggregation": "min",
+                                "voting": "prm-vote", "cost": 160.0}}},
+        "fallback": {"4": {"strategy": "weighted-best-of-n", "budget": 4, "aggregation": "last", "voting": "prm-vote",
+                           "cost": 100.0}}}))
+    auto_cfg = dataclasses.replace(cfg, allocation=str(path))
+    url, server, thread = _start(create_app(auto_cfg, ctx, "scripted", api_key=KEY, allocation=load_allocation(path)))
+    try:
+        replies = {name: _client(url).chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": text}], extra_body={"strategy": "auto", "budget": 4})
+            for name, text in (("easy", easy), ("hard", hard))}
+    finally:
+        _stop(server, thread)
+    info = {name: r.model_extra["ttscale"] for name, r in replies.items()}
+    assert info["easy"]["choice"]["bin"] == "easy" and info["easy"]["choice"]["strategy"] == "majority"
+    assert info["hard"]["choice"]["bin"] == "hard" and info["hard"]["choice"]["strategy"] == "beam"
+    assert info["easy"]["budget"] == info["hard"]["budget"] == 4
+    assert (info["easy"]["choice"]["cost"], info["hard"]["choice"]["cost"]) == (40.0, 160.0)
+    assert info["easy"]["choice"]["cost_axis"] == "tokens"
+    assert info["easy"]["spent"]["policy_calls"] == 1        # the probe's call only: majority at 2 reuses it
+    assert replies["easy"].usage.total_tokens < replies["hard"].usage.total_tokens
+    for name, text in (("easy", easy), ("hard", hard)):
+        want = _direct(auto_cfg, ctx, text, strategy="auto")
+        assert replies[name].usage.model_dump(exclude_none=True) == _usage(want)
+        assert info[name]["spent"]["generated_tokens"] == want.spent.generated_tokens
 
 
 def test_streaming_sends_the_same_solution_as_events(real):

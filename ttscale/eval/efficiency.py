@@ -12,7 +12,9 @@ the held-out choices' measured cost.
 
 Interval (`efficiency_refit`): a percentile bootstrap over problems in which each replicate refits both the
 allocation and the tuned baseline on its resample (copies of a problem stay in one fold), so the variance of
-choosing among many configurations is in it. `efficiency` keeps the older, narrower reading against one
+choosing among many configurations is in it. The same replicates give the efficiency curve: at each budget
+N of the baseline's grid, B_baseline(N) / B_optimal(a_N), a_N the tuned baseline's accuracy at N (its running
+maximum), so the headline is the curve's value where the baseline peaks. `efficiency` keeps the older, narrower reading against one
 fixed default curve (choices held fixed per replicate), reported beside it for each parallel baseline.
 """
 from __future__ import annotations
@@ -64,18 +66,28 @@ def _curve(costs: Sequence[float], accuracies: Sequence[float]) -> dict[float, f
     return out
 
 
-def _held_curve(held: np.ndarray, held_cost: np.ndarray) -> dict[float, float]:
+def held_curve(held: np.ndarray, held_cost: np.ndarray) -> dict[float, float]:
     return _curve(held_cost.mean(axis=1), held.mean(axis=1))
 
 
-def _bootstrap(value: Callable[[np.ndarray], float | None], n: int, replicates: int, seed: int) -> dict[str, Any]:
+def _bootstrap(value: Callable[[np.ndarray], Any], n: int, replicates: int, seed: int) -> dict[str, Any]:
+    """Percentile bootstrap over problems of `value` (a number or None, or an array with NaN for undefined): each
+    element's interval from the replicates where it is defined, None where fewer than half are."""
+    def arr(v: Any) -> np.ndarray:
+        return np.atleast_1d(np.array(np.nan if v is None else v, dtype=float))
+
     point = value(np.arange(n))
     rng = np.random.default_rng(seed)
-    defined = [b for b in (value(rng.integers(0, n, size=n)) for _ in range(replicates)) if b is not None]
-    low = high = None
-    if len(defined) >= replicates / 2:
-        low, high = (float(x) for x in np.percentile(defined, [2.5, 97.5]))
-    return {"value": point, "low": low, "high": high, "replicates_defined": len(defined)}
+    boots = np.stack([arr(value(rng.integers(0, n, size=n))) for _ in range(replicates)])
+    out = []
+    for j, v in enumerate(arr(point)):
+        defined = boots[~np.isnan(boots[:, j]), j]
+        low = high = None
+        if len(defined) >= replicates / 2:
+            low, high = (float(x) for x in np.percentile(defined, [2.5, 97.5]))
+        out.append({"value": None if np.isnan(v) else float(v), "low": low, "high": high,
+                    "replicates_defined": len(defined)})
+    return out[0] if np.ndim(point) == 0 or point is None else out
 
 
 def efficiency(alloc: Allocation, points: Sequence[Point], method: str, replicates: int = 1000,
@@ -93,7 +105,7 @@ def efficiency(alloc: Allocation, points: Sequence[Point], method: str, replicat
 
     def value(cols: np.ndarray) -> float | None:
         return compute_optimal_efficiency(_curve(base_cost, base_hits[:, cols].mean(axis=1)),
-                                          _held_curve(alloc.held[:, cols], alloc.held_cost[:, cols]))
+                                          held_curve(alloc.held[:, cols], alloc.held_cost[:, cols]))
 
     return {**_bootstrap(value, len(alloc.ids), replicates, seed), "axis": alloc.axis}
 
@@ -106,15 +118,33 @@ def tuned_baseline(points: Sequence[Point], alloc: Allocation, seed: int = 0) ->
                     baseline=alloc.baseline)
 
 
+def efficiency_curve(costs: Sequence[float], accuracies: Sequence[float],
+                     optimal: Mapping[float, float]) -> list[float | None]:
+    """Per baseline budget (costs ascending with N): its cost over what the optimal curve needs to reach the
+    baseline's running-maximum accuracy there (None where it never does)."""
+    env = np.maximum.accumulate(np.asarray(accuracies, dtype=float))
+    need = [budget_to_reach(optimal, a) for a in env]
+    return [c / b if b else None for c, b in zip(costs, need)]
+
+
 def efficiency_refit(alloc: Allocation, tuned: Allocation, replicates: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Efficiency of the allocation's held-out curve against the tuned baseline's, with an interval whose every
-    replicate refits both on a resample of the problems (module docstring)."""
+    replicate refits both on a resample of the problems (module docstring); "curve": the same per budget N of
+    the baseline (its N, the baseline's cost and accuracy there, the efficiency and its interval)."""
     if tuned.ids != alloc.ids:
         raise ValueError("the tuned baseline must be fitted on the allocation's problems")
     if alloc.fit is None or tuned.fit is None or alloc.folds < 2:   # in-sample fits have nothing to refit
-        return {"value": None, "low": None, "high": None, "replicates_defined": 0, "axis": alloc.axis, "refit": True}
+        return {"value": None, "low": None, "high": None, "replicates_defined": 0, "axis": alloc.axis, "refit": True,
+                "curve": []}
 
-    def value(cols: np.ndarray) -> float | None:   # on all columns this reproduces the reported held-out curves
-        return compute_optimal_efficiency(_held_curve(*tuned.fit.held_out(cols)), _held_curve(*alloc.fit.held_out(cols)))
+    def value(cols: np.ndarray) -> np.ndarray:   # on all columns this reproduces the reported held-out curves
+        held, held_cost = tuned.fit.held_out(cols)
+        opt = held_curve(*alloc.fit.held_out(cols))
+        head = compute_optimal_efficiency(held_curve(held, held_cost), opt)
+        per = efficiency_curve(held_cost.mean(axis=1), held.mean(axis=1), opt)
+        return np.array([np.nan if v is None else v for v in [head, *per]])
 
-    return {**_bootstrap(value, len(alloc.ids), replicates, seed), "axis": alloc.axis, "refit": True}
+    head, *per = _bootstrap(value, len(alloc.ids), replicates, seed)
+    curve = [{"budget": b, "cost": tuned.curve_cost[b], "accuracy": tuned.curve[b], **e}
+             for b, e in zip(tuned.budgets, per)]
+    return {**head, "axis": alloc.axis, "refit": True, "curve": curve}

@@ -20,7 +20,8 @@ from ttscale.eval.efficiency import TUNED, efficiency, efficiency_refit, tuned_b
 from ttscale.eval.bins import difficulty_run, make_binning, oracle_difficulty, predicted_difficulty
 from ttscale.eval.metrics import COST_AXES, default_curves, evaluate_runs, pass_at_k_curve, probe_cost, unknown_flops
 from ttscale.eval.deployment import deployment
-from ttscale.eval.knobs import KNOBS, choose, equal_cost_score, parse_tune, read_tuned, write_tuned
+from ttscale.eval.knobs import (CRITERIA, KNOBS, choose, efficiency_score, equal_cost_score, parse_tune, read_tuned,
+                                write_tuned)
 from ttscale.eval.report import build_summary, write_report
 from ttscale.errors import UserError
 from ttscale.eval.runs import Run, common_problems, load_runs
@@ -57,6 +58,9 @@ class Config(ThreadArgs):
                              help="compute-optimal budget N: per-bin caps every difficulty bin's choice at the "
                              "baseline's cost at N (Snell et al.); mean caps the mean cost over problems, so bins get "
                              "different budgets (easy bins less, hard bins more)")
+    max_budget: int | None = field(None, ge=1, help="per-problem cap: no difficulty bin is given a configuration "
+                                   "whose measured cost per problem there exceeds the baseline's cost at this N (the "
+                                   "largest measured N <= it); recorded in the allocation file. Default: no cap")
     pooling: float = field(0.0, ge=0, help="compute-optimal choice per bin: shrink each configuration's accuracy in "
                                            "the bin toward its accuracy over all bins by this many pseudo-problems "
                                            "(partial pooling; 0 = the raw per-bin best)")
@@ -78,6 +82,10 @@ class Config(ThreadArgs):
                                  "(a dev split): the mean over the budgets of the allocation's k-fold held-out "
                                  "accuracy, 0 where it overspent the budget; writes OUT/tuned.yaml for `--tuned` "
                                  "on another split")
+    tune_by: str = field("accuracy", choices=list(CRITERIA),
+                         help="--tune's score: accuracy (mean over the budgets of the held-out allocation's accuracy, "
+                              "0 where it overspent) or efficiency (the headline: its efficiency against the tuned "
+                              "baseline)")
     tuned: str | None = field(None, help="OUT/tuned.yaml of an `evaluate --tune` on another split: its knob values "
                                          "replace this config's, and summary.json records where they came from")
     deployment_of: str | None = field(None, help="summary.json of the evaluation whose allocation these runs' "
@@ -142,9 +150,15 @@ class _Fit:
     order: list[str]
     difficulty: dict[str, Any]
     measure: str
-    probe: dict[str, float] | None
+    probe: dict[str, dict[str, float]] | None
     baseline: str | None
     alloc: Any
+    bins_used: dict[str, str]
+
+    def refit(self, cfg: "Config", points: list, rule: str) -> Any:
+        """The allocation on the same bins, probe and baseline under another budget rule."""
+        return allocate(points, self.bins_used, cfg.folds, cfg.seed, axis=cfg.cost, baseline=self.baseline,
+                        pooling=cfg.pooling, probe=self.probe, rule=rule, max_budget=cfg.max_budget)
 
 
 def _fit(cfg: Config, runs: list[Run], points: list) -> _Fit:
@@ -162,16 +176,37 @@ def _fit(cfg: Config, runs: list[Run], points: list) -> _Fit:
     baseline = cfg.baseline if cfg.baseline in curves else next((m for m in BASELINES if m in curves), None)
     # auto's difficulty probe, charged to every configuration (none with oracle bins: nothing to probe)
     probe = probe_cost(drun, cfg.probe_samples) if measure == "predicted" else None
-    alloc = allocate(points, predicted_bins if measure == "predicted" else oracle_bins, cfg.folds, cfg.seed,
-                     axis=cfg.cost, baseline=baseline, pooling=cfg.pooling, probe=probe, rule=cfg.budget_rule)
-    return _Fit(binning, pbinning, oracle_bins, predicted_bins, order, difficulty, measure, probe, baseline, alloc)
+    bins_used = predicted_bins if measure == "predicted" else oracle_bins
+    alloc = allocate(points, bins_used, cfg.folds, cfg.seed, axis=cfg.cost, baseline=baseline, pooling=cfg.pooling,
+                     probe=probe, rule=cfg.budget_rule, max_budget=cfg.max_budget)
+    return _Fit(binning, pbinning, oracle_bins, predicted_bins, order, difficulty, measure, probe, baseline, alloc,
+                bins_used)
+
+
+def _mean(values: dict[str, float] | None) -> float:
+    return float(sum(values.values()) / len(values)) if values else 0.0
+
+
+def _rule_figures(alloc: Any, eff: dict[str, Any]) -> dict[str, Any]:
+    """One budget rule's held-out curve, its efficiency against the tuned baseline (headline and per budget), and
+    what each bin was given: the chosen configuration's mean cost per problem there, per budget N."""
+    return {"curve": alloc.curve, "curve_cost": alloc.curve_cost, "by_bin": alloc.by_bin,
+            "efficiency": eff.get("value"), "efficiency_interval": [eff.get("low"), eff.get("high")],
+            "efficiency_curve": eff.get("curve"),
+            "given": {lab: {b: c.get("cost") for b, c in per.items()} for lab, per in alloc.choices.items()}}
 
 
 def _tune(cfg: Config, runs: list[Run], points: list, out: Path) -> dict[str, Any]:
     """--tune: the knob values whose allocation scores best on these runs (knobs.equal_cost_score)."""
     grid = parse_tune(cfg.tune)
-    knobs, rows = choose(grid, lambda k: equal_cost_score(_fit(dataclasses.replace(cfg, **k), runs, points).alloc))
-    path = write_tuned(out / "tuned.yaml", knobs, rows, cfg.runs, len(runs[0].graded) if runs else 0)
+
+    def score(knobs: dict[str, Any]) -> float:
+        alloc = _fit(dataclasses.replace(cfg, **knobs), runs, points).alloc
+        return equal_cost_score(alloc) if cfg.tune_by == "accuracy" else efficiency_score(
+            alloc, tuned_baseline(points, alloc, cfg.seed))
+
+    knobs, rows = choose(grid, score)
+    path = write_tuned(out / "tuned.yaml", knobs, rows, cfg.runs, len(runs[0].graded) if runs else 0, cfg.tune_by)
     print(f"  chose {knobs} on these runs -> {path}")
     return {"knobs": knobs, "table": rows, "file": str(path)}
 
@@ -212,6 +247,10 @@ def run(cfg: Config) -> int:
         # the headline: against parallel sampling whose selection is tuned like the allocation, interval refitted
         tb = tuned_baseline(points, alloc, cfg.seed)
         main = eff[TUNED] = efficiency_refit(alloc, tb, replicates=cfg.refit_replicates, seed=cfg.seed)
+        rules = {cfg.budget_rule: _rule_figures(alloc, main)}
+        for other in (r for r in RULES if r != cfg.budget_rule):   # the other rule beside it, fitted alike
+            alt = f.refit(cfg, points, other)
+            rules[other] = _rule_figures(alt, efficiency_refit(alt, tb, replicates=cfg.refit_replicates, seed=cfg.seed))
         base_curves[TUNED], base_costs[TUNED] = tb.curve, tb.curve_cost
         notes = list(alloc.notes) + ([] if measure == cfg.allocation_difficulty else
                                      ["no PRM scores in the difficulty run: the allocation bins on oracle difficulty, "
@@ -219,9 +258,9 @@ def run(cfg: Config) -> int:
         co = {"measure": measure, "rule": cfg.budget_rule, "folds": alloc.folds, "problems": alloc.problems,
               "curve": alloc.curve, "by_bin": alloc.by_bin, "choices": alloc.choices, "baseline": baseline,
               "cost_axis": alloc.axis, "budget_cost": alloc.budget_cost, "curve_cost": alloc.curve_cost,
-              "probe_cost": (probe or {}).get(alloc.axis, 0.0),
+              "probe_cost": _mean((probe or {}).get(alloc.axis)), "max_budget": cfg.max_budget,
               "efficiency": main.get("value"), "efficiency_interval": [main.get("low"), main.get("high")],
-              "efficiency_against": TUNED,
+              "efficiency_against": TUNED, "efficiency_curve": main.get("curve"), "rules": rules,
               "tuned_baseline": {"curve": tb.curve, "curve_cost": tb.curve_cost, "chosen": tb.fallback},
               "baseline_curves": base_curves, "baseline_costs": base_costs,
               "efficiency_by_baseline": {m: (e or {}).get("value") for m, e in eff.items()},

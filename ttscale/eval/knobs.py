@@ -1,9 +1,12 @@
 """Evaluate's own knobs chosen on a split of their own (the split protocol: dev chooses, test reports).
 
 `evaluate --tune KNOB=V1,V2,...` on a dev split's runs fits the compute-optimal allocation once per
-combination of the listed values and keeps the combination with the best equal-cost score: the mean over the
-budget grid of the k-fold held-out accuracy, counted 0 at a budget where the held-out choices spent more than
-the budget (a probe that does not fit the budget buys nothing there). Ties: the first combination listed.
+combination of the listed values and keeps the combination with the best score (`--tune-by`): accuracy, the
+mean over the budget grid of the k-fold held-out accuracy, counted 0 at a budget where the held-out choices
+spent more than the budget (a probe that does not fit the budget buys nothing there), or efficiency, the
+headline figure itself (the held-out allocation's efficiency against the tuned baseline; 0 where undefined).
+The accuracy score weighs every budget alike, so the smallest budgets, where only a 1-sample probe fits,
+decide the probe; the efficiency score reads the budget where the baseline peaks. Ties: the first listed.
 It writes OUT/tuned.yaml: the chosen values, every combination's score, and which runs (problems) chose them. `evaluate --tuned FILE` on the test
 split's runs takes those values instead of its own, and its summary.json records where they came from, so a
 figure is never reported on the problems its knobs were chosen on.
@@ -37,6 +40,18 @@ def parse_tune(specs: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
+CRITERIA = {"accuracy": "mean over the budgets of the k-fold held-out accuracy, 0 where it overspent the budget",
+            "efficiency": "efficiency of the k-fold held-out allocation against the tuned baseline (0 if undefined)"}
+
+
+def efficiency_score(alloc: Any, tuned: Any) -> float:
+    """The held-out allocation's efficiency against the tuned baseline's held-out curve; 0 where undefined."""
+    from ttscale.eval.efficiency import compute_optimal_efficiency, held_curve
+
+    value = compute_optimal_efficiency(held_curve(tuned.held, tuned.held_cost), held_curve(alloc.held, alloc.held_cost))
+    return float(value or 0.0)
+
+
 def equal_cost_score(alloc: Any) -> float:
     """Mean held-out accuracy over the budgets, 0 where the held-out choices overspent the budget."""
     scores = [acc if alloc.curve_cost[b] <= alloc.budget_cost[b] * (1 + 1e-9) else 0.0
@@ -55,10 +70,11 @@ def choose(grid: Mapping[str, Sequence[Any]], score: Callable[[dict[str, Any]], 
     return {n: rows[best][n] for n in names}, rows
 
 
-def write_tuned(path: Path, knobs: Mapping[str, Any], rows: list, runs: Sequence[str], problems: int) -> Path:
+def write_tuned(path: Path, knobs: Mapping[str, Any], rows: list, runs: Sequence[str], problems: int,
+                by: str = "accuracy") -> Path:
     path.write_text(yaml.safe_dump({
         "version": TUNED_VERSION, "knobs": dict(knobs), "chosen_on": {"runs": list(runs), "problems": problems},
-        "criterion": "mean over the budgets of the k-fold held-out accuracy, 0 where it overspent the budget",
+        "criterion": CRITERIA[by],
         "table": rows},
         sort_keys=False))
     return path

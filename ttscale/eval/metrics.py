@@ -84,12 +84,21 @@ class Point:
     seeds: int = 1              # runs pooled into it that differ only in their seed
     run_tokens: float = 0.0     # mean tokens run per problem: prompts (not cached) + generated, every model
     flops_known: bool = True    # False: some model's size was unknown, its FLOPs read 0
+    problem_cost: np.ndarray | None = None   # [COST_AXES × problems] each problem's cost (None: the mean for all)
 
     def cost(self, axis: str) -> float:
         """Mean cost per problem on a COST_AXES axis."""
         if axis not in COST_AXES:
             raise ValueError(f"cost axis {axis!r} is unknown; choose one of {', '.join(COST_AXES)}")
         return {"flops": self.flops, "tokens": self.run_tokens, "n": float(self.budget)}[axis]
+
+    def costs(self, axis: str, ids: Sequence[str] | None = None) -> np.ndarray:
+        """Each problem's cost on the axis (of `ids`, default all): an adaptive run spends less on an easy problem
+        than on a hard one, and a mean-cost allocation must know which."""
+        cols = np.arange(len(self.ids)) if ids is None else np.array([self.ids.index(i) for i in ids], dtype=int)
+        if self.problem_cost is None:
+            return np.full(len(cols), self.cost(axis))
+        return self.problem_cost[COST_AXES.index(axis), cols]
 
     @property
     def strategy(self) -> str:
@@ -98,6 +107,11 @@ class Point:
     @property
     def family(self) -> str:
         return STRATEGIES[self.strategy].family
+
+    @property
+    def extends(self) -> bool:
+        """Whether the strategy can take auto's probe samples as its first ones (Strategy.extends)."""
+        return STRATEGIES[self.strategy].extends
 
     @property
     def key(self) -> tuple:
@@ -173,13 +187,14 @@ def _cost(run: Run, index: int, subset: Sequence[int] | None) -> tuple[float, fl
     return generated, run_tokens, flops
 
 
-def probe_cost(run: Run, samples: int) -> dict[str, float]:
-    """Mean cost per problem, on every axis, of each problem's first `samples` candidates of a parallel run (all
-    when 0): what auto's difficulty probe spends, as `predicted_difficulty` reads those same samples."""
-    costs = [_cost(run, j, list(range(min(samples or len(p.candidates), len(p.candidates)))))
-             for j, p in enumerate(run.graded)]
-    _, run_tokens, flops = np.mean(costs, axis=0) if costs else (0.0, 0.0, 0.0)
-    return {"flops": float(flops), "tokens": float(run_tokens), "n": float(samples or run.budget)}
+def probe_cost(run: Run, samples: int) -> dict[str, dict[str, float]]:
+    """Per axis, problem id -> the cost of its first `samples` candidates of a parallel run (all when 0): what
+    auto's difficulty probe spends on it, as `predicted_difficulty` reads those same samples."""
+    out: dict[str, dict[str, float]] = {axis: {} for axis in COST_AXES}
+    for j, p in enumerate(run.graded):
+        _, run_tokens, flops = _cost(run, j, list(range(min(samples or len(p.candidates), len(p.candidates)))))
+        out["flops"][p.id], out["tokens"][p.id], out["n"][p.id] = flops, run_tokens, float(samples or run.budget)
+    return out
 
 
 def unknown_flops(run: Run) -> list[str]:
@@ -220,6 +235,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
                     _, chosen = select(cands, pair[1], pair[0])
                     hits[pair][s, j] = chosen >= 0 and p.correct[idx[chosen]]
         tokens, run_tokens, flops = cost.mean(axis=(0, 1))
+        per_problem = _per_problem(cost.mean(axis=0), budget)
         for (agg, voting), h in hits.items():
             if run.parallel:
                 sel = _Selection(by_voting.get(voting, run.strategy), by_voting.get(voting, run.strategy))
@@ -230,8 +246,14 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
             config = {"strategy": sel.strategy, "budget": budget, **sel.extra, "aggregation": agg, "voting": voting}
             points.append(Point(method=sel.method, config=config, budget=budget, ids=ids, hits=h,
                                 tokens=float(tokens), flops=float(flops), default=default,
-                                source_budget=run.budget, run_tokens=float(run_tokens), flops_known=flops_known))
+                                source_budget=run.budget, run_tokens=float(run_tokens), flops_known=flops_known,
+                                problem_cost=per_problem))
     return points
+
+
+def _per_problem(cost: np.ndarray, budget: int) -> np.ndarray:
+    """[problems × (generated, run tokens, FLOPs)] -> [COST_AXES × problems]."""
+    return np.stack([cost[:, 2], cost[:, 1], np.full(len(cost), float(budget))])
 
 
 def _own_selection(run: Run, problems: Sequence[Any], ids: list[str]) -> Point:
@@ -239,13 +261,14 @@ def _own_selection(run: Run, problems: Sequence[Any], ids: list[str]) -> Point:
     one (aggregation, voting) re-applied to every problem would score another method: its point is the
     candidate the search itself chose (`chosen`), at the run's budget."""
     hits = np.array([[p.chosen >= 0 and p.correct[p.chosen] for p in problems]], dtype=bool)
-    tokens, run_tokens, flops = np.mean([_cost(run, j, None) for j in range(len(problems))], axis=0)
+    cost = np.array([_cost(run, j, None) for j in range(len(problems))])
+    tokens, run_tokens, flops = cost.mean(axis=0)
     sel = method_of(run)
     config = {"strategy": sel.strategy, "budget": run.budget, **sel.extra, "aggregation": "per-problem",
               "voting": "per-problem"}
     return Point(method=sel.method, config=config, budget=run.budget, ids=ids, hits=hits, tokens=float(tokens),
                  flops=float(flops), default=True, source_budget=run.budget, run_tokens=float(run_tokens),
-                 flops_known=not unknown_flops(run))
+                 flops_known=not unknown_flops(run), problem_cost=_per_problem(cost, run.budget))
 
 
 def run_identity(run: Run) -> str:
@@ -262,7 +285,8 @@ def pool_seeds(points: Sequence[Point]) -> Point:
         return first
     ids = [i for i in first.ids if all(i in p.ids for p in points[1:])]
     hits = np.concatenate([p.hits[:, [p.ids.index(i) for i in ids]] for p in points], axis=0)
-    return dataclasses.replace(first, ids=ids, hits=hits, tokens=float(np.mean([p.tokens for p in points])),
+    per_problem = np.mean([np.stack([p.costs(a, ids) for a in COST_AXES]) for p in points], axis=0)
+    return dataclasses.replace(first, ids=ids, hits=hits, problem_cost=per_problem, tokens=float(np.mean([p.tokens for p in points])),
                                flops=float(np.mean([p.flops for p in points])),
                                run_tokens=float(np.mean([p.run_tokens for p in points])),
                                flops_known=all(p.flops_known for p in points), seeds=sum(p.seeds for p in points))

@@ -102,3 +102,25 @@ def compute_optimal(curves: Mapping[str, Mapping[int, float]], path: Path) -> Pa
     ax.set_xlabel("budget N")
     ax.set_ylabel("accuracy")
     return _finish(fig, [ax], path)
+
+
+def allocation_rules(curves: Mapping[str, Mapping[float, float]], given: Mapping[str, Mapping[int, float]],
+                     axis: str, path: Path) -> Path:
+    """Left: held-out accuracy vs mean measured cost per problem, one line per curve (the tuned baseline and each
+    budget rule). Right: what each difficulty bin was given under the mean-cost rule, per budget N."""
+    with plt.rc_context(_STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, curve in curves.items():
+        _line(left, {c: (a, a, a) for c, a in curve.items() if c > 0}, name)
+    left.set_xscale("log")
+    left.set_xlabel(f"mean {axis} / problem")
+    left.set_ylabel("accuracy (held out)")
+    for label, per in given.items():
+        right.plot(sorted(per), [per[b] for b in sorted(per)], marker="o", markersize=3, label=f"bin {label}")
+    right.set_xscale("log", base=2)
+    right.set_yscale("log")
+    right.set_xlabel("budget N (mean cost = the baseline's at N)")
+    right.set_ylabel(f"{axis} given / problem")
+    right.legend(fontsize=7, frameon=False)
+    path = _finish(fig, [left], path)
+    return path

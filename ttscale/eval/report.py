@@ -142,6 +142,32 @@ def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
 
+def _rules_section(co: Mapping[str, Any], out: Path, written: dict[str, Path]) -> list[str]:
+    """Both budget rules side by side: held-out accuracy and spend per N, efficiency against the tuned baseline
+    per N (with its refit interval), and the plot of accuracy vs mean cost with each bin's given budget."""
+    rules = co.get("rules") or {}
+    if not rules or not all(r.get("efficiency_curve") for r in rules.values()):
+        return []     # in-sample fits (fewer than 2 folds) have no refitted curve
+    axis, lines = co.get("cost_axis"), ["### Budget rules: per-bin (Snell et al.) and mean cost over problems", ""]
+    rows = []
+    for rule, r in rules.items():
+        for e in r.get("efficiency_curve") or []:
+            b = e["budget"]
+            rows.append([rule, b, e["cost"], _pct(e["accuracy"]), r["curve_cost"].get(b), _pct(r["curve"].get(b)),
+                         _r(e["value"]), f"[{_r(e['low'])}, {_r(e['high'])}]"])
+    lines += [f"Efficiency at each budget N of the tuned baseline: its {axis} at N over what the rule's held-out "
+              "curve needs to reach its accuracy there (None: never reached); interval: bootstrap over problems, "
+              "both refitted on each replicate.", "",
+              _table(["rule", "N", f"baseline {axis}", "baseline acc", f"rule spent ({axis})", "rule acc",
+                      "efficiency", "95% interval"], rows), ""]
+    curves = {co.get("efficiency_against") or "baseline": {e["cost"]: e["accuracy"]
+                                                           for e in next(iter(rules.values()))["efficiency_curve"]}}
+    curves.update({f"rule {rule}": {r["curve_cost"][b]: a for b, a in r["curve"].items()} for rule, r in rules.items()})
+    given = (rules.get("mean") or {}).get("given") or {}
+    written["allocation_rules"] = plots.allocation_rules(curves, given, axis, out / "allocation_rules.png")
+    return lines + ["![allocation rules](allocation_rules.png)", ""]
+
+
 def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
                  oracle_bins: Mapping[str, str] | None, bin_order: Sequence[str]) -> dict[str, Path]:
     """report.md, summary.json and the plots under `out`; returns the written paths by name."""
@@ -233,6 +259,7 @@ def write_report(out: Path, points: Sequence[Point], summary: Mapping[str, Any],
             {"compute-optimal": co["curve"], **bases},
             out / "compute_optimal.png")
         lines += ["![compute-optimal](compute_optimal.png)", ""]
+        lines += _rules_section(co, out, written)
         lines += [f"- {n}" for n in co.get("notes", [])]
     if summary.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in summary["notes"]] + [""]

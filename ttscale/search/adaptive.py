@@ -15,6 +15,7 @@ gives PRM-weighted voting under the same stopping rule; the rule itself counts v
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Sequence
 from ttscale.config import field
 from ttscale.data.steps import split_steps
 from ttscale.inference.base import SamplingParams
-from ttscale.search.candidates import make_candidate, policy_prompt
+from ttscale.search.candidates import drawn_count, make_candidate, policy_prompt
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results, score_finished
 from ttscale.search.strategy import Strategy
@@ -55,28 +56,41 @@ class AdaptiveParams:
 class AdaptiveMajority(Strategy):
     name = "adaptive-majority"
     family = "adaptive"
+    extends = True
     label = "adaptive-stopping majority"
     budget_meaning = "at most N full samples per problem, drawn in rounds until the vote is settled"
     Params = AdaptiveParams
     default_voting = "majority"
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
+        return self.extend(problems, ctx, budget, [[] for _ in problems])
+
+    def extend(self, problems: Sequence[dict], ctx: SearchContext, budget: int,
+               drawn: Sequence[Sequence[Candidate]]) -> list[ProblemResult]:
+        """The plain run's rounds and stops, with the first `drawn` samples per problem (the same count for each,
+        from the same prompt and settings: auto's probe) taken instead of generated, so only the rest is charged
+        here. A problem that stops before it used all of them selects among the ones its rounds reached."""
         self.validate(budget, ctx)
-        st, gen = ctx.settings, ctx.generator
+        k = drawn_count(problems, drawn)
+        st, gen, size = ctx.settings, ctx.generator, self.params.round_size
         meter = Meter(len(problems))
         candidates: list[list[Candidate]] = [[] for _ in problems]
         live = list(range(len(problems)))
         prompts = [policy_prompt(p["problem"], [], gen.tokenizer, st) for p in problems]
-        for r in range(math.ceil(budget / self.params.round_size)):
+        for r in range(math.ceil(budget / size)):
             if not live:
                 break
-            n = min(self.params.round_size, budget - r * self.params.round_size)   # all live problems drew alike
-            outs = meter.generate(gen, [prompts[i] for i in live], live, SamplingParams(
-                n=n, temperature=st.temperature, top_p=st.top_p, max_new_tokens=st.max_new_tokens, seed=st.seed),
-                start=[r * self.params.round_size] * len(live))
-            for i, comps in zip(live, outs):
-                candidates[i] += [make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens)
-                                  for c in comps]
+            lo, hi = r * size, min((r + 1) * size, budget)     # this round's samples of the seed's sequence
+            for i in live:
+                candidates[i] += [dataclasses.replace(c) for c in drawn[i][lo:hi]]
+            if hi > max(lo, k):                                  # all live problems draw alike
+                start = max(lo, k)
+                outs = meter.generate(gen, [prompts[i] for i in live], live, SamplingParams(
+                    n=hi - start, temperature=st.temperature, top_p=st.top_p, max_new_tokens=st.max_new_tokens,
+                    seed=st.seed), start=[start] * len(live))
+                for i, comps in zip(live, outs):
+                    candidates[i] += [make_candidate(split_steps(c.text, st.delimiter), c.finish_reason, c.num_tokens)
+                                      for c in comps]
             live = [i for i in live if not settled(candidates[i], self.params.stop_threshold)]
-        score_finished(meter, ctx.scorer, problems, candidates)
+        score_finished(meter, ctx.scorer, problems, candidates)   # the drawn ones keep their scores
         return build_results(self, ctx, problems, candidates, meter)

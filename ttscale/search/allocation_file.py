@@ -82,8 +82,15 @@ def choose_config(allocation: Mapping[str, Any], predicted_difficulty: float | N
 
     Uses the largest allocation budget <= `budget`; `predicted_difficulty` None (e.g. no PRM) uses the fallback
     chosen over all bins. Returns the config dict (strategy, budget, aggregation, voting, and beam_width /
-    lookahead / revision_length where they apply) plus "bin" (the bin label, or "all" for the fallback).
+    lookahead / revision_length where they apply) plus "bin" (the bin label, or "all" for the fallback), and,
+    in files that record them, "cost" (its expected cost per problem there) with "cost_axis".
     """
+    chosen = _entry(allocation, predicted_difficulty, budget)
+    axis = (allocation.get("cost") or {}).get("axis")
+    return {**chosen, **({"cost_axis": axis} if axis and "cost" in chosen else {})}
+
+
+def _entry(allocation: Mapping[str, Any], predicted_difficulty: float | None, budget: int) -> dict[str, Any]:
     budgets = sorted(int(b) for b in allocation["fallback"])
     usable = [b for b in budgets if b <= budget]
     if not usable:

@@ -5,9 +5,12 @@
 2. Look up the configuration the allocation file chose for that difficulty bin and budget (strategy, its
    hyperparameters, aggregation, voting).
 3. Run each group of problems that share a configuration with that strategy, all in the same batched calls.
-The probe is part of the spent compute: it is added to every problem's Spent. A parallel-sampling choice
-(best-of-N, weighted best-of-N, majority) takes the probe's samples as its first ones and draws only the
-rest, so there it costs nothing extra; `evaluate` charges the probe the same way when it chooses.
+The probe is part of the spent compute: it is added to every problem's Spent. A choice whose samples are the
+seed's plain sequence (Strategy.extends: best-of-N, weighted best-of-N, majority, adaptive-stopping majority)
+takes the probe's samples as its first ones and draws only the rest, so there the probe costs nothing extra
+unless the choice would have stopped sooner; `evaluate` charges the probe the same way when it chooses.
+Each problem's `choice` records its bin, the configuration, and `cost`: what the allocation expects that
+configuration to spend per problem of the bin (on the file's cost axis), beside the Spent it really ran.
 """
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ttscale.config import field
 from ttscale.search.allocation_file import choose_config, load_allocation, predicted_difficulty_of
-from ttscale.search.sampling import SampleAndSelect
 from ttscale.search.strategy import Strategy
 from ttscale.search.types import ProblemResult, SearchContext
 
 _SETTINGS_KEYS = ("aggregation", "voting")     # allocation-entry keys that are shared settings, not Params
+_REPORTED = ("bin", "accuracy", "cost", "cost_axis", "predicted_difficulty")   # entry keys that do not run it
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,7 @@ class AutoStrategy(Strategy):
             choice = choose_config(allocation, predicted_difficulty_of(res.candidates), budget)
             choice["predicted_difficulty"] = predicted_difficulty_of(res.candidates)
             choices.append(choice)
-            key = json.dumps({k: v for k, v in choice.items() if k not in ("bin", "accuracy",
-                                                                            "predicted_difficulty")}, sort_keys=True)
+            key = json.dumps({k: v for k, v in choice.items() if k not in _REPORTED}, sort_keys=True)
             groups[key].append(i)
         results: list[ProblemResult | None] = [None] * len(problems)
         for key, members in groups.items():
@@ -83,7 +85,7 @@ class AutoStrategy(Strategy):
             strategy.validate(int(conf["budget"]), sub_ctx)
             subset, n = [problems[i] for i in members], int(conf["budget"])
             found = (strategy.extend(subset, sub_ctx, n, [probe[i].candidates for i in members])
-                     if isinstance(strategy, SampleAndSelect) else strategy.run(subset, sub_ctx, n))
+                     if strategy.extends else strategy.run(subset, sub_ctx, n))
             for i, res in zip(members, found):
                 res.spent = res.spent + probe[i].spent   # every field, prompts included
                 res.choice = choices[i]

@@ -30,3 +30,12 @@ def make_candidate(steps: Sequence[str], finish_reason: str, tokens: int = 0, **
 def policy_prompt(problem: str, prefix: Sequence[str], tokenizer, st: SearchSettings) -> str:
     """The policy's prompt for a problem continued after `prefix` steps (one place for every strategy)."""
     return continuation_prompt(build_prompt(problem, tokenizer, system=st.system), list(prefix), st.delimiter)
+
+
+def drawn_count(problems: Sequence[dict], drawn: Sequence[Sequence[Candidate]]) -> int:
+    """How many samples per problem `extend` starts from: the same number for each problem, or a ValueError."""
+    counts = {len(d) for d in drawn}
+    if len(drawn) != len(problems) or len(counts) > 1:
+        raise ValueError(f"extend needs the same number of drawn samples for each of the {len(problems)} "
+                         f"problems, got {sorted(counts)} over {len(drawn)}")
+    return counts.pop() if counts else 0

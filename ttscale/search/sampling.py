@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ttscale.data.steps import split_steps
 from ttscale.inference.base import SamplingParams
-from ttscale.search.candidates import make_candidate, policy_prompt
+from ttscale.search.candidates import drawn_count, make_candidate, policy_prompt
 from ttscale.search.meter import Meter
 from ttscale.search.results import build_results, score_finished
 from ttscale.search.strategy import Strategy
@@ -21,6 +21,7 @@ class SampleAndSelect(Strategy):
     """N samples per problem from ONE generate call (n=N) covering all problems."""
 
     family = "parallel"
+    extends = True
     budget_meaning = "N full samples per problem"
 
     def run(self, problems: Sequence[dict], ctx: SearchContext, budget: int) -> list[ProblemResult]:
@@ -33,11 +34,7 @@ class SampleAndSelect(Strategy):
         k .. N-1 of the same seed, so the result is the plain N-sample run's. With `budget` <= drawn, the
         first `budget` drawn are selected from and nothing is generated."""
         self.validate(budget, ctx)
-        counts = {len(d) for d in drawn}
-        if len(drawn) != len(problems) or len(counts) > 1:
-            raise ValueError(f"extend needs the same number of drawn samples for each of the {len(problems)} "
-                             f"problems, got {sorted(counts)} over {len(drawn)}")
-        k = counts.pop() if counts else 0
+        k = drawn_count(problems, drawn)
         st, gen = ctx.settings, ctx.generator
         meter = Meter(len(problems))
         candidates = [[dataclasses.replace(c) for c in d[:budget]] for d in drawn]

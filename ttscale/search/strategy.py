@@ -12,6 +12,8 @@ A strategy class declares
                   share the Params base that declares it). A field with metadata `short="M"` defines the
                   method: it appears in the report name ("beam(M=4)") and in allocation entries.
   budget_meaning  what the budget N buys — the same N means the same compute across strategies
+  extends         True where its samples are the seed's plain sample sequence, so `extend(problems, ctx, N,
+                  drawn)` can start from samples already drawn (auto's probe) and charge only the rest
 and implements `run` (all problems of a batch advance together); `method` (its name in reports) and
 `config` (what an allocation entry must carry to run it again) come from the `short` fields.
 `eval` and `auto` ask the class; nothing matches on strategy names elsewhere.
@@ -51,6 +53,7 @@ class Strategy:
     needs_scorer: ClassVar[bool] = False       # for its search itself (voting may add the need)
     needs_policy: ClassVar[bool] = True
     needs_reviser: ClassVar[bool] = False
+    extends: ClassVar[bool] = False
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()
