@@ -15,14 +15,15 @@ def test_accuracy_at_cost_interpolates_in_log2_cost_and_refuses_to_extrapolate()
 
 
 def test_deployment_compares_achieved_with_predicted_and_the_baseline_at_auto_cost():
-    fitted = {"compute_optimal": {"cost_axis": "flops", "curve": {"4": 0.61, "16": 0.8}}}
+    fitted = {"compute_optimal": {"cost_axis": "flops", "curve": {"4": 0.61, "16": 0.8},
+                                  "curve_cost": {"4": 0.9e9, "16": 2.1e9}}}
     fresh = {"accuracy": {"auto": {"16": 0.75}, "weighted-best-of-n": {"4": 0.6, "16": 0.7}},
              "accuracy_ci": {"auto": {"16": [0.7, 0.8]}},
              "cost": {"auto": {"16": {"flops": 2e9}}, "weighted-best-of-n": {"4": {"flops": 1e9}, "16": {"flops": 4e9}}},
              "sweep": [{"method": "auto", "problems": 200}]}
     d = deployment(fitted, fresh)
     row = d["budgets"]["16"]
-    assert (row["achieved"], row["predicted"], row["cost"]) == (0.75, 0.8, 2e9)
+    assert (row["achieved"], row["predicted"], row["cost"], row["predicted_cost"]) == (0.75, 0.8, 2e9, 2.1e9)
     assert row["baseline_at_equal_cost"] == pytest.approx(0.65)       # 2e9 is halfway between 1e9 and 4e9
     assert d["cost_axis"] == "flops" and d["problems"] == 200 and row["achieved_ci"] == [0.7, 0.8]
     assert row["baseline_at_most_cost"] == {"budget": "4", "cost": 1e9, "accuracy": 0.6}   # 4e9 > auto's 2e9

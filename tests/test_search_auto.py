@@ -188,5 +188,13 @@ def test_an_older_allocation_file_without_costs_loads_and_runs_and_a_new_one_rep
         per["4"]["cost"] = 123.0
     new = tmp_path / "new.yaml"
     new.write_text(yaml.safe_dump(data))
-    for r in _auto(new).run(probs, _ctx(), 4):
+    results = _auto(new).run(probs, _ctx(), 4)
+    for r in results:
         assert r.choice["cost"] == 123.0 and r.choice["cost_axis"] == "flops"
+    from ttscale.search.output import finalize, result_rows, write_part
+
+    write_part(tmp_path / "run", 0, result_rows(results, "auto", 4, {"allocation": str(new)}))
+    given = finalize(tmp_path / "run")["auto"]["given_vs_spent"]
+    for label, g in given.items():
+        mine = [r.spent.flops for r in results if r.choice["bin"] == label]
+        assert g == {"axis": "flops", "given": 123.0, "spent": pytest.approx(sum(mine) / len(mine))}

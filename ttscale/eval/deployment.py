@@ -47,6 +47,8 @@ def deployment(fitted: Mapping[str, Any], fresh: Mapping[str, Any], points: Sequ
     if axis == "n":
         axis = "run_tokens"     # equal *measured* cost: nominal N says nothing about what auto ran
     curve = {int(b): a for b, a in (co.get("curve") or {}).items()}
+    # what the held-out choices spent on the fitted split, on the same axis (none for nominal N)
+    predicted_cost = {int(b): c for b, c in (co.get("curve_cost") or {}).items()} if co.get("cost_axis") != "n" else {}
     acc, ci, cost = (fresh.get(k, {}).get(method, {}) for k in ("accuracy", "accuracy_ci", "cost"))
     base_acc, base_cost = fresh.get("accuracy", {}).get(baseline, {}), fresh.get("cost", {}).get(baseline, {})
     base = {base_cost[b][axis]: a for b, a in base_acc.items() if base_cost.get(b, {}).get(axis)}
@@ -56,7 +58,8 @@ def deployment(fitted: Mapping[str, Any], fresh: Mapping[str, Any], points: Sequ
         cheaper = [(c, b2) for b2, bc in base_cost.items() if (c := (bc or {}).get(axis)) and spent and c <= spent]
         at_most = max(cheaper, key=lambda cb: (base_acc[cb[1]], -cb[0]), default=None)
         rows[str(b)] = {"achieved": achieved, "achieved_ci": ci.get(b), "predicted": curve.get(int(b)),
-                        "cost": spent, "baseline_at_equal_cost": accuracy_at_cost(base, spent),
+                        "cost": spent, "predicted_cost": predicted_cost.get(int(b)),
+                        "baseline_at_equal_cost": accuracy_at_cost(base, spent),
                         "baseline_at_most_cost": None if at_most is None else {
                             "budget": at_most[1], "cost": at_most[0], "accuracy": base_acc[at_most[1]]},
                         "paired_vs_baseline": (fresh.get("paired_vs_baseline", {}).get(method) or {}).get(b),

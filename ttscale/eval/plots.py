@@ -108,8 +108,7 @@ def allocation_rules(curves: Mapping[str, Mapping[float, float]], given: Mapping
                      axis: str, path: Path) -> Path:
     """Left: held-out accuracy vs mean measured cost per problem, one line per curve (the tuned baseline and each
     budget rule). Right: what each difficulty bin was given under the mean-cost rule, per budget N."""
-    with plt.rc_context(_STYLE):
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))    # 10 distinct colours: few lines here
     for name, curve in curves.items():
         _line(left, {c: (a, a, a) for c, a in curve.items() if c > 0}, name)
     left.set_xscale("log")

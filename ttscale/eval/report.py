@@ -120,6 +120,9 @@ def build_summary(points: Sequence[Point], oracle_bins: Mapping[str, str] | None
         "compute_optimal": dict(compute_optimal or {}),
         "compute_optimal_efficiency": (compute_optimal or {}).get("efficiency"),
         "compute_optimal_efficiency_interval": (compute_optimal or {}).get("efficiency_interval"),
+        # each budget rule's headline: mean (per-problem budgets) beside per-bin (Snell et al.'s fixed N)
+        "compute_optimal_by_rule": {rule: {"efficiency": r.get("efficiency"), "interval": r.get("efficiency_interval")}
+                                    for rule, r in ((compute_optimal or {}).get("rules") or {}).items()},
         **{slot: None for slot in EXTRA_SLOTS},
     }
     for key, bins in (("accuracy_by_bin", oracle_bins), ("accuracy_by_predicted_bin", predicted_bins)):

@@ -53,6 +53,8 @@ CHOICE = {"strategy": datasets.Value("string"), "budget": datasets.Value("int64"
           "aggregation": datasets.Value("string"), "voting": datasets.Value("string"),
           "accuracy": datasets.Value("float64"), "bin": datasets.Value("string"),
           "predicted_difficulty": datasets.Value("float64"),
+          # what the allocation expects the configuration to spend per problem of the bin, on cost_axis
+          "cost": datasets.Value("float64"), "cost_axis": datasets.Value("string"),
           **{name: _feature(tp) for name, tp, _ in strategy_options()}}
 
 FEATURES = datasets.Features({
@@ -156,7 +158,15 @@ def _auto_summary(ds: datasets.Dataset) -> dict[str, Any]:
     if not chosen:
         return {}
     count = lambda key: dict(sorted(Counter(key(c) for _, c in chosen).items()))  # noqa: E731
+    spent = {i: Spent.from_dict(s) for i, s in zip(ds["id"], ds["spent"])}
+    measured = {"flops": lambda s: s.flops, "tokens": lambda s: s.tokens}
+    given: dict[str, dict[str, Any]] = {}
+    for i, c in chosen:   # per bin: what the allocation gave it and what its problems spent, on the file's axis
+        if c.get("cost") is not None and c.get("cost_axis") in measured:
+            g = given.setdefault(c["bin"], {"axis": c["cost_axis"], "given": c["cost"], "spent": []})
+            g["spent"].append(measured[c["cost_axis"]](spent[i]))
     return {"auto": {"by_bin": count(lambda c: c["bin"]), "by_method": count(lambda c: c["method"] or c["strategy"]),
+                     "given_vs_spent": {b: {**g, "spent": sum(g["spent"]) / len(g["spent"])} for b, g in given.items()},
                      "per_problem": {i: {"bin": c["bin"], "method": c["method"] or c["strategy"],
                                          "predicted_difficulty": c["predicted_difficulty"]} for i, c in chosen}}}
 
