@@ -287,10 +287,16 @@ def test_mean_budget_is_never_exceeded_on_the_fitted_problems():
               for k, n in enumerate((1, 2, 4, 8, 16))]
     points += [pt("beam", n, (rng.random(60) < 0.5).astype(int).tolist(), float(rng.uniform(5, 200)), ids,
                   beam_width=2) for n in (4, 8, 16)]
+    ada = pt("adaptive-majority", 16, (rng.random(60) < 0.6).astype(int).tolist(), 0.0, ids, round_size=4)
+    ada.problem_cost = np.stack([rng.uniform(10, 160, 60), rng.uniform(100, 1600, 60), np.full(60, 16.0)])
+    ada.flops, ada.run_tokens = float(ada.problem_cost[0].mean()), float(ada.problem_cost[1].mean())
+    points.append(ada)     # its cost differs problem by problem: the constraint holds on what each one spent
     fitted = allocate(points, bins, folds=1, rule="mean")
+    assert any(c["strategy"] == "adaptive-majority" for per in fitted.choices.values() for c in per.values())
     per_bin = allocate(points, bins, folds=1)
-    for b in fitted.budgets:
+    for i, b in enumerate(fitted.budgets):
         assert fitted.curve_cost[b] <= fitted.budget_cost[b] * (1 + 1e-9)
+        assert fitted.held_cost[i].mean() == pytest.approx(fitted.curve_cost[b])
         assert fitted.curve[b] >= per_bin.curve[b] - 1e-12       # per-bin's choice is one the mean rule may make
     held = allocate(points, bins, folds=4, rule="mean")          # the k-fold path runs the same rule
     assert set(held.curve) == set(fitted.budgets) and all(0 <= v <= 1 for v in held.curve.values())
