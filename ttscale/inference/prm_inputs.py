@@ -26,7 +26,7 @@ from ttscale.errors import UserError
 DEFAULT_STEP_TAG = "<|step|>"
 SPEC_FILE = "ttscale_prm.json"
 STYLES = ("ttscale", "math-shepherd", "qwen-prm", "rlhflow", "skywork")
-FORMULATIONS = ("token-classification", "causal-lm")
+FORMULATIONS = ("token-classification", "causal-lm", "implicit")
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -50,6 +50,8 @@ class PRMSpec:
     max_length: int = 2048
     step_delimiter: str = "\n\n"
     prompt_template: str = "{problem}\n\n"   # ttscale-native only: text before the first step
+    beta: float = 0.05                       # implicit: reward = beta * log(pi_theta / pi_ref)
+    reference: str | None = None             # implicit: the reference model it was fine-tuned from
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -60,6 +62,8 @@ class PRMSpec:
             raise UserError(f"num_labels must be 1 (sigmoid) or 2 (softmax), got {self.num_labels}")
         if self.max_length <= 0:
             raise UserError(f"max_length must be positive, got {self.max_length}")
+        if self.beta <= 0:
+            raise UserError(f"beta must be positive, got {self.beta}")
         if "{problem}" not in self.prompt_template:
             raise UserError(f"prompt_template {self.prompt_template!r} must contain '{{problem}}'")
 
@@ -186,20 +190,42 @@ def _native(tok: Any, problem: str, steps: Sequence[str], spec: PRMSpec, label: 
         pieces.append(piece + [tag_id])
     if tag_id in prompt:
         raise StepAlignmentError(f"{label}: the problem text contains the step tag {spec.step_tag!r}")
-    steps_len = sum(len(p) for p in pieces)
-    if len(prompt) + steps_len > spec.max_length:
-        # Left-truncate the prompt (the steps are what is scored), keeping a leading BOS.
-        head = prompt[:1] if prompt and prompt[0] == tok.bos_token_id else []
-        room = spec.max_length - steps_len - len(head)
-        if room < 0:
-            raise SequenceTooLongError(f"{label}: truncated: the steps alone need {steps_len + len(head)} tokens > "
-                                     f"max_length {spec.max_length}; raise max_length or use fewer/shorter steps")
-        prompt = head + (prompt[len(prompt) - room:] if room else [])
+    prompt = _fit_prompt(tok, prompt, sum(len(p) for p in pieces), spec, label)
     ids, positions = list(prompt), []
     for piece in pieces:
         ids += piece
         positions.append(len(ids) - 1)
     return ids, positions
+
+
+def _fit_prompt(tok: Any, prompt: list[int], steps_len: int, spec: PRMSpec, label: str) -> list[int]:
+    """Left-truncate the prompt so prompt + steps fit max_length (the steps are what is scored), keeping a
+    leading BOS; steps that alone do not fit are a SequenceTooLongError."""
+    if len(prompt) + steps_len <= spec.max_length:
+        return prompt
+    head = prompt[:1] if prompt and prompt[0] == tok.bos_token_id else []
+    room = spec.max_length - steps_len - len(head)
+    if room < 0:
+        raise SequenceTooLongError(f"{label}: truncated: the steps alone need {steps_len + len(head)} tokens > "
+                                   f"max_length {spec.max_length}; raise max_length or use fewer/shorter steps")
+    return head + (prompt[len(prompt) - room:] if room else [])
+
+
+def encode_implicit(tok: Any, problem: str, steps: Sequence[str], spec: PRMSpec, *,
+                    label: str = "candidate") -> tuple[list[int], list[int], int]:
+    """An implicit PRM's input: the prompt, then the steps as the policy wrote them (joined by the step
+    delimiter, no tag), tokenized piecewise so each step's last token is known. Returns (ids, the index of
+    each step's last token, the index of the first response token)."""
+    prompt = _ids(tok, spec.prompt_template.format(problem=problem.strip()), special=True)
+    pieces = [_ids(tok, step if k == 0 else spec.step_delimiter + step) for k, step in enumerate(steps)]
+    if any(not p for p in pieces):
+        raise StepAlignmentError(f"{label}: a step encodes to no tokens, so it has no position to be read at")
+    prompt = _fit_prompt(tok, prompt, sum(len(p) for p in pieces), spec, label)
+    ids, positions = list(prompt), []
+    for piece in pieces:
+        ids += piece
+        positions.append(len(ids) - 1)
+    return ids, positions, len(prompt)
 
 
 def _math_shepherd(tok: Any, problem: str, steps: Sequence[str], spec: PRMSpec, label: str):
@@ -284,6 +310,9 @@ def encode_steps(tokenizer: Any, problem: str, steps: Sequence[str], spec: PRMSp
     spec = spec or PRMSpec()
     if not steps:
         return [], []
+    if spec.formulation == "implicit":
+        ids, positions, _ = encode_implicit(tokenizer, problem, list(steps), spec, label=label)
+        return ids, positions
     ids, positions = _FORMATS[spec.style](tokenizer, problem, list(steps), spec, label)
     _check_count(ids, positions, len(steps), spec.step_tag, label)
     return ids, positions

@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 
 from ttscale.errors import UserError
 from ttscale.inference.base import Usage
+from ttscale.inference.implicit_prm import implicit_margins
 from ttscale.inference.prm_cache import PrefixCache, score_incremental, supports_incremental
-from ttscale.inference.prm_inputs import SPEC_FILE, PRMSpec, StepAlignmentError, encode_steps, single_token_id
+from ttscale.inference.prm_inputs import (SPEC_FILE, PRMSpec, StepAlignmentError, encode_implicit, encode_steps,
+                                          single_token_id)
 
 _PROGRESS_MIN_BATCHES = 4  # search calls score() once per step; a bar only when a call is long
 
@@ -62,9 +64,10 @@ class PRMScorer:
     # ------------------------------------------------------------------ protocol
 
     def score(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        # (ids, positions[, response start]): a style may carry one more per-item input to its _probs
         encoded = [self.encode(problem, steps, label=f"{self.name}: candidate {i}")
                    for i, (problem, steps) in enumerate(items)]
-        order = sorted((i for i, (_, pos) in enumerate(encoded) if pos), key=lambda i: -len(encoded[i][0]))
+        order = sorted((i for i, e in enumerate(encoded) if e[1]), key=lambda i: -len(encoded[i][0]))
         results: list[list[float]] = [[] for _ in items]
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc=f"{self.name} scoring", unit="batch", leave=False,
@@ -72,7 +75,7 @@ class PRMScorer:
             idx = order[start:start + self.batch_size]
             for i, scores in zip(idx, self._run([encoded[i] for i in idx])):
                 results[i] = scores
-        self.last_item_tokens = [len(ids) if pos else 0 for ids, pos in encoded]
+        self.last_item_tokens = [len(e[0]) if e[1] else 0 for e in encoded]
         return results
 
     def score_incremental(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
@@ -88,7 +91,7 @@ class PRMScorer:
         """Forget cached prefixes (a search calls this when it starts and ends, so memory is returned)."""
         self.kv_cache.clear()
 
-    def encode(self, problem: str, steps: Sequence[str], label: str = "candidate") -> tuple[list[int], list[int]]:
+    def encode(self, problem: str, steps: Sequence[str], label: str = "candidate") -> tuple:
         return encode_steps(self.tokenizer, problem, steps, self.spec, label=label)
 
     # ------------------------------------------------------------------ model
@@ -98,21 +101,22 @@ class PRMScorer:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def _run(self, batch: list[tuple[list[int], list[int]]]) -> list[list[float]]:
-        lengths = [len(ids) for ids, _ in batch]
+    def _run(self, batch: list[tuple]) -> list[list[float]]:
+        lengths = [len(e[0]) for e in batch]
         input_ids = torch.full((len(batch), max(lengths)), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
-        for b, (ids, _) in enumerate(batch):
-            input_ids[b, :len(ids)] = torch.tensor(ids)
-            mask[b, :len(ids)] = 1
+        for b, e in enumerate(batch):
+            input_ids[b, :len(e[0])] = torch.tensor(e[0])
+            mask[b, :len(e[0])] = 1
         # Only the sequence indices some candidate reads are turned into probabilities.
-        keep = sorted({p for _, positions in batch for p in positions})
+        keep = sorted({p for e in batch for p in e[1]})
+        extra = {"starts": torch.tensor([e[2] for e in batch], device=self.device)} if len(batch[0]) > 2 else {}
         probs = self._probs(input_ids.to(self.device), mask.to(self.device),
-                            torch.tensor(keep, device=self.device)).float().cpu()
+                            torch.tensor(keep, device=self.device), **extra).float().cpu()
         self.usage.calls += 1
         self.usage.tokens += sum(lengths)  # real tokens; padding is masked and not counted as work
         column = {p: k for k, p in enumerate(keep)}
-        return [[float(probs[b, column[p]]) for p in positions] for b, (_, positions) in enumerate(batch)]
+        return [[float(probs[b, column[p]]) for p in e[1]] for b, e in enumerate(batch)]
 
     def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor, **model_kw: Any) -> torch.Tensor:
         """[B, K] probabilities that the step read at sequence index keep[k] is correct (`model_kw`: cache inputs)."""
@@ -253,12 +257,51 @@ class RLHFlowPRM(CausalLMPRM):
         super()._check_model()
 
 
+# ---------------------------------------------------------------------------------------- implicit
+
+class ImplicitPRM(PRMScorer):
+    """Implicit PRM: steps scored as sigmoid(q_k) with a fine-tuned causal LM and its reference (the q_k and
+    why: inference.implicit_prm)."""
+
+    style = "ttscale"
+    formulation = "implicit"
+
+    def __init__(self, model: Any, tokenizer: Any, spec: PRMSpec | None = None, *, reference: Any = None,
+                 **kwargs: Any) -> None:
+        if reference is None:
+            raise ValueError("an implicit PRM needs its reference model (the model it was fine-tuned from)")
+        self.reference = reference.eval()
+        super().__init__(model, tokenizer, spec, **kwargs)
+        self.num_params += sum(p.numel() for p in reference.parameters())   # both run on every token
+        self._incremental = False   # two models' caches; the plain pass is what it trained on
+
+    def _check_model(self) -> None:
+        for what, m in (("model", self.model), ("reference", self.reference)):
+            if m.get_output_embeddings() is None:
+                self._fail(f"the implicit PRM's {what} ({type(m).__name__}) has no language-model head")
+        if self.model.get_output_embeddings().weight.shape[0] != self.reference.get_output_embeddings().weight.shape[0]:
+            self._fail("the implicit PRM and its reference have different vocabularies; use the reference it was "
+                       "trained from (reference in ttscale_prm.json, or --prm-reference)")
+
+    def encode(self, problem: str, steps: Any, label: str = "candidate") -> tuple[list[int], list[int], int]:
+        return encode_implicit(self.tokenizer, problem, steps, self.spec, label=label)
+
+    def _probs(self, input_ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor, **model_kw: Any) -> torch.Tensor:
+        if self.reference.device != input_ids.device:
+            self.reference.to(input_ids.device)
+        margins = implicit_margins(self.model, self.reference, input_ids, mask, model_kw["starts"], keep,
+                                   self.spec.beta)
+        return torch.sigmoid(margins)
+
+
 SCORER_CLASSES: dict[str, type[PRMScorer]] = {
     "math-shepherd": MathShepherdPRM, "qwen-prm": QwenPRM, "rlhflow": RLHFlowPRM, "skywork": SkyworkPRM,
 }
 
 
 def scorer_class(spec: PRMSpec) -> type[PRMScorer]:
+    if spec.formulation == "implicit":
+        return ImplicitPRM
     if spec.style == "ttscale":
         return TokenClassificationPRM if spec.formulation == "token-classification" else CausalLMPRM
     return SCORER_CLASSES[spec.style]
@@ -270,4 +313,4 @@ def make_scorer(model: Any, tokenizer: Any, spec: PRMSpec, **kwargs: Any) -> PRM
 
 
 __all__ = ["PRMScorer", "TokenClassificationPRM", "QwenPRM", "SkyworkPRM", "CausalLMPRM", "MathShepherdPRM",
-           "RLHFlowPRM", "StepAlignmentError", "make_scorer", "scorer_class"]
+           "RLHFlowPRM", "ImplicitPRM", "StepAlignmentError", "make_scorer", "scorer_class"]

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ttscale.data.labels import derive_labels, harden
-from ttscale.inference.prm_inputs import PRMSpec, StepAlignmentError, encode_steps
+from ttscale.inference.prm_inputs import PRMSpec, StepAlignmentError, encode_implicit, encode_steps
 from ttscale.train.prm_metrics import IGNORE
 
 LABEL_MODES = ("hard", "soft")
@@ -71,6 +71,7 @@ def encode_rows(rows: Sequence[dict], tokenizer: Any, spec: PRMSpec, *, label_mo
                 where: str = "data") -> tuple[list[dict], EncodeStats]:
     """Tokenise rows into training examples; `where` names the data in errors.
 
+    An implicit PRM's rows keep only their last label, the outcome (is the final answer right).
     A row whose steps no longer fit max_length (the prompt is left-truncated first) raises a
     StepAlignmentError naming the row, or is dropped and counted when on_overlong="drop". Other alignment
     problems (a step tag inside the text) always raise: they mean the data or the tag must change.
@@ -78,21 +79,27 @@ def encode_rows(rows: Sequence[dict], tokenizer: Any, spec: PRMSpec, *, label_mo
     if on_overlong not in OVERLONG:
         raise ValueError(f"on_overlong must be one of {OVERLONG}, got {on_overlong!r}")
     stats, out = EncodeStats(rows=len(rows)), []
+    last_step_only = last_step_only or spec.formulation == "implicit"   # it learns from the outcome alone
     for i, row in enumerate(tqdm(rows, desc=f"tokenising {where}", unit="row", disable=None, leave=False)):
         name = f"{where}: row {i + 1} (id {row.get('id')!r})"
         labels = step_targets(row, label_mode, threshold, last_step_only)
         if not labels:
             stats.skipped_unlabelled += 1
             continue
+        extra = {}
         try:
-            ids, positions = encode_steps(tokenizer, row["problem"], row["steps"][:len(labels)], spec, label=name)
+            if spec.formulation == "implicit":   # the response's start too: its reward sums from there
+                ids, positions, extra["start"] = encode_implicit(tokenizer, row["problem"], row["steps"][:len(labels)],
+                                                                 spec, label=name)
+            else:
+                ids, positions = encode_steps(tokenizer, row["problem"], row["steps"][:len(labels)], spec, label=name)
         except StepAlignmentError as e:
             # encode_steps words every length failure "<label>: truncated: ..."; only those may be dropped.
             if on_overlong == "drop" and ": truncated:" in str(e):
                 stats.dropped_overlong += 1
                 continue
             raise
-        out.append({"id": str(row.get("id", i)), "input_ids": ids, "positions": positions, "labels": labels})
+        out.append({"id": str(row.get("id", i)), "input_ids": ids, "positions": positions, "labels": labels, **extra})
         stats.examples += 1
         stats.labelled_steps += sum(1 for v in labels if v != IGNORE)
     if not out:
@@ -138,8 +145,11 @@ class PRMCollator:
             mask[b, :n] = 1
             for p, y in zip(e["positions"], e["labels"]):
                 labels[b, column[p]] = float(y)
-        return {"input_ids": input_ids, "attention_mask": mask,
-                "positions": torch.tensor(keep, dtype=torch.long), "labels": labels}
+        out = {"input_ids": input_ids, "attention_mask": mask,
+               "positions": torch.tensor(keep, dtype=torch.long), "labels": labels}
+        if "start" in examples[0]:   # implicit PRMs: where each row's response begins
+            out["starts"] = torch.tensor([e["start"] for e in examples], dtype=torch.long)
+        return out
 
 
 def toy_labelled_rows(n_problems: int, seed: int = 0, levels: Sequence[int] = (1, 2, 3),

@@ -41,9 +41,17 @@ class PRMHead:
     positive_id: int | None = None
     negative_id: int | None = None
     logits_to_keep: bool = False  # the causal LM accepts logits_to_keep=<index tensor>
+    reference: Any = None         # implicit: the frozen reference model (inference.implicit_prm)
+    beta: float = 0.05
 
     @classmethod
-    def for_model(cls, model: Any, tokenizer: Any, spec: PRMSpec) -> "PRMHead":
+    def for_model(cls, model: Any, tokenizer: Any, spec: PRMSpec, reference: Any = None) -> "PRMHead":
+        if spec.formulation == "implicit":
+            if reference is None:
+                raise ValueError("an implicit PRM trains against a reference model; pass reference=")
+            for p in reference.parameters():
+                p.requires_grad_(False)
+            return cls("implicit", 1, reference=reference.eval(), beta=spec.beta)
         if spec.formulation == "causal-lm":
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             return cls("causal-lm", 2, single_token_id(tokenizer, spec.positive_token, "positive token"),
@@ -54,6 +62,13 @@ class PRMHead:
     def margins(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """[batch, K] margins at the batch's `positions` (sigmoid of a margin = P(step correct))."""
         positions = batch["positions"]
+        if self.formulation == "implicit":
+            from ttscale.inference.implicit_prm import implicit_margins
+
+            if self.reference.device != batch["input_ids"].device:
+                self.reference.to(batch["input_ids"].device)
+            return implicit_margins(model, self.reference, batch["input_ids"], batch["attention_mask"],
+                                    batch["starts"], positions, self.beta)
         kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if self.formulation == "causal-lm" and self.logits_to_keep:
             logits = model(**kwargs, logits_to_keep=positions).logits
@@ -93,7 +108,10 @@ class PRMTrainer(LengthMicroBatches, transformers.Trainer):
         part, lo = token_rows({k: inputs[k] for k in ("input_ids", "attention_mask")}, rows)
         labels = inputs["labels"][torch.as_tensor(rows)]
         read = (labels != IGNORE).any(0)
-        return {**part, "positions": inputs["positions"][read] - lo, "labels": labels[:, read]}
+        out = {**part, "positions": inputs["positions"][read] - lo, "labels": labels[:, read]}
+        if "starts" in inputs:
+            out["starts"] = (inputs["starts"][torch.as_tensor(rows)] - lo).clamp(min=0)
+        return out
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         # Count labelled steps ourselves: Trainer's count assumes token labels (and shifts them for causal LMs).
@@ -139,7 +157,8 @@ def load_tokenizer(path: str, step_tag: str) -> Any:
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:  # many causal LMs ship without one; padding is masked anyway
         tok.pad_token = tok.eos_token
-    add_step_tag(tok, None, step_tag)
+    if step_tag:   # an implicit PRM reads no tag: its vocabulary must stay its reference's
+        add_step_tag(tok, None, step_tag)
     return tok
 
 
@@ -155,15 +174,16 @@ def load_prm_model(path: str, tokenizer: Any, spec: PRMSpec, dtype: Any = None, 
 
     kw: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
     with transformers_verbosity(logging.ERROR):
-        if spec.formulation == "causal-lm":
+        if spec.formulation in ("causal-lm", "implicit"):
             model, info = tf.AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kw)
         else:
             names = {0: "wrong", 1: "correct"} if spec.num_labels == 2 else {0: "correct"}
             model, info = tf.AutoModelForTokenClassification.from_pretrained(
                 path, num_labels=spec.num_labels, id2label=names, label2id={v: k for k, v in names.items()},
                 output_loading_info=True, **kw)
-        add_step_tag(tokenizer, model, spec.step_tag, init_from=tag_init)
-    head = tuple(f"{m}." for m in _HEAD_MODULES) if spec.formulation != "causal-lm" else ()
+        if spec.formulation != "implicit":
+            add_step_tag(tokenizer, model, spec.step_tag, init_from=tag_init)
+    head = tuple(f"{m}." for m in _HEAD_MODULES) if spec.formulation == "token-classification" else ()
     unexpected = sorted(k for k in info.get("missing_keys", ()) if not (head and k.startswith(head)))
     if unexpected:
         warnings.warn(f"{path}: weights not in the checkpoint, initialised at random: {', '.join(unexpected)}")
@@ -178,11 +198,12 @@ def lora_model(model: Any, spec: PRMSpec, tag_id: int, r: int, alpha: int, dropo
     trained in full; the step tag's embedding row is trained too (it may be brand new)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    causal = spec.formulation == "causal-lm"
+    causal = spec.formulation in ("causal-lm", "implicit")
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM if causal else TaskType.TOKEN_CLS,
         r=r, lora_alpha=alpha, lora_dropout=dropout,
-        target_modules=target_modules or "all-linear", trainable_token_indices=[tag_id],
+        target_modules=target_modules or "all-linear",
+        trainable_token_indices=[tag_id] if tag_id is not None else None,   # implicit PRMs add no tag
         # The classifier head is trained in full (peft's modules_to_save for TOKEN_CLS), never LoRA-adapted.
         exclude_modules=None if causal else list(_HEAD_MODULES),
     )

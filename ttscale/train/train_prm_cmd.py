@@ -39,9 +39,15 @@ class Config(TrainingOptions):
                                   "default: hold out --eval-fraction of the problems of --data")
     eval_fraction: float = field(0.05, help="fraction of the problems held out for evaluation when --eval-data "
                                  "is not given (0 = no evaluation)")
-    formulation: Literal["token-classification", "causal-lm"] = field(
+    formulation: Literal["token-classification", "causal-lm", "implicit"] = field(
         "token-classification", help="token-classification: a per-token classifier head read at each step tag; "
-        "causal-lm: the LM's '+'/'-' next-token logits at each step tag (Math-Shepherd style)")
+        "causal-lm: the LM's '+'/'-' next-token logits at each step tag (Math-Shepherd style); implicit: a causal "
+        "LM fine-tuned from --reference on OUTCOME labels only (each row's last label: is its final answer "
+        "right), reward beta*log(pi/pi_ref), step scores from its partial sums (Yuan et al. 2024; no step "
+        "labels, so no Monte Carlo rollouts needed)")
+    beta: float = field(0.05, gt=0, help="implicit: the reward scale beta in beta*log(pi_theta/pi_ref)")
+    reference: str | None = field(None, help="implicit: the reference model pi_ref, frozen (default: --model, "
+                                  "the model training starts from); the PRM folder records it for scoring")
     label_mode: Literal["hard", "soft"] = field("hard", help="hard: 0/1 step labels; soft: the Monte Carlo "
                                                 "fraction of rollouts that reached the answer (never rounded)")
     threshold: float = field(0.0, help="tau: a step is correct when its MC fraction (or stored label) is > tau; "
@@ -72,8 +78,10 @@ class Config(TrainingOptions):
     def __post_init__(self) -> None:
         if self.num_labels not in (0, 1, 2):
             raise ValueError(f"num_labels must be 0 (auto), 1 or 2, got {self.num_labels}")
-        if self.num_labels == 1 and self.formulation == "causal-lm":
-            raise ValueError("num_labels 1 applies to token-classification; causal-lm always reads '+' vs '-'")
+        if self.num_labels == 1 and self.formulation != "token-classification":
+            raise ValueError(f"num_labels 1 applies to token-classification, not {self.formulation}")
+        if self.formulation == "implicit" and self.label_mode != "hard":
+            raise ValueError("implicit PRMs train on outcome labels (is the final answer right): use label_mode hard")
 
     def resolved_num_labels(self) -> int:
         return self.num_labels or (2 if self.label_mode == "hard" else 1)
@@ -81,11 +89,18 @@ class Config(TrainingOptions):
     def tag_init_text(self) -> str | None:
         return {"delimiter": PRMSpec().step_delimiter, "newline": "\n", "mean": None}[self.step_tag_init]
 
+    def reference_model(self) -> str:
+        """The implicit PRM's reference: a local folder as an absolute path (the PRM folder records it)."""
+        ref = self.reference or self.model
+        return str(Path(ref).resolve()) if Path(ref).exists() else ref
+
     def spec(self) -> PRMSpec:
+        implicit = self.formulation == "implicit"
         return PRMSpec(formulation=self.formulation, step_tag=self.step_tag, positive_token=self.positive_token,
                        negative_token=self.negative_token,
-                       num_labels=2 if self.formulation == "causal-lm" else self.resolved_num_labels(),
-                       max_length=self.max_length)
+                       num_labels=2 if self.formulation != "token-classification" else self.resolved_num_labels(),
+                       max_length=self.max_length, beta=self.beta,
+                       reference=self.reference_model() if implicit else None)
 
 
 def training_arguments(cfg: Config, has_eval: bool, num_examples: int | None = None):
@@ -134,10 +149,34 @@ def build_model(cfg: Config, tokenizer, spec: PRMSpec):
     with whole_model_init() if whole else contextlib.nullcontext():
         model = load_prm_model(cfg.model, tokenizer, spec, tag_init=cfg.tag_init_text())
         if cfg.lora:
-            tag_id = tokenizer.convert_tokens_to_ids(spec.step_tag)
+            tag_id = tokenizer.convert_tokens_to_ids(spec.step_tag) if spec.formulation != "implicit" else None
             model = lora_model(model, spec, tag_id, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                                cfg.lora_targets())
     return model
+
+
+def build_reference(cfg: Config):
+    """The implicit PRM's frozen reference, whole on every process (it is never trained or sharded)."""
+    import transformers as tf
+
+    from ttscale.train.saving import whole_model_init
+
+    with whole_model_init():
+        return tf.AutoModelForCausalLM.from_pretrained(cfg.reference_model())
+
+
+def _reading(spec: PRMSpec) -> str:
+    """How the model card says a step's score is read."""
+    if spec.formulation == "implicit":
+        return (f"An implicit PRM (no step tag): a step's score is sigmoid(q), q = {spec.beta} × the sum of "
+                f"log(pi / pi_ref) over the response's tokens up to the step's last token, pi_ref = `{spec.reference}` "
+                "(scoring loads it too).")
+    where = f"Each step is followed by the step tag `{spec.step_tag}`; the step's score is read at that token "
+    if spec.formulation == "causal-lm":
+        return where + (f"as softmax over the next-token logits of `{spec.positive_token}` vs `{spec.negative_token}` "
+                        f"(P(`{spec.positive_token}`)).")
+    return where + ("as softmax(logits)[1] of the 2-label token classifier." if spec.num_labels == 2
+                    else "as sigmoid of the 1-label token classifier.")
 
 
 def model_card(cfg: Config, spec: PRMSpec, metrics: dict, n_train: int, n_eval: int) -> str:
@@ -150,12 +189,7 @@ def model_card(cfg: Config, spec: PRMSpec, metrics: dict, n_train: int, n_eval: 
         (f"LoRA (r={cfg.lora_r}, alpha={cfg.lora_alpha}) merged into the weights; the adapter is in adapter/."
          if cfg.lora else "Full fine-tune."),
         "", "## Reading the scores", "",
-        f"Each step is followed by the step tag `{spec.step_tag}`; the step's score is read at that token "
-        + ("as softmax over the next-token logits of "
-           f"`{spec.positive_token}` vs `{spec.negative_token}` (P(`{spec.positive_token}`))."
-           if spec.formulation == "causal-lm" else
-           ("as softmax(logits)[1] of the 2-label token classifier." if spec.num_labels == 2
-            else "as sigmoid of the 1-label token classifier.")),
+        _reading(spec),
         f"`{SPEC_FILE}` holds these settings; `ttscale.inference.scorers.load_scorer(this_folder)` reads them.",
         "", "## Final metrics", "", "```json", json.dumps(metrics, indent=2, default=str), "```",
         "", "## Training settings", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).rstrip(), "```", ""])
@@ -191,7 +225,7 @@ def train_prm(cfg: Config):
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     spec = cfg.spec()
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, spec.step_tag)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, spec.step_tag if spec.formulation != "implicit" else None)
     train, evals = load_examples(cfg, tokenizer, spec)
     # The arguments first: under DeepSpeed ZeRO-3 they register its config, so the model below is built
     # partitioned across ranks (zero3_init_flag) instead of whole on every rank.
@@ -201,7 +235,8 @@ def train_prm(cfg: Config):
     partitioned = any(hasattr(p, "ds_id") for p in model.parameters())  # built by ZeRO-3's zero.Init
     trainer = PRMTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals,
                          data_collator=PRMCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-                         prm_head=PRMHead.for_model(model, tokenizer, spec))
+                         prm_head=PRMHead.for_model(model, tokenizer, spec, reference=build_reference(cfg)
+                                                    if spec.formulation == "implicit" else None))
     check_full_save(trainer)
     tokens = TokenCount.attach(trainer)
     trainer.length_micro_batches = cfg.length_micro_batches
