@@ -16,10 +16,21 @@ Step-tag choices:
     python benchmarks/prm_tags.py --model demo_out/policy --labels demo_out/labels/dataset \\
         --heldout demo_out/prm_heldout.jsonl --max-steps 1000 --seeds 0 1
 
-Any other `train-prm` options, as --variant NAME="FLAGS" (the tag is then the default, new-delimiter):
+Any other `train-prm` options, as --variant NAME="FLAGS" (the tag is then the default, new-delimiter), and
+PRMs trained already as --prm NAME=FOLDER (e.g. the demo's own, as the reference):
 
     python benchmarks/prm_tags.py ... --fit demo_out/prm_fit.jsonl --choices new-delimiter --max-steps 2000 \\
         --variant steps6000="--max-steps 6000" --variant clean-base="--model verifier_base/"
+
+    python benchmarks/prm_tags.py ... --max-steps 4000 --prm demo=demo_out/prm --choices demo soft implicit \\
+        --variant soft="--label-mode soft" --variant implicit="--formulation implicit --beta 0.05" \\
+        --bon demo_out/runs/bon
+
+With --fit, F1 gets a paired interval too (rows resampled, each PRM's threshold fixed). With --bon RUN (a
+parallel-sampling search run, e.g. the demo's test-split best-of-N at 16), every PRM rescores the run's
+finished candidates and reports weighted best-of-N accuracy at N = 16 and the measured FLOPs per problem
+(the run's policy FLOPs plus 2 x the PRM's parameters, both models for an implicit PRM, per token it scored),
+with a paired interval against the first choice.
 
 Measured (previous world's demo labels, PRM from the policy, 1,000 steps, seed 0): new-mean 0.522,
 newline 0.588 (+0.066 [+0.017, +0.120]), new-delimiter 0.644 (+0.122 [+0.065, +0.177]). At 250-300 steps
@@ -89,17 +100,61 @@ def step_pairs(scorer, rows: list[dict]) -> list[tuple[list[float], list[int]]]:
     return out
 
 
+def _scored(ps, rows):
+    return [{**r, "split": "all", "scores": s, "scored_steps": len(r["steps"]), "truncated": False}
+            for (s, _), r in zip(ps, rows)]
+
+
 def f1_at_fitted(pairs, heldout: list[dict], fit_pairs, fit: list[dict]) -> tuple[float, float]:
     """(threshold fitted on the --fit rows, first-error F1 on the held-out rows at it): eval-prm's own code."""
     from ttscale.eval.eval_prm_cmd import evaluate, fit_threshold
 
-    def scored(ps, rows):
-        return [{**r, "split": "all", "scores": s, "scored_steps": len(r["steps"]), "truncated": False}
-                for (s, _), r in zip(ps, rows)]
-
     # step_pairs cut scores at the first error; eval-prm reads the first score below the threshold, so equal
-    threshold, _ = fit_threshold(scored(fit_pairs, fit))
-    return threshold, evaluate(scored(pairs, heldout), threshold)["f1"]
+    threshold, _ = fit_threshold(_scored(fit_pairs, fit))
+    return threshold, evaluate(_scored(pairs, heldout), threshold)["f1"]
+
+
+def paired_f1(a, thr_a: float, b, thr_b: float, rows: list[dict], replicates: int = 1000,
+              seed: int = 0) -> tuple[float, float, float]:
+    """F1(b) - F1(a) on the same held-out rows, each at its own fitted threshold, 95% bootstrap over rows."""
+    from ttscale.eval.eval_prm_cmd import evaluate
+
+    sa, sb = _scored(a, rows), _scored(b, rows)
+
+    def diff(idx):
+        return evaluate([sb[i] for i in idx], thr_b)["f1"] - evaluate([sa[i] for i in idx], thr_a)["f1"]
+
+    rng = np.random.default_rng(seed)
+    boots = [diff(rng.integers(0, len(rows), len(rows))) for _ in range(replicates)]
+    return diff(range(len(rows))), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def weighted_bon(scorer, run, texts: dict[str, str], aggregation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per problem of a parallel-sampling run: (weighted best-of-N hit with this PRM's scores, FLOPs = the run's
+    policy FLOPs + 2 x the scorer's parameters per token it scored), every finished candidate scored in one call."""
+    import dataclasses
+
+    from ttscale.search.voting import select
+
+    cands = {p.id: [dataclasses.replace(c, step_scores=[]) for c in p.candidates] for p in run.graded}
+    todo = [(p.id, c) for p in run.graded for c in cands[p.id] if c.finished and c.steps]
+    scores = scorer.score([(texts[pid], c.steps) for pid, c in todo])
+    tokens = dict.fromkeys(cands, 0)
+    for (pid, c), s, n in zip(todo, scores, scorer.last_item_tokens):
+        c.step_scores, tokens[pid] = list(s), tokens[pid] + n
+    hits, flops = [], []
+    for p in run.graded:
+        _, chosen = select(cands[p.id], "prm-vote", aggregation)
+        hits.append(chosen >= 0 and p.correct[chosen])
+        flops.append(p.spent.get("policy_flops", 0.0) + 2.0 * scorer.num_params * tokens[p.id])
+    return np.array(hits, dtype=float), np.array(flops)
+
+
+def paired_mean(a: np.ndarray, b: np.ndarray, replicates: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (replicates, len(a)))
+    boots = (b[idx] - a[idx]).mean(axis=1)
+    return float((b - a).mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
 def auc_per_kind(pairs, rows: list[dict]) -> dict[str, float]:
@@ -144,6 +199,11 @@ def main() -> None:
                    "demo's prm_fit.jsonl); adds first-error F1 on --heldout at that threshold")
     p.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
                    help="another choice: train-prm flags added after the common ones (repeatable)")
+    p.add_argument("--prm", action="append", default=[], metavar="NAME=FOLDER",
+                   help="a PRM trained already, compared as choice NAME (repeatable)")
+    p.add_argument("--bon", default=None, help="a parallel-sampling search run (the demo's runs/bon): each PRM "
+                   "rescores its candidates; weighted best-of-N accuracy and FLOPs per problem")
+    p.add_argument("--aggregation", default="min", help="--bon: step-score aggregation of weighted best-of-N")
     p.add_argument("--choices", nargs="+", default=None,
                    help=f"tag choices among {', '.join(CHOICES)} and --variant names, the first is the "
                         "reference (default: every tag choice, then the variants)")
@@ -157,8 +217,11 @@ def main() -> None:
     args.variants = dict(v.split("=", 1) for v in args.variant if "=" in v)
     if len(args.variants) != len(args.variant):
         p.error('--variant takes NAME="FLAGS"')
-    args.choices = args.choices or [*CHOICES, *args.variants]
-    unknown = [c for c in args.choices if c not in CHOICES and c not in args.variants]
+    args.prms = dict(v.split("=", 1) for v in args.prm if "=" in v)
+    if len(args.prms) != len(args.prm):
+        p.error("--prm takes NAME=FOLDER")
+    args.choices = args.choices or [*CHOICES, *args.variants, *args.prms]
+    unknown = [c for c in args.choices if c not in CHOICES and c not in args.variants and c not in args.prms]
     if unknown:
         p.error(f"unknown choices {unknown}: use {', '.join(CHOICES)} or a --variant name")
 
@@ -168,33 +231,59 @@ def main() -> None:
     rows, fit = read(args.heldout), (read(args.fit) if args.fit else None)
     from ttscale.inference.scorers_load import load_scorer
 
+    bon = texts = None
+    if args.bon:
+        import datasets
+
+        from ttscale.eval.runs import load_runs
+
+        bon = load_runs([args.bon])[0]
+        ds = datasets.load_from_disk(str(Path(args.bon) / "dataset"))
+        texts = dict(zip(ds["id"], ds["problem"]))
+
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
         for seed in args.seeds:
-            pairs, extra = {}, {}
+            pairs, extra, bons = {}, {}, {}
             for c in args.choices:
-                scorer = load_scorer(train(c, args, seed, root / f"{c}-seed{seed}"), batch_size=32,
-                                     threads=args.threads)
+                path = args.prms.get(c) or train(c, args, seed, root / f"{c}-seed{seed}")
+                scorer = load_scorer(path, batch_size=32, threads=args.threads)
                 pairs[c] = step_pairs(scorer, rows)
                 extra[c] = {"auc_per_kind": auc_per_kind(pairs[c], rows)}
                 if fit:
                     threshold, f1 = f1_at_fitted(pairs[c], rows, step_pairs(scorer, fit), fit)
                     extra[c].update(threshold=round(threshold, 3), f1=round(f1, 4))
+                if bon is not None:
+                    bons[c] = weighted_bon(scorer, bon, texts, args.aggregation)
+                    extra[c].update(bon_accuracy=round(float(bons[c][0].mean()), 4),
+                                    bon_gflops=round(float(bons[c][1].mean()) / 1e9, 4))
             ref = args.choices[0]
             for c in args.choices:
                 every = np.arange(len(rows))
                 d = paired(pairs[ref], pairs[c]) if c != ref else None
+                if c != ref and fit:
+                    df = paired_f1(pairs[ref], extra[ref]["threshold"], pairs[c], extra[c]["threshold"], rows)
+                    extra[c]["f1_diff"] = [round(x, 4) for x in df]
+                if c != ref and bon is not None:
+                    extra[c]["bon_diff"] = [round(x, 4) for x in paired_mean(bons[ref][0], bons[c][0])]
                 results.append({"seed": seed, "choice": c, "step_auc": round(auc(pairs[c], every), 4),
                                 **extra[c], "vs": ref, "diff": d and [round(x, 4) for x in d]})
                 print(json.dumps(results[-1]), flush=True)
     print(f"\n{'seed':>4}  {'choice':<14} {'step AUC':>8} {'F1':>6}   difference vs {args.choices[0]} "
           "[95% paired interval]   AUC per kind")
+    def interval(d):
+        return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "-"
+
     for r in results:
-        d = f"{r['diff'][0]:+.3f} [{r['diff'][1]:+.3f}, {r['diff'][2]:+.3f}]" if r["diff"] else "-"
         f1 = f"{r['f1']:.3f}" if "f1" in r else "-"
         kinds = " ".join(f"{k} {v:.2f}" for k, v in r["auc_per_kind"].items())
-        print(f"{r['seed']:>4}  {r['choice']:<14} {r['step_auc']:>8.3f} {f1:>6}   {d:<30} {kinds}")
+        print(f"{r['seed']:>4}  {r['choice']:<14} {r['step_auc']:>8.3f} {f1:>6}   {interval(r['diff']):<30} {kinds}")
+        if "f1_diff" in r or "bon_accuracy" in r:
+            bon = (f"; weighted BoN@N {r['bon_accuracy']:.3f} at {r['bon_gflops']:.3f} GFLOPs/problem"
+                   if "bon_accuracy" in r else "")
+            print(f"{'':>20} F1 vs {r['vs']}: {interval(r.get('f1_diff'))}{bon}"
+                  + (f", vs {r['vs']}: {interval(r['bon_diff'])}" if "bon_diff" in r else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

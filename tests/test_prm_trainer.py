@@ -201,6 +201,20 @@ def test_label_modes_threshold_and_last_step_only():
     assert step_targets(row, "soft", last_step_only=True) == [pm.IGNORE, pm.IGNORE, 0.0]
 
 
+def test_negative_weight_scales_the_wrong_step_part_of_the_loss_by_hand():
+    """m = 0 (p = 0.5): a right step costs log 2, a wrong one w log 2; a soft target 0.25 splits it 0.25 : 0.75w;
+    IGNORE positions cost nothing. With w = 1 it is plain cross-entropy."""
+    from ttscale.train.prm_trainer import step_loss_sum
+
+    margins = torch.tensor([[0.0, 0.0, 0.0, 2.0]])
+    labels = torch.tensor([[1.0, 0.0, 0.25, pm.IGNORE]])
+    loss, n = step_loss_sum(margins, labels, negative_weight=3.0)
+    assert int(n) == 3 and float(loss) == pytest.approx(math.log(2) * (1 + 3 + 0.25 + 0.75 * 3))
+    plain, _ = step_loss_sum(margins, labels)
+    assert float(plain) == pytest.approx(3 * math.log(2))
+    assert float(step_loss_sum(margins, labels, 1.0 + 1e-12)[0]) == pytest.approx(float(plain))
+
+
 def test_overlong_rows_error_by_name_or_are_dropped(base_dir):
     rows = toy_labelled_rows(4, seed=2, levels=(1, 3))
     tok = load_tokenizer(str(base_dir), TAG)

@@ -81,10 +81,16 @@ class PRMHead:
         return logits[..., 0].float()
 
 
-def step_loss_sum(margins: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of per-step BCE over labelled positions, number of labelled positions)."""
+def step_loss_sum(margins: torch.Tensor, labels: torch.Tensor,
+                  negative_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of per-step BCE over labelled positions, number of labelled positions). `negative_weight` scales
+    the loss's wrong-step part, -(y log sigmoid(m) + w (1 - y) log sigmoid(-m)), soft targets included: most
+    Monte Carlo labels are positive, and the rare wrong steps decide which candidate a search ranks first."""
     mask = labels != IGNORE
-    loss = F.binary_cross_entropy_with_logits(margins[mask], labels[mask].to(margins.dtype), reduction="sum")
+    m, y = margins[mask], labels[mask].to(margins.dtype)
+    if negative_weight == 1.0:
+        return F.binary_cross_entropy_with_logits(m, y, reduction="sum"), mask.sum()
+    loss = -(y * F.logsigmoid(m) + negative_weight * (1 - y) * F.logsigmoid(-m)).sum()
     return loss, mask.sum()
 
 
@@ -93,10 +99,10 @@ class PRMTrainer(LengthMicroBatches, transformers.Trainer):
 
     loss_is_scaled_for_ga = True  # compute_loss divides by the labelled steps of the whole global batch
 
-    def __init__(self, *args: Any, prm_head: PRMHead, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, prm_head: PRMHead, negative_weight: float = 1.0, **kwargs: Any) -> None:
         kwargs.setdefault("compute_metrics", compute_metrics)
         super().__init__(*args, **kwargs)
-        self.prm_head = prm_head
+        self.prm_head, self.negative_weight = prm_head, negative_weight
         self.label_names = ["labels"]
 
     def _get_train_sampler(self, train_dataset=None):   # batches of similar length, shuffled
@@ -125,7 +131,7 @@ class PRMTrainer(LengthMicroBatches, transformers.Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         margins = self.prm_head.margins(model, inputs)
-        loss_sum, count = step_loss_sum(margins, inputs["labels"])
+        loss_sum, count = step_loss_sum(margins, inputs["labels"], self.negative_weight)
         if num_items_in_batch is None:  # evaluation, or a caller outside the training loop
             loss = loss_sum / count.clamp(min=1)
         else:

@@ -50,6 +50,9 @@ class Config(TrainingOptions):
                                   "the model training starts from); the PRM folder records it for scoring")
     label_mode: Literal["hard", "soft"] = field("hard", help="hard: 0/1 step labels; soft: the Monte Carlo "
                                                 "fraction of rollouts that reached the answer (never rounded)")
+    negative_weight: float = field(1.0, gt=0, help="weight of the wrong-step part of the loss (1 = plain "
+                                   "cross-entropy; >1 counts each wrong step as that many: the demo's labels are "
+                                   "90% positive, and the rare wrong steps decide a search's ranking)")
     threshold: float = field(0.0, help="tau: a step is correct when its MC fraction (or stored label) is > tau; "
                              "hard labels are re-derived from mc_correct/mc_total when the rows carry them")
     num_labels: int = field(0, help="token-classification outputs per token: 2 (softmax, cross-entropy) or 1 "
@@ -236,7 +239,8 @@ def train_prm(cfg: Config):
     trainer = PRMTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals,
                          data_collator=PRMCollator(tokenizer.pad_token_id), processing_class=tokenizer,
                          prm_head=PRMHead.for_model(model, tokenizer, spec, reference=build_reference(cfg)
-                                                    if spec.formulation == "implicit" else None))
+                                                    if spec.formulation == "implicit" else None),
+                         negative_weight=cfg.negative_weight)
     check_full_save(trainer)
     tokens = TokenCount.attach(trainer)
     trainer.length_micro_batches = cfg.length_micro_batches
