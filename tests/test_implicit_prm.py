@@ -116,9 +116,15 @@ def test_implicit_training_reads_only_the_outcome_and_an_untrained_one_scores_on
     tok = AutoTokenizer.from_pretrained(base_dir)
     spec = PRMSpec(formulation="implicit", beta=0.1, reference=str(base_dir))
     examples, stats = encode_rows(rows, tok, spec)
-    for e, r in zip(examples, rows):   # one label, the last step's (is the final answer right)
+    for e, r in zip(examples, rows):   # no solution_correct here: one label, the last step's
         assert e["labels"][:-1] == [-100.0] * (len(r["labels"]) - 1) and e["labels"][-1] == r["labels"][-1]
         assert 0 < e["start"] <= e["positions"][0]
+    # rows from `label` say whether the final answer is right: the whole solution, that one label, even where
+    # the step labels stop at the first error
+    graded = [{**rows[1], "labels": rows[1]["labels"][:1], "solution_correct": False}]
+    (e,), _ = encode_rows(graded, tok, spec)
+    assert len(e["positions"]) == len(rows[1]["steps"]) and e["labels"][-1] == 0.0
+    assert e["labels"][:-1] == [-100.0] * (len(rows[1]["steps"]) - 1)
     same = AutoModelForCausalLM.from_pretrained(base_dir)
     scorer = ImplicitPRM(same, tok, spec, reference=AutoModelForCausalLM.from_pretrained(base_dir))
     scores = scorer.score([(r["problem"], r["steps"]) for r in rows])

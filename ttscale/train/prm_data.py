@@ -53,6 +53,17 @@ def step_targets(row: dict, label_mode: str = "hard", threshold: float = 0.0,
     return labels
 
 
+def outcome_targets(row: dict, threshold: float = 0.0) -> tuple[list[str], list[float]]:
+    """An implicit PRM's one label per row: the whole solution and whether its final answer is right
+    (`solution_correct`, graded against the gold answer, as `label` writes it: no rollout needed); rows
+    without it fall back to their last stored label, on the steps the labels cover."""
+    if row.get("solution_correct") is not None:
+        steps = list(row["steps"])
+        return steps, [float(IGNORE)] * (len(steps) - 1) + [float(bool(row["solution_correct"]))]
+    labels = step_targets(row, "hard", threshold, last_step_only=True)
+    return list(row["steps"][:len(labels)]), labels
+
+
 @dataclass
 class EncodeStats:
     rows: int = 0
@@ -71,7 +82,7 @@ def encode_rows(rows: Sequence[dict], tokenizer: Any, spec: PRMSpec, *, label_mo
                 where: str = "data") -> tuple[list[dict], EncodeStats]:
     """Tokenise rows into training examples; `where` names the data in errors.
 
-    An implicit PRM's rows keep only their last label, the outcome (is the final answer right).
+    An implicit PRM's rows keep one label, the outcome (`outcome_targets`).
     A row whose steps no longer fit max_length (the prompt is left-truncated first) raises a
     StepAlignmentError naming the row, or is dropped and counted when on_overlong="drop". Other alignment
     problems (a step tag inside the text) always raise: they mean the data or the tag must change.
@@ -79,20 +90,21 @@ def encode_rows(rows: Sequence[dict], tokenizer: Any, spec: PRMSpec, *, label_mo
     if on_overlong not in OVERLONG:
         raise ValueError(f"on_overlong must be one of {OVERLONG}, got {on_overlong!r}")
     stats, out = EncodeStats(rows=len(rows)), []
-    last_step_only = last_step_only or spec.formulation == "implicit"   # it learns from the outcome alone
+    implicit = spec.formulation == "implicit"   # it learns from the outcome alone: outcome_targets
     for i, row in enumerate(tqdm(rows, desc=f"tokenising {where}", unit="row", disable=None, leave=False)):
         name = f"{where}: row {i + 1} (id {row.get('id')!r})"
-        labels = step_targets(row, label_mode, threshold, last_step_only)
+        steps, labels = (outcome_targets(row, threshold) if implicit else
+                         (row["steps"], step_targets(row, label_mode, threshold, last_step_only)))
         if not labels:
             stats.skipped_unlabelled += 1
             continue
         extra = {}
         try:
-            if spec.formulation == "implicit":   # the response's start too: its reward sums from there
-                ids, positions, extra["start"] = encode_implicit(tokenizer, row["problem"], row["steps"][:len(labels)],
-                                                                 spec, label=name)
+            if implicit:   # the response's start too: its reward sums from there
+                ids, positions, extra["start"] = encode_implicit(tokenizer, row["problem"], steps[:len(labels)], spec,
+                                                                 label=name)
             else:
-                ids, positions = encode_steps(tokenizer, row["problem"], row["steps"][:len(labels)], spec, label=name)
+                ids, positions = encode_steps(tokenizer, row["problem"], steps[:len(labels)], spec, label=name)
         except StepAlignmentError as e:
             # encode_steps words every length failure "<label>: truncated: ..."; only those may be dropped.
             if on_overlong == "drop" and ": truncated:" in str(e):

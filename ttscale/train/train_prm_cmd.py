@@ -42,9 +42,9 @@ class Config(TrainingOptions):
     formulation: Literal["token-classification", "causal-lm", "implicit"] = field(
         "token-classification", help="token-classification: a per-token classifier head read at each step tag; "
         "causal-lm: the LM's '+'/'-' next-token logits at each step tag (Math-Shepherd style); implicit: a causal "
-        "LM fine-tuned from --reference on OUTCOME labels only (each row's last label: is its final answer "
-        "right), reward beta*log(pi/pi_ref), step scores from its partial sums (Yuan et al. 2024; no step "
-        "labels, so no Monte Carlo rollouts needed)")
+        "LM fine-tuned from --reference on OUTCOME labels only (a row's solution_correct, graded against the "
+        "gold answer, else its last label), reward beta*log(pi/pi_ref), step scores from its partial sums "
+        "(Yuan et al. 2024; no step labels, so no Monte Carlo rollouts needed)")
     beta: float = field(0.05, gt=0, help="implicit: the reward scale beta in beta*log(pi_theta/pi_ref)")
     reference: str | None = field(None, help="implicit: the reference model pi_ref, frozen (default: --model, "
                                   "the model training starts from); the PRM folder records it for scoring")
