@@ -23,6 +23,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "label": ("ttscale.train.labeling.label_cmd", "Monte Carlo step labels from a policy (per-step, first-error, binary-search), resumable and shardable"),
     "merge": ("ttscale.train.labeling.merge_cmd", "join sharded `label` runs into one dataset and summary"),
     "build-revisions": ("ttscale.train.build_revisions_cmd", "revision training data: wrong attempts (closest by edit distance last) then a correct answer"),
+    "build-critiques": ("ttscale.train.build_critiques_cmd", "generative-PRM data: a re-derivation of each labelled step, kept where its verdict agrees with the label"),
     "train-revision": ("ttscale.train.train_revision_cmd", "fine-tune a revision model (TRL SFTTrainer, loss on the corrected answer only)"),
     "train-prm": ("ttscale.train.train_prm_cmd", "train a process reward model (token classification or causal-LM +/-) on step labels; accelerate-launchable"),
     "evaluate": ("ttscale.eval.evaluate_cmd", "accuracy vs budget per strategy × aggregation × voting, difficulty bins, compute-optimal allocation file, report + plots"),

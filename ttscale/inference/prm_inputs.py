@@ -26,7 +26,7 @@ from ttscale.errors import UserError
 DEFAULT_STEP_TAG = "<|step|>"
 SPEC_FILE = "ttscale_prm.json"
 STYLES = ("ttscale", "math-shepherd", "qwen-prm", "rlhflow", "skywork")
-FORMULATIONS = ("token-classification", "causal-lm", "implicit")
+FORMULATIONS = ("token-classification", "causal-lm", "implicit", "generative")
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -52,6 +52,9 @@ class PRMSpec:
     prompt_template: str = "{problem}\n\n"   # ttscale-native only: text before the first step
     beta: float = 0.05                       # implicit: reward = beta * log(pi_theta / pi_ref)
     reference: str | None = None             # implicit: the reference model it was fine-tuned from
+    samples: int = 1                         # generative: rationales per step, verdicts averaged (GenPRM's vote)
+    rationale_tokens: int = 48               # generative: token limit of one rationale
+    temperature: float = 0.8                 # generative: sampling temperature of the rationales
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -64,6 +67,9 @@ class PRMSpec:
             raise UserError(f"max_length must be positive, got {self.max_length}")
         if self.beta <= 0:
             raise UserError(f"beta must be positive, got {self.beta}")
+        if self.samples < 1 or self.rationale_tokens < 1 or self.temperature < 0:
+            raise UserError(f"samples and rationale_tokens must be >= 1 and temperature >= 0, got {self.samples}, "
+                            f"{self.rationale_tokens}, {self.temperature}")
         if "{problem}" not in self.prompt_template:
             raise UserError(f"prompt_template {self.prompt_template!r} must contain '{{problem}}'")
 

@@ -67,15 +67,20 @@ class PRMScorer:
         # (ids, positions[, response start]): a style may carry one more per-item input to its _probs
         encoded = [self.encode(problem, steps, label=f"{self.name}: candidate {i}")
                    for i, (problem, steps) in enumerate(items)]
+        results = self._batched(encoded)
+        self.last_item_tokens = [len(e[0]) if e[1] else 0 for e in encoded]
+        return results
+
+    def _batched(self, encoded: Sequence[tuple]) -> list[list[float]]:
+        """The scores of encoded inputs, run longest first in batches of batch_size (little padding)."""
         order = sorted((i for i, e in enumerate(encoded) if e[1]), key=lambda i: -len(encoded[i][0]))
-        results: list[list[float]] = [[] for _ in items]
+        results: list[list[float]] = [[] for _ in encoded]
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc=f"{self.name} scoring", unit="batch", leave=False,
                           disable=not self.progress or len(starts) < _PROGRESS_MIN_BATCHES):
             idx = order[start:start + self.batch_size]
             for i, scores in zip(idx, self._run([encoded[i] for i in idx])):
                 results[i] = scores
-        self.last_item_tokens = [len(e[0]) if e[1] else 0 for e in encoded]
         return results
 
     def score_incremental(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:

@@ -15,7 +15,7 @@ from ttscale.config import field
 from ttscale.inference.prm_inputs import SPEC_FILE, STYLES, PRMSpec
 from ttscale.inference.scorers import PRMScorer, make_scorer
 
-FORMULATION_STYLES = ("token-classification", "causal-lm", "implicit")   # = ttscale style with that formulation
+FORMULATION_STYLES = ("token-classification", "causal-lm", "implicit", "generative")   # = ttscale style with that formulation
 STYLE_CHOICES = ("auto",) + STYLES + FORMULATION_STYLES
 
 
@@ -62,7 +62,7 @@ def _check_fits(path: str | Path, spec: PRMSpec, archs: list[str]) -> None:
         raise UserError(f"{path} holds a causal LM ({', '.join(archs)}) but PRM style {spec.style!r} reads a "
                          f"per-token classifier; use --prm-style causal-lm (or math-shepherd / rlhflow), or set "
                          f"formulation: causal-lm in {SPEC_FILE}")
-    if spec.formulation in ("causal-lm", "implicit") and classifier:
+    if spec.formulation in ("causal-lm", "implicit", "generative") and classifier:
         raise UserError(f"{path} holds a token classifier ({', '.join(archs)}) but PRM style {spec.style!r} reads "
                          f"'+'/'-' from a language-model head; use --prm-style token-classification, or set "
                          f"formulation: token-classification in {SPEC_FILE}")
@@ -72,7 +72,7 @@ def _load_model(path: str | Path, spec: PRMSpec, archs: list[str], dtype: Any, t
     import transformers as tf
 
     kw = dict(dtype=dtype, trust_remote_code=trust_remote_code)
-    if spec.formulation in ("causal-lm", "implicit"):
+    if spec.formulation in ("causal-lm", "implicit", "generative"):
         return tf.AutoModelForCausalLM.from_pretrained(path, **kw)
     if spec.style == "ttscale" or any(a.endswith("ForTokenClassification") for a in archs):
         return tf.AutoModelForTokenClassification.from_pretrained(path, **kw)
@@ -104,9 +104,11 @@ def _reference(path: str | Path, spec: PRMSpec, override: str | None, dtype: Any
 
 def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: int = 8, max_length: int | None = None,
                 dtype: str = "auto", device: str = "auto", threads: int = 0,
-                trust_remote_code: bool = False, reference: str | None = None) -> PRMScorer:
+                trust_remote_code: bool = False, reference: str | None = None,
+                samples: int | None = None) -> PRMScorer:
     """A Scorer for a PRM folder (or hub name). style="auto" reads the folder's ttscale_prm.json; an implicit
-    PRM also loads its reference model (`reference` overrides the one the folder names)."""
+    PRM also loads its reference model (`reference` overrides the one the folder names); a generative one
+    averages `samples` rationales per step (default: the folder's)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -121,10 +123,14 @@ def load_scorer(path_or_name: str | Path, style: str = "auto", *, batch_size: in
     tokenizer = AutoTokenizer.from_pretrained(path_or_name, trust_remote_code=trust_remote_code)
     device = resolve_device(device)
     model = _load_model(path_or_name, spec, archs, resolve_dtype(dtype, device), trust_remote_code).to(device)
+    kw = dict(batch_size=batch_size, max_length=max_length, name=f"PRM {Path(str(path_or_name)).name}")
+    if spec.formulation == "generative":   # it samples rationales: its own module, on top of the scorers
+        from ttscale.inference.generative_prm import GenerativePRM
+
+        return GenerativePRM(model, tokenizer, spec, samples=samples, **kw)
     extra = {"reference": _reference(path_or_name, spec, reference, resolve_dtype(dtype, device),
                                      trust_remote_code).to(device)} if spec.formulation == "implicit" else {}
-    return make_scorer(model, tokenizer, spec, batch_size=batch_size, max_length=max_length,
-                       name=f"PRM {Path(str(path_or_name)).name}", **extra)
+    return make_scorer(model, tokenizer, spec, **kw, **extra)
 
 
 @dataclass(kw_only=True)
@@ -145,10 +151,13 @@ class ScorerArgs:
     prm_trust_remote_code: bool = field(False, help="allow checkpoints that ship their own model code (Qwen PRM)")
     prm_reference: str | None = field(None, help="implicit PRMs: the reference model (default: the one the PRM "
                                                  f"folder's {SPEC_FILE} names)")
+    prm_samples: int | None = field(None, ge=1, help="generative PRMs: rationales sampled per step, their verdicts "
+                                                     f"averaged (default: the folder's {SPEC_FILE}, 1)")
 
     def build(self) -> PRMScorer:
         if not self.prm:
             raise UserError("no PRM given: set --prm PATH (a PRM checkpoint folder)")
         return load_scorer(self.prm, self.prm_style, batch_size=self.prm_batch_size, max_length=self.prm_max_length,
                            dtype=self.prm_dtype, device=self.prm_device, threads=self.prm_threads,
-                           trust_remote_code=self.prm_trust_remote_code, reference=self.prm_reference)
+                           trust_remote_code=self.prm_trust_remote_code, reference=self.prm_reference,
+                           samples=self.prm_samples)

@@ -39,20 +39,24 @@ class Config(TrainingOptions):
                                   "default: hold out --eval-fraction of the problems of --data")
     eval_fraction: float = field(0.05, help="fraction of the problems held out for evaluation when --eval-data "
                                  "is not given (0 = no evaluation)")
-    formulation: Literal["token-classification", "causal-lm", "implicit"] = field(
+    formulation: Literal["token-classification", "causal-lm", "implicit", "generative"] = field(
         "token-classification", help="token-classification: a per-token classifier head read at each step tag; "
         "causal-lm: the LM's '+'/'-' next-token logits at each step tag (Math-Shepherd style); implicit: a causal "
         "LM fine-tuned from --reference on OUTCOME labels only (a row's solution_correct, graded against the "
         "gold answer, else its last label), reward beta*log(pi/pi_ref), step scores from its partial sums "
-        "(Yuan et al. 2024; no step labels, so no Monte Carlo rollouts needed)")
+        "(Yuan et al. 2024; no step labels, so no Monte Carlo rollouts needed); generative: SFT of a verifier "
+        "that writes a check of each step then a verdict, on `ttscale build-critiques` rows (--data)")
+    critique_samples: int = field(1, ge=1, help="generative: rationales sampled per step when scoring, verdicts "
+                                  "averaged (recorded in the folder; --prm-samples overrides it)")
+    rationale_tokens: int = field(48, ge=1, help="generative: token limit of one rationale when scoring")
     beta: float = field(0.05, gt=0, help="implicit: the reward scale beta in beta*log(pi_theta/pi_ref)")
     reference: str | None = field(None, help="implicit: the reference model pi_ref, frozen (default: --model, "
                                   "the model training starts from); the PRM folder records it for scoring")
     label_mode: Literal["hard", "soft"] = field("hard", help="hard: 0/1 step labels; soft: the Monte Carlo "
                                                 "fraction of rollouts that reached the answer (never rounded)")
     negative_weight: float = field(1.0, gt=0, help="weight of the wrong-step part of the loss (1 = plain "
-                                   "cross-entropy; >1 counts each wrong step as that many: the demo's labels are "
-                                   "90% positive, and the rare wrong steps decide a search's ranking)")
+                                   "cross-entropy; >1 counts each wrong step as that many: 9 in 10 of the demo's "
+                                   "labelled steps are right, and the rare wrong ones decide a search's ranking)")
     threshold: float = field(0.0, help="tau: a step is correct when its MC fraction (or stored label) is > tau; "
                              "hard labels are re-derived from mc_correct/mc_total when the rows carry them")
     num_labels: int = field(0, help="token-classification outputs per token: 2 (softmax, cross-entropy) or 1 "
@@ -83,6 +87,9 @@ class Config(TrainingOptions):
             raise ValueError(f"num_labels must be 0 (auto), 1 or 2, got {self.num_labels}")
         if self.num_labels == 1 and self.formulation != "token-classification":
             raise ValueError(f"num_labels 1 applies to token-classification, not {self.formulation}")
+        if self.formulation == "generative" and (self.lora or self.label_mode != "hard"):
+            # its rows carry their verdicts; LoRA would need the SFT stages' merge option, not offered here
+            raise ValueError("generative PRMs train on build-critiques rows: no --label-mode soft, no --lora yet")
         if self.formulation == "implicit" and self.label_mode != "hard":
             raise ValueError("implicit PRMs train on outcome labels (is the final answer right): use label_mode hard")
 
@@ -103,7 +110,8 @@ class Config(TrainingOptions):
                        negative_token=self.negative_token,
                        num_labels=2 if self.formulation != "token-classification" else self.resolved_num_labels(),
                        max_length=self.max_length, beta=self.beta,
-                       reference=self.reference_model() if implicit else None)
+                       reference=self.reference_model() if implicit else None, samples=self.critique_samples,
+                       rationale_tokens=self.rationale_tokens)
 
 
 def training_arguments(cfg: Config, has_eval: bool, num_examples: int | None = None):
@@ -228,6 +236,10 @@ def train_prm(cfg: Config):
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     spec = cfg.spec()
+    if spec.formulation == "generative":   # sequence SFT on rationales, not a step-level loss
+        from ttscale.train.generative_train import train_generative
+
+        return train_generative(cfg, spec)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, spec.step_tag if spec.formulation != "implicit" else None)
     train, evals = load_examples(cfg, tokenizer, spec)
     # The arguments first: under DeepSpeed ZeRO-3 they register its config, so the model below is built
