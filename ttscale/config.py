@@ -137,7 +137,7 @@ def run_identity(cfg: Any) -> dict[str, Any]:
 
 def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(cls)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog, description=description or (cls.__doc__ or "").strip(),
         epilog="Options and positional arguments may come in any order; an option taking several values "
                "(--levels 1 2 3) takes all that follow it, so end its list with -- before a positional argument.",
@@ -189,6 +189,26 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
     return parser
 
 
+def nearest(word: str, choices: Sequence[str]) -> str:
+    """ " (did you mean X?)" for the valid choice closest to a mistyped one, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a value outside an option's choices is one line naming the nearest valid one, not the
+    whole usage block with the error last."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:
+            flag = "/".join(action.option_strings) or action.metavar or action.dest
+            valid = ", ".join(map(str, action.choices))
+            self.exit(2, f"{self.prog}: error: {flag} {value!r} is not one of: {valid}{nearest(value, action.choices)}\n")
+        super()._check_value(action, value)
+
+
 def _bad_value(parser: argparse.ArgumentParser, message: str) -> typing.NoReturn:
     """A value outside its range or a bad config file: one line naming the option (the usage block that
     parser.error prints would bury it); syntax errors still get argparse's usage."""
@@ -205,7 +225,10 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     if config_path:
-        data = yaml.safe_load(Path(config_path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(config_path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:   # a missing file or broken YAML: the user's to fix, one line
+            _bad_value(parser, f"--config {config_path}: cannot read it as YAML: {' '.join(str(e).split())}")
         if not isinstance(data, dict):
             _bad_value(parser, f"{config_path}: expected a mapping of option: value at the top level")
         for k, v in data.items():

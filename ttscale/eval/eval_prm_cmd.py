@@ -33,7 +33,7 @@ class Config(ScorerArgs):
     """Evaluate a PRM on ProcessBench-format data: first-error F1, step AUC and step accuracy."""
     data: str = field(help="ProcessBench-format rows {problem, steps, label (first wrong step or -1)} "
                       "(.jsonl, .parquet or a datasets folder); an optional split or source column groups them")
-    threshold: float | None = field(None, help=f"a step is predicted wrong when its score is <= this (default "
+    threshold: float | None = field(None, ge=0, le=1, help=f"a step is predicted wrong when its score is <= this (default "
                                     f"{DEFAULT_THRESHOLD} unless --threshold-from)")
     threshold_from: str | None = field(None, help="another ProcessBench-format file: the threshold maximising F1 "
                                        "there is applied to --data (never fitted on the rows it reports)")
@@ -45,8 +45,8 @@ class Config(ScorerArgs):
                             "the folder of --summary if given, else prm_eval)")
     predictions: str | None = field(None, help="where per-row predictions are written (default OUT/predictions.jsonl)")
     summary: str | None = field(None, help="where the JSON summary is written (default OUT/summary.json)")
-    limit: int = field(0, help="evaluate only the first N rows (0 = all)")
-    threads: int = field(0, help="CPU threads for torch (0 = leave torch's default)")
+    limit: int = field(0, ge=0, help="evaluate only the first N rows (0 = all)")
+    threads: int = field(0, ge=0, help="CPU threads for torch (0 = leave torch's default)")
 
     def __post_init__(self) -> None:
         if self.threshold is not None and self.threshold_from:

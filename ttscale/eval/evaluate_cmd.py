@@ -35,12 +35,12 @@ class Config(ThreadArgs):
     runs: list[str] = field(help="search run folders (`ttscale search` outputs; one strategy and budget each)",
                             positional=True)
     out: str = field("eval", help="output folder for report.md, summary.json, plots and allocation.yaml")
-    subsamples: int = field(16, help="seeded candidate subsets per budget N' < N for parallel-sample runs")
+    subsamples: int = field(16, ge=1, help="seeded candidate subsets per budget N' < N for parallel-sample runs")
     seed: int = field(0, help="seed for subsampling and the cross-validation folds")
     bins: str = field("quantile", choices=["quantile", "fixed", "none"],
                       help="difficulty binning: quantile (Snell et al. levels), fixed (Liu et al. pass@1 "
                            "thresholds) or none (skip bins and allocation)")
-    n_bins: int = field(5, help="number of quantile bins")
+    n_bins: int = field(5, ge=1, help="number of quantile bins")
     thresholds: list[float] = field(default_factory=lambda: [0.1, 0.5],
                                     help="ascending edges for --bins fixed (hard < 0.1 <= medium < 0.5 <= easy)")
     difficulty_run: str | None = field(None, help="run whose samples define difficulty (default: the parallel-"
@@ -48,7 +48,7 @@ class Config(ThreadArgs):
     allocation_difficulty: str = field("predicted", choices=["predicted", "oracle"],
                                        help="difficulty the policy bins on: predicted (PRM, usable at test "
                                             "time; falls back to oracle when the run has no PRM scores) or oracle")
-    folds: int = field(5, help="cross-validation folds for the compute-optimal choice")
+    folds: int = field(5, ge=1, help="cross-validation folds for the compute-optimal choice")
     probe_samples: int = field(4, ge=0, help="predicted difficulty = mean final-step PRM score over each problem's "
                                              "first this-many samples: as many as `search --strategy auto` probes "
                                              "(the allocation file records it and auto follows it); 0 = all. Their "
@@ -96,8 +96,6 @@ class Config(ThreadArgs):
                              help="JSON files merged into summary.json (e.g. {\"prm\": ...}, {\"seconds\": ...})")
 
     def __post_init__(self):
-        if self.subsamples < 1 or self.n_bins < 1 or self.folds < 1:
-            raise ValueError("subsamples, n-bins and folds must be >= 1")
         if self.tune and self.bins == "none":
             raise ValueError("--tune chooses knobs of the allocation: it needs difficulty bins (not --bins none)")
         if any(b < a for a, b in zip(self.thresholds, self.thresholds[1:])):

@@ -26,16 +26,16 @@ from ttscale.config import field
 @dataclass(kw_only=True)  # kw_only: a stage's required options may follow these defaulted ones
 class TrainingOptions:
     """Optimizer, schedule, batching, precision, LoRA, logging and checkpoint options of a training stage."""
-    learning_rate: float = field(1e-5, help="peak learning rate (decayed by --lr-scheduler-type after warmup)")
+    learning_rate: float = field(1e-5, gt=0, help="peak learning rate (decayed by --lr-scheduler-type after warmup)")
     lr_scheduler_type: str = field("linear", help="learning-rate schedule after warmup (transformers' names: "
                                    "linear, cosine, constant, ...)")
-    warmup_steps: float = field(0.0, help="learning-rate warmup: a number of steps, or a fraction of all steps "
+    warmup_steps: float = field(0.0, ge=0, help="learning-rate warmup: a number of steps, or a fraction of all steps "
                                 "when below 1")
-    weight_decay: float = field(0.0, help="AdamW weight decay")
-    num_train_epochs: float = field(1.0, help="passes over the training data (ignored when --max-steps > 0)")
-    max_steps: int = field(-1, help="optimizer steps to run; <= 0 = train for --num-train-epochs")
-    per_device_train_batch_size: int = field(8, help="examples per device (process) per micro-step")
-    gradient_accumulation_steps: int = field(1, help="micro-steps per optimizer step (global batch = per-device "
+    weight_decay: float = field(0.0, ge=0, help="AdamW weight decay")
+    num_train_epochs: float = field(1.0, gt=0, help="passes over the training data (ignored when --max-steps > 0)")
+    max_steps: int = field(-1, ge=-1, help="optimizer steps to run; <= 0 = train for --num-train-epochs")
+    per_device_train_batch_size: int = field(8, ge=1, help="examples per device (process) per micro-step")
+    gradient_accumulation_steps: int = field(1, ge=1, help="micro-steps per optimizer step (global batch = per-device "
                                              "batch x accumulation x processes)")
     length_micro_batches: bool = field(True, help="run each (randomly drawn) batch as micro-batches of similar "
                                        "length, each padded only to its own longest row, gradients accumulated: "
@@ -51,21 +51,21 @@ class TrainingOptions:
     gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass (less memory, "
                                          "more compute)")
     lora: bool = field(False, help="train a LoRA adapter (peft) instead of all weights")
-    lora_r: int = field(16, help="LoRA rank")
-    lora_alpha: int = field(32, help="LoRA alpha (scale = alpha / r)")
-    lora_dropout: float = field(0.05, help="dropout on the LoRA path")
+    lora_r: int = field(16, ge=1, help="LoRA rank")
+    lora_alpha: int = field(32, ge=1, help="LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = field(0.05, ge=0, lt=1, help="dropout on the LoRA path")
     lora_target_modules: list[str] | None = field(None, help="module names LoRA adapts (e.g. q_proj v_proj; "
                                                   "comma-separated also works); default: all linear layers")
-    logging_steps: int = field(10, help="log the loss every this many steps; a run of fewer than 5x this many "
+    logging_steps: int = field(10, ge=1, help="log the loss every this many steps; a run of fewer than 5x this many "
                                "--max-steps logs every max-steps/5 steps, so its first and last loss differ")
-    save_steps: int = field(0, help="write a resumable checkpoint every this many steps (0 = none)")
-    save_total_limit: int = field(2, help="checkpoints kept on disk")
+    save_steps: int = field(0, ge=0, help="write a resumable checkpoint every this many steps (0 = none)")
+    save_total_limit: int = field(2, ge=1, help="checkpoints kept on disk")
     resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' "
                                                "(or 'latest') for the newest one in the stage's checkpoints/ "
                                                "folder; every process of a launch reads its own part")
     report_to: str = field("none", help="experiment trackers (Trainer's report_to): none, tensorboard, wandb, ...")
     seed: int = field(0, help="seed for initialisation, data order and dropout")
-    threads: int = field(0, help="CPU threads for torch per process (0 = leave torch's default)")
+    threads: int = field(0, ge=0, help="CPU threads for torch per process (0 = leave torch's default)")
 
     def lora_targets(self) -> str | list[str]:
         """peft's target_modules: the named modules, or "all-linear" when none are named."""

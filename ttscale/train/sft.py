@@ -21,7 +21,7 @@ from ttscale.train.batching import LengthMicroBatches, TokenCount, grouped_sampl
 class SFTArgs(TrainingOptions):
     """Training options of SFT stages: the shared ones plus what SFT adds (inherit them in a stage Config)."""
     learning_rate: float = default_for("learning_rate", 1e-4)
-    max_length: int = field(1024, help="tokens kept per example (prompt + completion); longer ones are cut at the end")
+    max_length: int = field(1024, ge=1, help="tokens kept per example (prompt + completion); longer ones are cut at the end")
     merge_lora: bool = field(True, help="with --lora, merge the adapter into the weights before saving (a plain "
                              "checkpoint any backend loads); false saves the adapter folder only")
 

@@ -42,23 +42,23 @@ class Config(SFTArgs):
     lora: bool = default_for("lora", False, help="not available in train-policy: the policy starts from random "
                              "weights, so all of them are trained")
     max_length: int = default_for("max_length", 512, SFTArgs)
-    n_train: int = field(4000, help="training problems (levels round-robin)")
+    n_train: int = field(4000, ge=1, help="training problems (levels round-robin)")
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5], help="toy-world levels to train and evaluate")
-    hidden_size: int = field(64, help="model width")
-    num_layers: int = field(2, help="transformer layers")
-    num_heads: int = field(4, help="attention heads")
-    vocab_size: int = field(512, help="BPE tokenizer vocabulary size (digits are always single tokens)")
-    mistake_rate: float = field(0.02, help="probability that a level-1 training solution has an injected mistake")
-    mistake_rate_max: float = field(0.1, help="the same probability at the hardest level (linear in between)")
+    hidden_size: int = field(64, ge=1, help="model width")
+    num_layers: int = field(2, ge=1, help="transformer layers")
+    num_heads: int = field(4, ge=1, help="attention heads")
+    vocab_size: int = field(512, ge=64, help="BPE tokenizer vocabulary size (digits are always single tokens)")
+    mistake_rate: float = field(0.02, ge=0, le=1, help="probability that a level-1 training solution has an injected mistake")
+    mistake_rate_max: float = field(0.1, ge=0, le=1, help="the same probability at the hardest level (linear in between)")
     mistake_kinds: list[str] = field(default_factory=lambda: list(MISTAKE_KINDS),
                                      help="kinds of injected mistakes the policy learns to make: slip (arithmetic), "
                                           "operand, operation, drop (a skipped step)")
-    misread_rate: float = field(0.0, help="probability that a training solution of a trap problem misreads the "
+    misread_rate: float = field(0.0, ge=0, le=1, help="probability that a training solution of a trap problem misreads the "
                                 "trap (the same wrong step every time), so the policy repeats it on most samples")
-    eval_problems: int = field(20, help="held-out problems per level for the correctness report")
-    eval_samples: int = field(4, help="sampled solutions per held-out problem")
-    temperature: float = field(0.8, help="sampling temperature for the report")
-    max_new_tokens: int = field(200, help="generation limit per solution in the report")
+    eval_problems: int = field(20, ge=0, help="held-out problems per level for the correctness report")
+    eval_samples: int = field(4, ge=1, help="sampled solutions per held-out problem")
+    temperature: float = field(0.8, ge=0, help="sampling temperature for the report")
+    max_new_tokens: int = field(200, ge=1, help="generation limit per solution in the report")
 
     def __post_init__(self):
         if self.lora:

@@ -37,7 +37,7 @@ class Config(TrainingOptions):
                              help="format of --data/--eval-data (converted to native rows on reading)")
     eval_data: str | None = field(None, help="held-out data for evaluation during training (same format); "
                                   "default: hold out --eval-fraction of the problems of --data")
-    eval_fraction: float = field(0.05, help="fraction of the problems held out for evaluation when --eval-data "
+    eval_fraction: float = field(0.05, ge=0, lt=1, help="fraction of the problems held out for evaluation when --eval-data "
                                  "is not given (0 = no evaluation)")
     formulation: Literal["token-classification", "causal-lm", "implicit", "generative"] = field(
         "token-classification", help="token-classification: a per-token classifier head read at each step tag; "
@@ -57,9 +57,9 @@ class Config(TrainingOptions):
     negative_weight: float = field(1.0, gt=0, help="weight of the wrong-step part of the loss (1 = plain "
                                    "cross-entropy; >1 counts each wrong step as that many: 9 in 10 of the demo's "
                                    "labelled steps are right, and the rare wrong ones decide a search's ranking)")
-    threshold: float = field(0.0, help="tau: a step is correct when its MC fraction (or stored label) is > tau; "
+    threshold: float = field(0.0, ge=0, lt=1, help="tau: a step is correct when its MC fraction (or stored label) is > tau; "
                              "hard labels are re-derived from mc_correct/mc_total when the rows carry them")
-    num_labels: int = field(0, help="token-classification outputs per token: 2 (softmax, cross-entropy) or 1 "
+    num_labels: int = field(0, choices=[0, 1, 2], help="token-classification outputs per token: 2 (softmax, cross-entropy) or 1 "
                             "(sigmoid, BCE); 0 = 2 for hard labels, 1 for soft labels")
     train_on_last_step_only: bool = field(False, help="only the last labelled step of each row carries a loss "
                                           "(an outcome-reward-style ablation)")
@@ -71,20 +71,18 @@ class Config(TrainingOptions):
         "of a newline, or of the whole vocabulary (transformers' default)")
     positive_token: str = field("+", help="causal-lm: the token whose probability means 'step correct'")
     negative_token: str = field("-", help="causal-lm: the token whose probability means 'step wrong'")
-    max_length: int = field(2048, help="max tokens per example; the problem is left-truncated to keep every step")
+    max_length: int = field(2048, ge=1, help="max tokens per example; the problem is left-truncated to keep every step")
     drop_overlong: bool = field(False, help="drop (and count) examples whose steps alone exceed --max-length "
                                 "instead of stopping with an error naming the row")
     lora: bool = default_for("lora", False, help="train a LoRA adapter (peft; TOKEN_CLS or CAUSAL_LM to match "
                              "the formulation) instead of all weights; merged into the saved model, the adapter "
                              "kept in adapter/")
     seed: int = default_for("seed", 0, help="seed for initialisation, the eval split, data order and dropout")
-    per_device_eval_batch_size: int | None = field(None, help="examples per device per evaluation step "
+    per_device_eval_batch_size: int | None = field(None, ge=1, help="examples per device per evaluation step "
                                                    "(default: --per-device-train-batch-size)")
-    eval_steps: int = field(0, help="also evaluate every this many steps during training (0 = once, at the end)")
+    eval_steps: int = field(0, ge=0, help="also evaluate every this many steps during training (0 = once, at the end)")
 
     def __post_init__(self) -> None:
-        if self.num_labels not in (0, 1, 2):
-            raise ValueError(f"num_labels must be 0 (auto), 1 or 2, got {self.num_labels}")
         if self.num_labels == 1 and self.formulation != "token-classification":
             raise ValueError(f"num_labels 1 applies to token-classification, not {self.formulation}")
         if self.formulation == "generative" and (self.lora or self.label_mode != "hard"):

@@ -33,7 +33,7 @@ class Config(SFTArgs):
                             positional=True)
     model: str = field(help="base model to fine-tune: a save_pretrained folder or hub name (usually the "
                        "policy checkpoint)")
-    max_attempts: int = field(DEFAULT_MAX_ATTEMPTS, help="previous attempts kept in the prompt (the last ones); "
+    max_attempts: int = field(DEFAULT_MAX_ATTEMPTS, ge=0, help="previous attempts kept in the prompt (the last ones); "
                               "search reads it from revision_format.json")
 
     def __post_init__(self):
