@@ -180,7 +180,23 @@ def test_a_subsampled_budget_comes_from_the_larger_run_and_says_so(tmp_path):
     points = evaluate_runs([small, big], notes=notes)
     at4 = [p for p in points if p.budget == 4]
     assert at4 and all(p.source_budget == 8 for p in at4)
-    assert notes and all("N=8 run, not the N=4 run" in n for n in notes)
+    # one line for the pair of runs, naming both, the larger one read
+    assert len(notes) == 1 and f"are in both {big.path} and {small.path}: read from {big.path}" in notes[0]
+
+
+def test_one_sample_set_in_two_runs_is_read_from_each_methods_own_run_and_said_once(tmp_path):
+    """A majority run and a weighted best-of-N run of the same size both give all three parallel methods: each
+    method comes from its own strategy's run, and the notes say so in one line per pair, not one per point."""
+    maj = _run_with(tmp_path, "maj", "majority", 4, data_seed=1, run_seed=0)
+    wbon = _run_with(tmp_path, "wbon", "weighted-best-of-n", 4, data_seed=2, run_seed=0)
+    notes: list[str] = []
+    points = evaluate_runs([maj, wbon], notes=notes)
+    for p in points:
+        own = {"majority": maj.path, "weighted-best-of-n": wbon.path}.get(p.config["strategy"])
+        if own:
+            assert p.source == own
+    assert len(notes) == 2 and all("are in both" in n for n in notes)
+    assert not any("not the N=4 run" in n for n in notes)
 
 
 def test_paired_difference_hand_computed():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import importlib
 import typing
 
@@ -20,11 +21,13 @@ def _one_line_error(capsys, argv: list[str], *needles: str) -> str:
     except SystemExit as e:   # argparse's own exit (the process exits with its code)
         rc = e.code
     assert rc == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    err = capsys.readouterr().err
+    # progress bars may come before it; the error itself is one line, and no traceback
+    lines = [ln for ln in err.splitlines() if "error" in ln.lower() or "traceback" in ln.lower()]
+    assert len(lines) == 1 and lines[0].startswith("ttscale") and "Traceback" not in err, err
     for n in needles:
-        assert n in err, err
-    return err
+        assert n in lines[0], err
+    return lines[0]
 
 
 def test_every_numeric_option_of_every_stage_has_bounds():
@@ -48,3 +51,39 @@ def test_out_of_range_values_a_broken_config_and_a_mistyped_choice_are_one_line(
     _one_line_error(capsys, ["train-prm", "--config", str(tmp_path / "bad.yaml")], "cannot read it as YAML")
     _one_line_error(capsys, ["search", str(tmp_path / "run"), "--strategy", "beem"], "did you mean 'beam'?")
     assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_mistyped_or_wrong_kind_of_model_stops_search_before_it_writes(capsys, tmp_path, tiny_lm_dir, prm_dir):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text('{"id": "a", "problem": "1 + 1?", "answer": "2"}\n')
+    run = tmp_path / "run"
+    base = ["search", str(run), "--problems", str(problems), "--device", "cpu", "--threads", "1"]
+    _one_line_error(capsys, [*base, "--policy", str(tmp_path / "polcy")], "--policy", "no such file or folder")
+    _one_line_error(capsys, [*base, "--policy", str(tiny_lm_dir), "--prm", str(tmp_path / "pmr"), "--strategy",
+                             "beam"], "--prm", "no such file or folder")
+    _one_line_error(capsys, [*base, "--policy", str(prm_dir), "--prm", str(prm_dir)], "is a PRM folder", "--prm")
+    _one_line_error(capsys, [*base, "--policy", str(tiny_lm_dir), "--prm", str(tiny_lm_dir), "--strategy", "beam"],
+                    "a policy, not a PRM")
+    assert not run.exists()    # nothing written: the corrected command starts afresh, not refused
+    assert main([*base, "--policy", str(tiny_lm_dir), "--strategy", "majority", "--budget", "2",
+                 "--max-new-tokens", "8"]) == 0
+    assert f"wrote {run / 'dataset'}" in capsys.readouterr().out
+
+
+def test_evaluate_of_a_mistyped_run_leaves_no_output(capsys, tmp_path):
+    _one_line_error(capsys, ["evaluate", str(tmp_path / "runs" / "nope"), "--out", str(tmp_path / "ev")])
+    assert not (tmp_path / "ev").exists()
+
+
+def test_label_says_what_the_prefilter_dropped_and_ends_in_one_line_that_does_not_block_the_fix(
+        capsys, tmp_path, tiny_lm_dir):
+    from ttscale.data.toy_world import generate_problems
+
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps({"id": p["id"], "problem": p["problem"], "answer": p["answer"]}) + "\n"
+                                for p in generate_problems(2, seed=1, levels=(1,))))
+    argv = ["label", str(tmp_path / "lab"), "--problems", str(problems), "--policy", str(tiny_lm_dir), "--threads",
+            "1", "--num-solutions", "2", "--rollouts", "1", "--max-new-tokens", "8"]
+    err = _one_line_error(capsys, argv, "pre-filter dropped all 2 problems", "--prefilter false")
+    assert main(argv + ["--prefilter", "false"]) == 0      # the fix runs: nothing left behind refuses it
+    assert (tmp_path / "lab" / "dataset").exists() and err

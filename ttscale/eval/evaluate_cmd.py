@@ -212,15 +212,15 @@ def _tune(cfg: Config, runs: list[Run], points: list, out: Path) -> dict[str, An
 def run(cfg: Config) -> int:
     cfg.apply_threads()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     tuned = read_tuned(cfg.tuned) if cfg.tuned else None
     if tuned:   # knobs chosen on another split win over this config's own values
         cfg = dataclasses.replace(cfg, **tuned["knobs"])
-    (out / "evaluate_config.yaml").write_text(to_yaml(cfg))
     try:
         runs = load_runs(cfg.runs)
     except (FileNotFoundError, ValueError) as e:   # a run folder that is not one: the user's to fix
         raise UserError(str(e)) from None
+    out.mkdir(parents=True, exist_ok=True)   # only once its inputs read: a mistyped run leaves nothing behind
+    (out / "evaluate_config.yaml").write_text(to_yaml(cfg))
     runs, run_notes = common_problems(runs)
     points = evaluate_runs(runs, cfg.subsamples, cfg.seed, notes=run_notes)
     oracle_bins = predicted_bins = None

@@ -85,6 +85,8 @@ class Point:
     run_tokens: float = 0.0     # mean tokens run per problem: prompts (not cached) + generated, every model
     flops_known: bool = True    # False: some model's size was unknown, its FLOPs read 0
     problem_cost: np.ndarray | None = None   # [COST_AXES × problems] each problem's cost (None: the mean for all)
+    source: str = ""            # the run it was read from
+    source_own: bool = True     # that run's strategy is this point's own (majority read from a majority run)
 
     def cost(self, axis: str) -> float:
         """Mean cost per problem on a COST_AXES axis."""
@@ -247,7 +249,7 @@ def evaluate_run(run: Run, subsamples: int = 16, seed: int = 0) -> list[Point]:
             points.append(Point(method=sel.method, config=config, budget=budget, ids=ids, hits=h,
                                 tokens=float(tokens), flops=float(flops), default=default,
                                 source_budget=run.budget, run_tokens=float(run_tokens), flops_known=flops_known,
-                                problem_cost=per_problem))
+                                problem_cost=per_problem, source=run.path, source_own=sel.strategy == run.strategy))
     return points
 
 
@@ -313,8 +315,9 @@ def evaluate_runs(runs: Sequence[Run], subsamples: int = 16, seed: int = 0,
                   notes: list[str] | None = None) -> list[Point]:
     """All runs' points. Runs that differ only in seed are pooled into one point per (method, aggregation,
     voting, budget), with the number of seeds kept; runs that differ in anything else get distinct labels.
-    A budget that several parallel runs reach by subsampling (N=4 from an N=8 and an N=16 run) comes from the
-    largest run, and `notes` says so — nothing is dropped silently."""
+    A point that several parallel runs give (N=4 from an N=8 and an N=16 run, or majority from a majority run and
+    a best-of-N run) comes from the largest run, then from the run of its own strategy, and `notes` says so,
+    one line per pair of runs — nothing is dropped silently."""
     suffix = _disambiguate(runs)
     pooled: dict[tuple, list[Point]] = {}
     for run in runs:
@@ -324,15 +327,21 @@ def evaluate_runs(runs: Sequence[Run], subsamples: int = 16, seed: int = 0,
                 pt.method += suffix[ident]
             pooled.setdefault((ident, pt.key), []).append(pt)
     best: dict[tuple, Point] = {}
+    shared: dict[tuple[str, str], list[tuple]] = {}
     for (ident, key), pts in pooled.items():
         pt = pool_seeds(pts)
         if key in best:
-            keep, drop = (pt, best[key]) if pt.source_budget > best[key].source_budget else (best[key], pt)
-            if notes is not None:
-                notes.append(f"{keep.method} {key[1]}/{key[2]} at N={key[3]}: taken from the N={keep.source_budget}"
-                             f" run, not the N={drop.source_budget} run")
+            rank = lambda p: (p.source_budget, p.source_own)   # noqa: E731
+            keep, drop = (pt, best[key]) if rank(pt) > rank(best[key]) else (best[key], pt)
+            shared.setdefault((keep.source, drop.source), []).append(key)
             pt = keep
         best[key] = pt
+    if notes is not None:
+        for (keep, drop), keys in shared.items():
+            methods = sorted({k[0] for k in keys})
+            notes.append(f"{len(keys)} points ({', '.join(methods)}, N={min(k[3] for k in keys)}..{max(k[3] for k in keys)}) "
+                         f"are in both {keep} and {drop}: read from {keep} (the larger run, else the one of the "
+                         f"method's own strategy)")
     return list(best.values())
 
 

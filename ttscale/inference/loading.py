@@ -126,3 +126,30 @@ def load_generator(backend: str, model: Any, **kw: Any):
         base_url = kw.pop("base_url", "http://127.0.0.1:8000/v1")
         return OpenAIGenerator(base_url, model, **kw)
     raise UserError(f"unknown backend {backend!r}; choose transformers, vllm or openai")
+
+
+def check_model_path(path: str | None, flag: str, kind: str = "model", backend: str = "transformers") -> None:
+    """One line (UserError) before anything loads or is written, when `path` names no model it could be: a local
+    path that does not exist (a hub id, "org/name", is left to the hub), or a model of the wrong kind for its flag
+    (a PRM folder given as the policy, a causal LM given as the PRM)."""
+    import json
+    from pathlib import Path
+
+    from ttscale.inference.prm_inputs import SPEC_FILE
+
+    if not path or backend == "openai":   # a served model's name is the server's to check
+        return
+    p = Path(path).expanduser()
+    if not p.exists():
+        if kind == "allocation file" or path.startswith((".", "/", "~")) or path.count("/") != 1 or \
+                path.endswith((".gguf", "/")):
+            raise UserError(f"{flag} {path}: no such file or folder; pass a model folder, a .gguf file or a hub id")
+        return                                   # "org/name": a hub id, fetched when loaded
+    spec_file = p / SPEC_FILE if p.is_dir() else None
+    if kind in ("policy", "revision model") and spec_file is not None and spec_file.is_file():
+        raise UserError(f"{flag} {path} is a PRM folder (it has {SPEC_FILE}), not a {kind}; pass it as --prm")
+    if kind == "PRM" and spec_file is not None and not spec_file.is_file() and (p / "config.json").is_file():
+        archs = json.loads((p / "config.json").read_text()).get("architectures") or []
+        if any(a.endswith("ForCausalLM") for a in archs):
+            raise UserError(f"{flag} {path} holds a causal LM without {SPEC_FILE}: a policy, not a PRM; pass a folder "
+                            f"`ttscale train-prm` wrote, or --prm-style for another PRM family")

@@ -56,7 +56,15 @@ class SearchArgs(StrategyOptions):
         return get_strategy(self.strategy, self.strategy_options())
 
     def check_models(self) -> None:
-        """Raise (ValueError) when the strategy cannot run with the models this config names, before any loads."""
+        """Raise (ValueError / UserError) when the strategy cannot run with the models this config names, or a model
+        path names nothing (or a model of the wrong kind), before any loads and before anything is written."""
+        from ttscale.inference.loading import check_model_path
+
+        check_model_path(self.policy, "--policy", "policy", self.backend)
+        check_model_path(self.revision_model, "--revision-model", "revision model",
+                         getattr(self, "reviser_backend", None) or self.backend)
+        check_model_path(self.prm, "--prm", "PRM" if self.prm_style == "auto" else "model")
+        check_model_path(self.allocation, "--allocation", "allocation file")
         dry = SearchContext(generator=PENDING if self.policy else None, scorer=PENDING if self.prm else None,
                             reviser=PENDING if self.revision_model else None, settings=self.settings())
         self.make_strategy().validate(self.budget, dry)

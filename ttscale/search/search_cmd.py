@@ -131,4 +131,6 @@ def run(cfg: Config) -> int:
         bar.close()
     summary = finalize(out, {"policy": cfg.policy, "reviser": cfg.revision_model, "prm": cfg.prm})
     print(json.dumps(summary, indent=1))
+    print(f"[search] wrote {out / 'dataset'} and {out / 'summary.json'} ({len(problems)} problems; "
+          f"`ttscale evaluate {out}` reads it)")
     return 0

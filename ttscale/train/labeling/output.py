@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -130,6 +131,17 @@ def finalize(run_dirs: list[Path], out: Path, export: str | None = None) -> dict
     if not parts:
         raise SystemExit(f"no labelled parts found in {', '.join(map(str, run_dirs))}")
     summary = summarize(parts)
+    dropped = summary["problems_dropped_by_prefilter"]
+    if dropped:
+        print(f"[label] the pre-filter dropped {dropped} of {summary['problems']} problems: their sampled solutions "
+              f"were all right or all wrong (pass rate <= --min-pass or >= --max-pass), so their steps carry no "
+              f"signal; --prefilter false labels them anyway")
+    if summary["solutions"] == 0 and dropped:
+        for d in run_dirs:   # they hold no row: nothing to resume, and --prefilter false must start afresh
+            shutil.rmtree(Path(d) / "parts", ignore_errors=True)
+            (Path(d) / "run.json").unlink(missing_ok=True)
+        raise SystemExit(f"nothing to label: the pre-filter dropped all {dropped} problems; use --prefilter false "
+                         f"or harder problems")
     out.mkdir(parents=True, exist_ok=True)
     skipped = join_sidecars(parts, out)
     check_any_processed(summary["problems"] - summary["skipped"], skipped)
