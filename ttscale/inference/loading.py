@@ -141,10 +141,10 @@ def check_model_path(path: str | None, flag: str, kind: str = "model", backend: 
         return
     p = Path(path).expanduser()
     if not p.exists():
-        if kind == "allocation file" or path.startswith((".", "/", "~")) or path.count("/") != 1 or \
+        if kind == "allocation file" or path.startswith((".", "/", "~")) or path.count("/") > 1 or \
                 path.endswith((".gguf", "/")):
             raise UserError(f"{flag} {path}: no such file or folder; pass a model folder, a .gguf file or a hub id")
-        return                                   # "org/name": a hub id, fetched when loaded
+        return                                   # "org/name" or "name": a hub id, fetched when loaded
     spec_file = p / SPEC_FILE if p.is_dir() else None
     if kind in ("policy", "revision model") and spec_file is not None and spec_file.is_file():
         raise UserError(f"{flag} {path} is a PRM folder (it has {SPEC_FILE}), not a {kind}; pass it as --prm")
