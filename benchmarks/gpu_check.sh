@@ -83,7 +83,7 @@ for cfg in $SHARDED; do
   echo "-- $cfg"
   timeout 180 "$PY" -m accelerate.commands.launch --config_file "accelerate_configs/$cfg.yaml" --num_processes 1 \
     --mixed_precision no -m ttscale train-prm --model "$WORK/smollm2" --data "$WORK/prm_rows.jsonl" \
-    --output-dir "$WORK/prm_$cfg" --max-steps "$SHARDED_STEPS" --per-device-train-batch-size 4 --precision fp32 \
+    "$WORK/prm_$cfg" --max-steps "$SHARDED_STEPS" --per-device-train-batch-size 4 --precision fp32 \
     --learning-rate 1e-5 --eval-fraction 0 --logging-steps 1 --threads 4 | tail -n 1
 done
 # shellcheck disable=SC2086  # SHARDED is a list of words

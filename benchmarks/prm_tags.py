@@ -79,7 +79,7 @@ def choice_options(choice: str, args) -> list[str]:
 def train(choice: str, args, seed: int, out: Path) -> Path:
     from ttscale.cli import main
 
-    argv = ["train-prm", "--model", args.model, "--data", args.labels, "--output-dir", str(out),
+    argv = ["train-prm", str(out), "--model", args.model, "--data", args.labels,
             "--max-steps", str(args.max_steps), "--learning-rate", str(args.learning_rate),
             "--per-device-train-batch-size", "16", "--eval-fraction", "0", "--seed", str(seed),
             "--threads", str(args.threads), "--logging-steps", "1000", *choice_options(choice, args)]

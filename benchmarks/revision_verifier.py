@@ -56,7 +56,7 @@ def main() -> None:
     if not (out / "prm_rev" / "ttscale_prm.json").exists():
         ttscale("train-prm", "--config", str(RECIPES / "prm.yaml"), "--model", str(demo / "prm"), "--data",
                 str(out / "labels" / "dataset"), "--max-steps", str(args.steps), "--learning-rate", args.learning_rate,
-                "--output-dir", str(out / "prm_rev"), *t)
+                str(out / "prm_rev"), *t)
     for name in RUNS:
         mine = out / f"runs_{args.split}" / name
         if not (mine / "dataset").exists():

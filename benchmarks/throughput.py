@@ -95,7 +95,7 @@ def train(args) -> None:
             for mode in ("whole", "micro", "grouped"):
                 out = Path(tmp) / f"{name}-{mode}"
                 stage = {"prm": ["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(demo / "policy"),
-                                 "--data", str(demo / "labels" / "dataset"), "--output-dir", str(out)],
+                                 "--data", str(demo / "labels" / "dataset"), str(out)],
                          "reviser": ["train-revision", "--config", str(rec / "train_revision.yaml"), "--model",
                                      str(demo / "policy"), str(demo / "revisions.jsonl"), str(out)],
                          "policy": ["train-policy", "--config", str(rec / "policy.yaml"), "--eval-problems", "1",

@@ -44,7 +44,7 @@ def test_every_numeric_option_of_every_stage_has_bounds():
 
 
 def test_out_of_range_values_a_broken_config_and_a_mistyped_choice_are_one_line(capsys, tmp_path):
-    _one_line_error(capsys, ["train-prm", "--model", "m", "--data", "d", "--output-dir", str(tmp_path / "o"),
+    _one_line_error(capsys, ["train-prm", str(tmp_path / "o"), "--model", "m", "--data", "d",
                              "--learning-rate", "-1"], "--learning-rate must be > 0")
     _one_line_error(capsys, ["eval-prm", "--data", "d", "--prm", "p", "--threshold", "2"], "--threshold must be in [0, 1]")
     (tmp_path / "bad.yaml").write_text("learning_rate: [1, 2\n")
@@ -87,3 +87,18 @@ def test_label_says_what_the_prefilter_dropped_and_ends_in_one_line_that_does_no
     err = _one_line_error(capsys, argv, "pre-filter dropped all 2 problems", "--prefilter false")
     assert main(argv + ["--prefilter", "false"]) == 0      # the fix runs: nothing left behind refuses it
     assert (tmp_path / "lab" / "dataset").exists() and err
+
+
+def test_train_prm_takes_its_folder_positionally_and_the_old_flag_with_a_notice(capsys):
+    from ttscale.config import parse_config
+    from ttscale.train.train_prm_cmd import Config
+
+    assert parse_config(Config, ["out", "--model", "m", "--data", "d"]).output_dir == "out"
+    capsys.readouterr()
+    assert parse_config(Config, ["--output-dir", "old", "--model", "m", "--data", "d"]).output_dir == "old"
+    notice = capsys.readouterr().err.strip()
+    assert len(notice.splitlines()) == 1 and "--output-dir is deprecated" in notice
+    # a bare --resume-from-checkpoint means the newest checkpoint, as transformers users expect
+    bare = parse_config(Config, ["out", "--model", "m", "--data", "d", "--resume-from-checkpoint"])
+    assert bare.resume() is True
+    assert parse_config(Config, ["out", "--resume-from-checkpoint", "ck", "--model", "m", "--data", "d"]).resume() == "ck"

@@ -68,7 +68,7 @@ def setup(tmp_path_factory):
 
 def _command(setup, config: str, args: list[str], out: str, extra=(), script: str | None = None) -> list[str]:
     target = [str(ROOT / "tests" / script)] if script else ["-m", "ttscale"]
-    where = [str(setup["path"] / out)] if args[0] == "train-revision" else [f"--output-dir={setup['path'] / out}"]
+    where = [str(setup["path"] / out)]   # every training stage takes its output folder positionally
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
             str(ROOT / "accelerate_configs" / config), *extra, *target, *args, *where]
 

@@ -175,14 +175,20 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
         if meta.get("positional"):
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING \
+                    or meta.get("deprecated_flag"):   # an old flag spelling may give it instead
                 kwargs["nargs"] = "?"
             kwargs["default"] = argparse.SUPPRESS
             kwargs["metavar"] = f.name.upper()
             parser.add_argument(f.name, **kwargs)
+            if meta.get("deprecated_flag"):
+                parser.add_argument(meta["deprecated_flag"], dest=f.name + _OLD, default=argparse.SUPPRESS,
+                                    help=argparse.SUPPRESS)
         else:
             flag = _flag(f)
             kwargs["help"] = kwargs["help"] + (f" (default: {default!r})" if default is not None else "")
+            if "bare" in meta:   # the flag alone means this value (--resume-from-checkpoint: the latest)
+                kwargs["nargs"], kwargs["const"] = "?", meta["bare"]
             parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, **kwargs)
     # ArgumentDefaultsHelpFormatter would print "==SUPPRESS=="; defaults are in the help text instead.
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -220,6 +226,15 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
     """Parse `argv` (default sys.argv[1:]) into an instance of the dataclass `cls`."""
     parser = build_parser(cls, prog=prog, description=description)
     ns = vars(parser.parse_intermixed_args(list(sys.argv[1:] if argv is None else argv)))
+    for f in dataclasses.fields(cls):   # old spellings work for one release, with a one-line notice
+        old = ns.pop(f.name + _OLD, None)
+        if old is not None:
+            new = f"the positional {f.name.upper()}"
+            if f.name in ns and ns[f.name] != old:
+                _bad_value(parser, f"{f.metadata['deprecated_flag']} {old} and {new} {ns[f.name]} disagree; give only {new}")
+            print(f"{parser.prog}: warning: {f.metadata['deprecated_flag']} is deprecated and goes in the next release; "
+                  f"give the folder as {new}", file=sys.stderr)
+            ns[f.name] = old
     values: dict[str, Any] = {}
     config_path = ns.pop("config", None)
     hints = typing.get_type_hints(cls)
@@ -278,6 +293,7 @@ class tweak:  # noqa: N801 - reads as a call inside overrides(...)
         self.default, self.meta = default, meta
 
 
+_OLD = "__deprecated_flag"   # the dest of a positional option's old flag spelling
 OMIT = object()   # overrides(x=OMIT): the stage has no use for inherited option x; it keeps its default, unlisted
 
 

@@ -136,7 +136,7 @@ def _steps(out: Path, rec: Path, threads: str, jobs: int = 1, seconds: dict | No
                         str(out / "policy")], out / "policy" / "policy_report.json", (), COSTS["policy"]),
         *_label_steps(out, rec, t, jobs),
         Step("prm", ["train-prm", "--config", str(rec / "prm.yaml"), "--model", str(out / "policy"),
-                     "--data", str(out / "labels" / "dataset"), "--output-dir", str(out / "prm"), *t],
+                     "--data", str(out / "labels" / "dataset"), str(out / "prm"), *t],
              out / "prm" / "ttscale_prm.json", ("label",), COSTS["prm"]),
         Step("prm-eval", ["eval-prm", "--config", str(rec / "eval_prm.yaml"), "--data", str(out / "prm_heldout.jsonl"),
                           "--prm", str(out / "prm"), "--threshold-from", str(out / "prm_fit.jsonl"),

@@ -60,9 +60,10 @@ class TrainingOptions:
                                "--max-steps logs every max-steps/5 steps, so its first and last loss differ")
     save_steps: int = field(0, ge=0, help="write a resumable checkpoint every this many steps (0 = none)")
     save_total_limit: int = field(2, ge=1, help="checkpoints kept on disk")
-    resume_from_checkpoint: str | None = field(None, help="a checkpoint folder to continue from, or 'last' "
-                                               "(or 'latest') for the newest one in the stage's checkpoints/ "
-                                               "folder; every process of a launch reads its own part")
+    resume_from_checkpoint: str | None = field(None, bare="last", help="continue from a checkpoint: the flag "
+                                               "alone (or 'last') takes the newest one in the stage's checkpoints/ "
+                                               "folder, a path that folder; every process of a launch reads its "
+                                               "own part")
     report_to: str = field("none", help="experiment trackers (Trainer's report_to): none, tensorboard, wandb, ...")
     seed: int = field(0, help="seed for initialisation, data order and dropout")
     threads: int = field(0, ge=0, help="CPU threads for torch per process (0 = leave torch's default)")

@@ -23,14 +23,15 @@ from ttscale.train.options import TrainingOptions, default_for, is_main_process,
 from ttscale.train.batching import TokenCount
 
 
-@dataclass(kw_only=True)  # kw_only: the required --model, --data, --output-dir follow defaulted options
+@dataclass(kw_only=True)  # kw_only: the required --model, --data and OUTPUT_DIR follow defaulted options
 class Config(TrainingOptions):
     """Train a PRM (token classification or causal-LM "+"/"-") with transformers.Trainer.
 
     The training options (learning rate, steps, batch, precision, LoRA, ...) are ttscale.train.options'."""
     model: str = field(help="base model folder or hub name (a causal LM, or an existing PRM to continue)")
     data: str = field(help="step-labelled training data (.jsonl, .parquet or a datasets folder)")
-    output_dir: str = field(help="where the trained PRM folder is written (checkpoints go in checkpoints/ inside)")
+    output_dir: str = field(help="where the trained PRM folder is written (checkpoints go in checkpoints/ inside)",
+                            positional=True, deprecated_flag="--output-dir")
     tokenizer: str | None = field(None, help="tokenizer folder or hub name (default: --model)")
     data_format: str = field("ttscale", choices=["ttscale", "math-shepherd", "trl-stepwise", "prm800k",
                                                  "processbench", "rlhflow"],
