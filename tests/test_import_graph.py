@@ -93,8 +93,8 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
 
 
 # Top-level modules: the base every layer may use (config, errors) and the application that drives the stages
-# (cli, `ttscale demo`), which sits above every layer.
-APP = {"ttscale.cli", "ttscale.__main__", "ttscale.demo_cmd", "ttscale.demo_queue"}
+# (cli, `ttscale demo`, the Python API), which sits above every layer.
+APP = {"ttscale.cli", "ttscale.__main__", "ttscale.demo_cmd", "ttscale.demo_queue", "ttscale.api"}
 
 
 def subpackage(mod: str) -> str:
