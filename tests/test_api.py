@@ -1,4 +1,4 @@
-"""The Python API: TRL's PRMTrainer call on TRL's stepwise dataset, ttscale.search and load_scorer."""
+"""The Python API: TRL's PRMTrainer call on TRL's stepwise dataset, ttscale.run_search and load_scorer."""
 from __future__ import annotations
 
 import numpy as np
@@ -49,7 +49,7 @@ def test_a_trl_prmtrainer_script_runs_with_one_import_changed(tmp_path):
 def test_search_in_python_returns_answers_and_the_compute_spent(tiny_lm_dir, prm_dir):
     import ttscale
 
-    out = ttscale.search(["Tom has 3 apples and buys 4 more. How many apples does he have?",
+    out = ttscale.run_search(["Tom has 3 apples and buys 4 more. How many apples does he have?",
                           {"id": "q2", "problem": "What is 2 + 5?", "answer": "7"}],
                          policy=str(tiny_lm_dir), prm=str(prm_dir), strategy="weighted-best-of-n", budget=2,
                          max_new_tokens=12, device="cpu", prm_device="cpu", threads=1)

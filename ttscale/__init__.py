@@ -1,12 +1,12 @@
 """ttscale: train PRMs and revision models, and spend test-time compute with them.
 
-The Python API (ttscale.api): `PRMConfig` and `PRMTrainer` (TRL's PRMTrainer call), `search`, `load_scorer`.
+The Python API (ttscale.api): `PRMConfig` and `PRMTrainer` (TRL's PRMTrainer call), `run_search`, `load_scorer`.
 They load on first use, so `import ttscale` stays light.
 """
 
 __version__ = "0.1.0"
 
-_API = {"PRMConfig": "ttscale.api", "PRMTrainer": "ttscale.api", "search": "ttscale.api",
+_API = {"PRMConfig": "ttscale.api", "PRMTrainer": "ttscale.api", "run_search": "ttscale.api",
         "load_scorer": "ttscale.inference.scorers_load"}
 __all__ = ["__version__", *_API]
 

@@ -1,4 +1,4 @@
-"""ttscale's Python face: `PRMConfig` / `PRMTrainer` for users of TRL's removed PRMTrainer, `search`, `load_scorer`.
+"""ttscale's Python face: `PRMConfig` / `PRMTrainer` for users of TRL's removed PRMTrainer, `run_search`, `load_scorer`.
 
     from ttscale import PRMConfig, PRMTrainer
     args = PRMConfig(output_dir="prm", learning_rate=3e-4, max_steps=2000, per_device_train_batch_size=16)
@@ -120,7 +120,7 @@ def _write_rows(dataset: Any, path: Path) -> tuple[Path, str]:
     return path, fmt
 
 
-def search(problems: Sequence[Any], *, policy: str, prm: str | None = None, strategy: str = "weighted-best-of-n",
+def run_search(problems: Sequence[Any], *, policy: str, prm: str | None = None, strategy: str = "weighted-best-of-n",
            budget: int = 16, **options: Any) -> list[dict[str, Any]]:
     """Search each problem (text, or a dict with `problem` and optionally `id`, `answer`) with `strategy` at
     `budget`, in this process; any `ttscale search` option is a keyword (revision_model, temperature,
