@@ -161,12 +161,13 @@ def test_generate_stage_writes_rows(tmp_path, tiny_lm_dir):
     src = tmp_path / "problems.jsonl"
     src.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"What is {i} + 4?", "answer": str(i + 4)}) + "\n"
                            for i in range(3)))
-    out = tmp_path / "samples.jsonl"
+    out = tmp_path / "samples"      # a folder, as every producing stage writes
     argv = ["generate", str(out), "--problems", str(src), "--policy", str(tiny_lm_dir), "--n", "2",
             "--temperature", "1.0", "--max-new-tokens", "12", "--until", "step", "--stop", "e", "--seed", "3",
             "--batch-size", "4"]
     assert main(argv) == 0
-    rows = read_table(out).to_list()
+    assert (out / "config.yaml").is_file()
+    rows = read_table(out / "samples.jsonl").to_list()
     assert [(r["id"], r["sample"]) for r in rows] == [(f"p{i}", j) for i in range(3) for j in range(2)]
     assert set(rows[0]) == {"id", "problem", "sample", "completion", "num_tokens", "finish_reason", "answer",
                             "extracted_answer", "correct"}
@@ -182,7 +183,7 @@ def test_generate_stage_writes_rows(tmp_path, tiny_lm_dir):
     direct = g.generate([build_prompt(r["problem"], g.tokenizer) for r in rows[::2]],
                         SamplingParams(n=2, temperature=1.0, max_new_tokens=12, stop=("e", "\n\n"), seed=3))
     assert [c.text for o in direct for c in o] == [r["completion"] for r in rows]
-    assert (tmp_path / "samples.config.yaml").read_text().count("policy:") == 1
+    assert (out / "config.yaml").read_text().count("policy:") == 1
 
 
 def test_generate_rows_carry_answer_and_correctness(tmp_path, tiny_lm_dir, monkeypatch):
@@ -201,7 +202,7 @@ def test_generate_rows_carry_answer_and_correctness(tmp_path, tiny_lm_dir, monke
     src.write_text(json.dumps({"id": "a", "problem": "What is 1 + 4?", "answer": "5"}) + "\n"
                    + json.dumps({"id": "b", "problem": "What is 2 + 4?", "answer": "6"}) + "\n"
                    + json.dumps({"id": "c", "problem": "What is 3 + 4?"}) + "\n")
-    out = tmp_path / "samples.jsonl"
+    out = tmp_path / "samples.jsonl"   # the old form, a file: still written, with a notice
     assert main(["generate", str(out), "--problems", str(src), "--policy", str(tiny_lm_dir), "--n", "2"]) == 0
     got = [(r["id"], r["extracted_answer"], r["correct"]) for r in read_table(out).to_list()]
     assert got == [("a", "5", True), ("a", None, False), ("b", "5", False), ("b", None, False),

@@ -63,6 +63,6 @@ def test_first_run_commands_work_verbatim(where, demo_like, clone_root, tmp_path
                           timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     work = Path((tmp_path / "cwd.txt").read_text().strip())
-    rows = [json.loads(l) for l in (work / "samples.jsonl").read_text().splitlines()]
+    rows = [json.loads(l) for l in (work / "samples" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 4 * 2 and {"extracted_answer", "correct"} <= set(rows[0])
     assert json.loads((work / "runs" / "bon" / "summary.json").read_text())

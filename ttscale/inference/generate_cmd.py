@@ -8,6 +8,7 @@ none), `extracted_answer` the sample's final answer (null when it gives none), `
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ from ttscale.inference.sampling_args import SamplingArgs
 @overrides(temperature=0.7)
 class Config(ExecutorArgs, SamplingArgs, GeneratorArgs, ProblemArgs):
     """Sample step-by-step solutions for a problem set."""
-    output: str = field(help="where to write the samples: .jsonl, .parquet, or a datasets folder", positional=True,
-                        run_key=False)
+    output: str = field(help="output folder: OUT/samples.jsonl (one row per sample: completion, extracted answer, "
+                        "correct) and OUT/config.yaml; a path ending in .jsonl or .parquet (the old form) still "
+                        "writes that file, for one release, with a notice", positional=True, run_key=False)
     allow_missing_answer: bool = field(True, help="keep problems without a gold answer (sampling needs none)")
     n: int = field(1, ge=1, help="samples per problem (sample j of a problem never depends on the other problems)")
     until: str = field("solution", choices=["solution", "step"],
@@ -89,8 +91,14 @@ def run(cfg: Config) -> int:
     verdicts = dict(zip(map(id, graded), grade_many((r["completion"], r["answer"]) for r in graded)))
     for r in rows:
         r["correct"] = verdicts.get(id(r))
-    path = write_table(rows, cfg.output)
-    config_path = Path(cfg.output).with_name(Path(cfg.output).stem + ".config.yaml")
+    out = Path(cfg.output)
+    if out.suffix.lower() in (".jsonl", ".json", ".parquet"):   # the old form: a file, its config beside it
+        print(f"ttscale generate: warning: writing a file ({out}) is deprecated and goes in the next release; give "
+              f"a folder (OUT/samples.jsonl, OUT/config.yaml), as every other producing stage takes", file=sys.stderr)
+        path, config_path = write_table(rows, out), out.with_name(out.stem + ".config.yaml")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path, config_path = write_table(rows, out / "samples.jsonl"), out / "config.yaml"
     config_path.write_text(to_yaml(cfg))
     tokens = sum(r["num_tokens"] for r in rows)
     reasons = {k: sum(r["finish_reason"] == k for r in rows) for k in ("stop", "eos", "length")}

@@ -51,6 +51,10 @@ def read_samples(path: str, problem_ids: set[str]) -> dict[str, list[str]]:
     from ttscale.data.io import read_table
     from ttscale.data.steps import join_steps
 
+    from pathlib import Path
+
+    if (Path(path) / "samples.jsonl").is_file():   # a `ttscale generate` folder
+        path = str(Path(path) / "samples.jsonl")
     table = read_table(path)
     labelled = {"problem_id", "steps"} <= set(table.column_names)
     missing = set() if labelled else {"id", "completion"} - set(table.column_names)
