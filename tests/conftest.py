@@ -51,6 +51,21 @@ def tiny_lm_dir(tmp_path_factory, tiny_tokenizer, tiny_lm):
 
 
 @pytest.fixture(scope="session")
+def toy_base_dir(tmp_path_factory):
+    """A tiny random Llama (64 wide, 2 layers) and a BPE tokenizer trained on toy-world text, saved like a hub
+    checkpoint: the base the PRM trainers' tests fine-tune (every PRM formulation starts from it)."""
+    from ttscale.data.toy_world import generate_problems
+    from ttscale.train.tiny import tiny_causal_lm, train_tokenizer
+
+    texts = [p["problem"] + "\n\n" + p["solution"] for p in generate_problems(200, seed=99)]
+    tok = train_tokenizer(texts, vocab_size=400)
+    path = tmp_path_factory.mktemp("toy_base")
+    tiny_causal_lm(tok, hidden_size=64, num_layers=2, seed=0).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def prm_tokenizer(tiny_tokenizer, tmp_path_factory):
     """A copy of the session tokenizer with the step tag and the external styles' tags (the original is untouched)."""
     from transformers import AutoTokenizer

@@ -79,18 +79,12 @@ def test_build_critiques_resumes_and_refuses_changed_labels(tiny_lm_dir, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def verifier(tmp_path_factory):
+def verifier(tmp_path_factory, toy_base_dir):
     """A tiny verifier trained on critique rows: a right step's rationale reaches its number ("+"), a wrong
     step's rationale another one ("-")."""
-    from ttscale.data.toy_world import generate_problems
-    from ttscale.train.tiny import tiny_causal_lm, train_tokenizer
     from ttscale.train.train_prm_cmd import Config, train_prm
 
     root = tmp_path_factory.mktemp("generative")
-    texts = [p["problem"] + "\n\n" + p["solution"] for p in generate_problems(200, seed=99)]
-    tok = train_tokenizer(texts, vocab_size=400)
-    tiny_causal_lm(tok, hidden_size=64, num_layers=2, seed=0).save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
     rows = []
     for r in toy_labelled_rows(30, seed=2, levels=(1, 2)):
         for k, y in enumerate(r["labels"]):
@@ -99,7 +93,7 @@ def verifier(tmp_path_factory):
             if not y:
                 break
     write_table(rows, root / "critiques.jsonl")
-    cfg = Config(model=str(root / "base"), data=str(root / "critiques.jsonl"), output_dir=str(root / "prm"),
+    cfg = Config(model=str(toy_base_dir), data=str(root / "critiques.jsonl"), output_dir=str(root / "prm"),
                  formulation="generative", threads=1, seed=0, learning_rate=1e-3, per_device_train_batch_size=8,
                  max_steps=12, logging_steps=4, report_to="none", rationale_tokens=12)
     trainer, path, metrics = train_prm(cfg)

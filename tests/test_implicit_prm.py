@@ -19,16 +19,8 @@ from ttscale.train.train_prm_cmd import Config, train_prm
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    from ttscale.data.toy_world import generate_problems
-    from ttscale.train.tiny import tiny_causal_lm, train_tokenizer
-
-    texts = [p["problem"] + "\n\n" + p["solution"] for p in generate_problems(200, seed=99)]
-    tok = train_tokenizer(texts, vocab_size=400)
-    path = tmp_path_factory.mktemp("implicit_base")
-    tiny_causal_lm(tok, hidden_size=64, num_layers=2, seed=0).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+def base_dir(toy_base_dir):
+    return toy_base_dir
 
 
 @pytest.fixture(scope="module")

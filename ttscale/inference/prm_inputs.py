@@ -196,12 +196,19 @@ def _native(tok: Any, problem: str, steps: Sequence[str], spec: PRMSpec, label: 
         pieces.append(piece + [tag_id])
     if tag_id in prompt:
         raise StepAlignmentError(f"{label}: the problem text contains the step tag {spec.step_tag!r}")
+    ids, positions, _ = _assemble(tok, prompt, pieces, spec, label)
+    return ids, positions
+
+
+def _assemble(tok: Any, prompt: list[int], pieces: list[list[int]], spec: PRMSpec, label: str
+              ) -> tuple[list[int], list[int], int]:
+    """prompt (cut to fit) + pieces: (ids, the index of each piece's last token, where the first piece starts)."""
     prompt = _fit_prompt(tok, prompt, sum(len(p) for p in pieces), spec, label)
     ids, positions = list(prompt), []
     for piece in pieces:
         ids += piece
         positions.append(len(ids) - 1)
-    return ids, positions
+    return ids, positions, len(prompt)
 
 
 def _fit_prompt(tok: Any, prompt: list[int], steps_len: int, spec: PRMSpec, label: str) -> list[int]:
@@ -226,12 +233,7 @@ def encode_implicit(tok: Any, problem: str, steps: Sequence[str], spec: PRMSpec,
     pieces = [_ids(tok, step if k == 0 else spec.step_delimiter + step) for k, step in enumerate(steps)]
     if any(not p for p in pieces):
         raise StepAlignmentError(f"{label}: a step encodes to no tokens, so it has no position to be read at")
-    prompt = _fit_prompt(tok, prompt, sum(len(p) for p in pieces), spec, label)
-    ids, positions = list(prompt), []
-    for piece in pieces:
-        ids += piece
-        positions.append(len(ids) - 1)
-    return ids, positions, len(prompt)
+    return _assemble(tok, prompt, pieces, spec, label)
 
 
 def _math_shepherd(tok: Any, problem: str, steps: Sequence[str], spec: PRMSpec, label: str):
