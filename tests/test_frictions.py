@@ -67,7 +67,7 @@ def test_a_mistyped_or_wrong_kind_of_model_stops_search_before_it_writes(capsys,
     assert not run.exists()    # nothing written: the corrected command starts afresh, not refused
     assert main([*base, "--policy", str(tiny_lm_dir), "--strategy", "majority", "--budget", "2",
                  "--max-new-tokens", "8"]) == 0
-    assert f"wrote {run / 'dataset'}" in capsys.readouterr().out
+    assert f"wrote {run / 'dataset'}" in capsys.readouterr().err
 
 
 def test_evaluate_of_a_mistyped_run_leaves_no_output(capsys, tmp_path):

@@ -14,6 +14,7 @@ truncated, or stops the job: --on-error) and listed in OUT/skipped.jsonl.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,4 +156,6 @@ def run(cfg: Config) -> int:
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(text + "\n")
     print(text)
+    # stdout stays the summary's JSON; where it wrote goes beside the progress bars
+    print(f"eval-prm: wrote {summary_path}, {predictions} and {out / 'skipped.jsonl'}", file=sys.stderr)
     return 0

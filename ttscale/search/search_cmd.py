@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,5 +133,5 @@ def run(cfg: Config) -> int:
     summary = finalize(out, {"policy": cfg.policy, "reviser": cfg.revision_model, "prm": cfg.prm})
     print(json.dumps(summary, indent=1))
     print(f"[search] wrote {out / 'dataset'} and {out / 'summary.json'} ({len(problems)} problems; "
-          f"`ttscale evaluate {out}` reads it)")
+          f"`ttscale evaluate {out}` reads it)", file=sys.stderr)   # stdout stays the summary's JSON
     return 0

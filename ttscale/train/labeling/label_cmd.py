@@ -10,6 +10,7 @@ that cannot be labelled is skipped to skipped.jsonl or stops the job (--on-error
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def run(cfg: Config) -> int:
     if cfg.num_shards == 1:
         summary = finalize([out], out, export=cfg.export or None)
         print(json.dumps(summary, indent=1))
+        print(f"[label] wrote {out / 'dataset'} and {out / 'summary.json'} ({summary['solutions']} labelled solutions)",
+              file=sys.stderr)   # stdout stays the summary's JSON
     else:
         if cfg.export:  # this shard's own rows; `merge --export` writes the joined one
             parts = [part_path(out, c) for c, _ in mine]

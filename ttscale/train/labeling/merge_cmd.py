@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,4 +31,6 @@ def run(cfg: Config) -> int:
         raise SystemExit("the shards were labelled with different settings; merge only shards of one run")
     summary = finalize(runs, Path(cfg.output_dir), export=cfg.export or None)
     print(json.dumps(summary, indent=1))
+    print(f"[merge] wrote {Path(cfg.output_dir) / 'dataset'} and {Path(cfg.output_dir) / 'summary.json'}",
+          file=sys.stderr)   # stdout stays the summary's JSON
     return 0
