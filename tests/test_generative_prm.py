@@ -71,6 +71,12 @@ def test_build_critiques_resumes_and_refuses_changed_labels(tiny_lm_dir, tmp_pat
         assert (r["verdict"] == "+") == (r["label"] == 1.0) == agrees(r["rationale"], r["step"])
     first = (tmp_path / "c" / "critiques.jsonl").read_text()
     assert main(argv) == rc and (tmp_path / "c" / "critiques.jsonl").read_text() == first   # nothing redone
+    # balanced: every wrong-step row and as many right ones, re-joined from the parts without generating again
+    assert main(argv + ["--balance"]) == rc
+    both = [json.loads(line) for line in (tmp_path / "c" / "critiques.jsonl").read_text().splitlines()]
+    wrong = [r for r in kept if r["label"] == 0.0]
+    assert sorted(r["id"] for r in both if r["label"] == 0.0) == sorted(r["id"] for r in wrong)
+    assert sum(r["label"] == 1.0 for r in both) == min(len(wrong), len(kept) - len(wrong))
     write_table(toy_labelled_rows(6, seed=5, levels=(1,)), tmp_path / "labels.jsonl")
     capsys.readouterr()
     assert main(argv) == 2
