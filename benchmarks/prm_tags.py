@@ -134,9 +134,11 @@ def paired_f1(a, thr_a: float, b, thr_b: float, rows: list[dict], replicates: in
     return diff(range(len(rows))), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
-def weighted_bon(scorer, run, texts: dict[str, str], aggregation: str) -> tuple[np.ndarray, np.ndarray]:
+def weighted_bon(scorer, run, texts: dict[str, str], aggregation: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per problem of a parallel-sampling run: (weighted best-of-N hit with this PRM's scores, FLOPs = the run's
-    policy FLOPs + 2 x the scorer's parameters per token it scored), every finished candidate scored in one call."""
+    policy FLOPs + 2 x the scorer's parameters per token it scored), every finished candidate scored in one call;
+    and the curve {N': (accuracy, mean FLOPs)} for each problem's first N' samples (what a run of N' with the
+    same seed draws), the policy's FLOPs in the share of the generated tokens those samples hold."""
     import dataclasses
 
     from ttscale.search.voting import select
@@ -144,15 +146,23 @@ def weighted_bon(scorer, run, texts: dict[str, str], aggregation: str) -> tuple[
     cands = {p.id: [dataclasses.replace(c, step_scores=[]) for c in p.candidates] for p in run.graded}
     todo = [(p.id, c) for p in run.graded for c in cands[p.id] if c.finished and c.steps]
     scores = scorer.score([(texts[pid], c.steps) for pid, c in todo])
-    tokens = dict.fromkeys(cands, 0)
+    scored = {}
     for (pid, c), s, n in zip(todo, scores, scorer.last_item_tokens):
-        c.step_scores, tokens[pid] = list(s), tokens[pid] + n
-    hits, flops = [], []
-    for p in run.graded:
-        _, chosen = select(cands[p.id], "prm-vote", aggregation)
-        hits.append(chosen >= 0 and p.correct[chosen])
-        flops.append(p.spent.get("policy_flops", 0.0) + 2.0 * scorer.num_params * tokens[p.id])
-    return np.array(hits, dtype=float), np.array(flops)
+        c.step_scores, scored[id(c)] = list(s), n
+    budgets = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= min(len(cands[p.id]) for p in run.graded)]
+    curve, full_hits, full_flops = {}, None, None
+    for n in budgets:
+        hits, flops = [], []
+        for p in run.graded:
+            first = cands[p.id][:n]
+            _, chosen = select(first, "prm-vote", aggregation)
+            hits.append(chosen >= 0 and p.correct[chosen])
+            share = sum(c.tokens for c in first) / max(1, sum(c.tokens for c in cands[p.id]))
+            flops.append(p.spent.get("policy_flops", 0.0) * share
+                         + 2.0 * scorer.num_params * sum(scored.get(id(c), 0) for c in first))
+        curve[n] = (float(np.mean(hits)), float(np.mean(flops)))
+        full_hits, full_flops = np.array(hits, dtype=float), np.array(flops)
+    return full_hits, full_flops, curve
 
 
 def paired_mean(a: np.ndarray, b: np.ndarray, replicates: int = 1000, seed: int = 0) -> tuple[float, float, float]:
@@ -262,7 +272,8 @@ def main() -> None:
                 if bon is not None:
                     bons[c] = weighted_bon(scorer, bon, texts, args.aggregation)
                     extra[c].update(bon_accuracy=round(float(bons[c][0].mean()), 4),
-                                    bon_gflops=round(float(bons[c][1].mean()) / 1e9, 4))
+                                    bon_gflops=round(float(bons[c][1].mean()) / 1e9, 4),
+                                    bon_curve={n: [round(a, 4), round(f / 1e9, 4)] for n, (a, f) in bons[c][2].items()})
             ref = args.choices[0]
             for c in args.choices:
                 every = np.arange(len(rows))
@@ -272,6 +283,12 @@ def main() -> None:
                     extra[c]["f1_diff"] = [round(x, 4) for x in df]
                 if c != ref and bon is not None:
                     extra[c]["bon_diff"] = [round(x, 4) for x in paired_mean(bons[ref][0], bons[c][0])]
+                if bon is not None:   # at the reference's full-budget cost: equal measured FLOPs
+                    from ttscale.eval.deployment import accuracy_at_cost
+
+                    budget = float(bons[ref][1].mean())
+                    at = accuracy_at_cost({f: a for a, f in bons[c][2].values()}, budget)
+                    extra[c]["bon_at_reference_flops"] = None if at is None else round(at, 4)
                 results.append({"seed": seed, "choice": c, "step_auc": round(auc(pairs[c], every), 4),
                                 **extra[c], "vs": ref, "diff": d and [round(x, 4) for x in d]})
                 print(json.dumps(results[-1]), flush=True)
@@ -285,8 +302,9 @@ def main() -> None:
         kinds = " ".join(f"{k} {v:.2f}" for k, v in r["auc_per_kind"].items())
         print(f"{r['seed']:>4}  {r['choice']:<14} {r['step_auc']:>8.3f} {f1:>6}   {interval(r['diff']):<30} {kinds}")
         if "f1_diff" in r or "bon_accuracy" in r:
-            bon = (f"; weighted BoN@N {r['bon_accuracy']:.3f} at {r['bon_gflops']:.3f} GFLOPs/problem"
-                   if "bon_accuracy" in r else "")
+            at = r.get("bon_at_reference_flops")
+            bon = (f"; weighted BoN@N {r['bon_accuracy']:.3f} at {r['bon_gflops']:.3f} GFLOPs/problem, "
+                   f"{'-' if at is None else f'{at:.3f}'} at the reference's FLOPs" if "bon_accuracy" in r else "")
             print(f"{'':>20} F1 vs {r['vs']}: {interval(r.get('f1_diff'))}{bon}"
                   + (f", vs {r['vs']}: {interval(r['bon_diff'])}" if "bon_diff" in r else ""))
     if args.json:
