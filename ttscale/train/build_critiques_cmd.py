@@ -99,8 +99,8 @@ def run(cfg: Config) -> int:
     kept = [json.loads(line) for p in collect_parts([out]) for line in p.read_text().splitlines() if line.strip()]
     if cfg.balance:
         kept = balanced(kept, cfg.seed)
-    labelled = sum(len(checks(r, cfg.threshold)) for r in rows)
-    wrong = sum(1 for r in rows for _, y in checks(r, cfg.threshold) if not y)
+    labels = [y for r in rows for _, y in checks(r, cfg.threshold)]
+    labelled, wrong = len(labels), labels.count(False)
     summary = {"rows": len(rows), "labelled_steps": labelled, "wrong_steps": wrong, "kept": len(kept),
                "kept_right": sum(r["label"] == 1.0 for r in kept), "kept_wrong": sum(r["label"] == 0.0 for r in kept),
                "kept_share": round(len(kept) / labelled, 4) if labelled else None}

@@ -23,14 +23,13 @@ def critique_pairs(rows: Iterable[Mapping[str, Any]], tokenizer: Any, spec: PRMS
     token after the marker, or the scorer could not read it where training put it."""
     import datasets
 
-    signs = {"+": spec.positive_token, "-": spec.negative_token}
     prompts, completions = [], []
     for i, row in enumerate(rows):
         missing = [c for c in REQUIRED if row.get(c) is None]
         if missing:
             raise UserError(f"{source}: row {i} has no {missing} column(s); generative PRM rows need "
                             f"{', '.join(REQUIRED)} (write them with `ttscale build-critiques`)")
-        if row["verdict"] not in signs:
+        if row["verdict"] not in ("+", "-"):
             raise UserError(f"{source}: row {i}: verdict must be '+' or '-', got {row['verdict']!r}")
         prompts.append(critique_prompt(row["problem"], list(row["prefix"]), row["step"], tokenizer,
                                        spec.step_delimiter))
